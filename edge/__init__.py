@@ -1,0 +1,1 @@
+"""sitekeeper edge daemon: OCPP proxy / local CSMS, store, web app."""

@@ -1,0 +1,76 @@
+"""Who may charge: the edge's authorization decision for an id tag (1.6) or id token (2.0.1).
+
+One `Authorizer` per site. Sources, in order: the edge's local list (cards the site knows; the billing layer
+extends `decide`), the authorization cache (every idTagInfo / idTokenInfo upstream has answered, with an
+expiry), then the rule for unknown cards: in standalone mode `site.accept_unknown_cards`, in proxy mode
+while upstream is away `upstream.offline_accept_unknown`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    status: str
+    expires: float  # unix time
+
+
+def id_token_of(payload: dict) -> str | None:
+    """The card identifier in a 1.6 ``idTag`` or a 2.0.1 ``idToken`` object."""
+    tag = payload.get("idTag")
+    if isinstance(tag, str):
+        return tag
+    token = payload.get("idToken")
+    if isinstance(token, dict) and isinstance(token.get("idToken"), str):
+        return token["idToken"]
+    return None
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Authorizer:
+    def __init__(self, *, accept_unknown_standalone: bool = True, offline_accept_unknown: bool = False,
+                 cache_ttl_s: float = 86400.0, cache: dict[str, CacheEntry] | None = None):
+        self.accept_unknown_standalone = accept_unknown_standalone
+        self.offline_accept_unknown = offline_accept_unknown
+        self.cache_ttl_s = cache_ttl_s
+        self.cache: dict[str, CacheEntry] = cache if cache is not None else {}
+
+    def decide(self, charger_id: str, id_tag: str | None, *, standalone: bool, now: float | None = None) -> str:
+        """The status to answer for `id_tag` when the edge decides (standalone, or proxy while offline)."""
+        if id_tag is None:
+            return "Accepted"  # 2.0.1 events without a token (cable plugged in before authorization)
+        now = time.time() if now is None else now
+        entry = self.cache.get(id_tag)
+        if entry is not None:
+            if entry.expires > now:
+                return entry.status
+            if entry.status == "Accepted":
+                return "Expired" if not (self.offline_accept_unknown and not standalone) else "Accepted"
+        if standalone:
+            return "Accepted" if self.accept_unknown_standalone else "Invalid"
+        return "Accepted" if self.offline_accept_unknown else "Invalid"
+
+    def learn(self, id_tag: str, info: dict, now: float | None = None) -> dict | None:
+        """Remember upstream's answer for `id_tag`; return the row to persist (None if nothing to learn)."""
+        status = info.get("status")
+        if not isinstance(status, str):
+            return None
+        now = time.time() if now is None else now
+        expires = now + self.cache_ttl_s
+        stated = _parse_time(info.get("expiryDate") or info.get("cacheExpiryDateTime"))
+        if stated is not None:
+            expires = min(expires, stated)
+        self.cache[id_tag] = CacheEntry(status, expires)
+        return {"id_tag": id_tag, "status": status, "expires": expires}

@@ -1,0 +1,150 @@
+"""The `sitekeeper` command: a thin face over the edge's library functions.
+
+    sitekeeper [--config PATH] run
+    sitekeeper simulate --url URL --chargers N --version 1.6|2.0.1
+    sitekeeper journal CHARGER [--limit N] [--json]
+    sitekeeper hash-password [PASSWORD]
+
+Exit codes: 0 ok, 2 bad input (config, arguments), 1 other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+
+from edge import config as config_mod
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --config is accepted before or after the subcommand; the subcommand's copy must not reset it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="TOML config file (default: built-in demo site)")
+    p = argparse.ArgumentParser(prog="sitekeeper", description="EV charging site controller (OCPP proxy / local CSMS)")
+    p.add_argument("--config", metavar="PATH", default=None, help="TOML config file (default: built-in demo site)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", parents=[common], help="run the edge daemon")
+
+    s = sub.add_parser("simulate", parents=[common], help="run simulated chargers against an edge")
+    s.add_argument("--url", help="charger endpoint, e.g. ws://127.0.0.1:9000/ocpp (default: this config's)")
+    s.add_argument("--chargers", type=int, default=2)
+    s.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
+    s.add_argument("--sessions", type=int, default=1, help="card sessions per charger")
+    s.add_argument("--forever", action="store_true", help="keep running sessions until interrupted")
+    s.add_argument("--prefix", default="SIM", help="charger id prefix (SIM0001, SIM0002, ...)")
+    s.add_argument("--meter-interval", type=float, default=1.0, help="seconds between meter values")
+    s.add_argument("--password", help="HTTP Basic password (security profile 1/2)")
+
+    j = sub.add_parser("journal", parents=[common], help="show a charger's recent OCPP frames")
+    j.add_argument("charger")
+    j.add_argument("--limit", type=int, default=50)
+    j.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
+    h.add_argument("password", nargs="?")
+    return p
+
+
+def _load(args: argparse.Namespace) -> config_mod.Config:
+    try:
+        return config_mod.load(args.config)
+    except config_mod.ConfigError as e:
+        print(f"sitekeeper: config: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.daemon import run
+
+    cfg = _load(args)
+    try:
+        asyncio.run(run(cfg))
+    except OSError as e:
+        print(f"sitekeeper: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from edge.simulate import run_site
+
+    url = args.url
+    if url is None:
+        cfg = _load(args)
+        host = "127.0.0.1" if cfg.ocpp.host in ("0.0.0.0", "::", "") else cfg.ocpp.host
+        url = f"{'wss' if cfg.ocpp.security_profile >= 2 else 'ws'}://{host}:{cfg.ocpp.port}/ocpp"
+    if args.chargers < 1:
+        print("sitekeeper: --chargers must be at least 1", file=sys.stderr)
+        return 2
+    print(f"simulating {args.chargers} OCPP {args.version} charger(s) against {url}", flush=True)
+    try:
+        stats = asyncio.run(run_site(url, args.chargers, args.version, sessions=args.sessions, prefix=args.prefix,
+                                     meter_interval=args.meter_interval, password=args.password,
+                                     forever=args.forever))
+    except KeyboardInterrupt:
+        return 0
+    failed = 0
+    for i, st in enumerate(stats, start=1):
+        line = f"{args.prefix}{i:04d}: {st.sessions} session(s), {st.energy_wh} Wh, {st.calls} calls"
+        if st.refused:
+            line += f", {st.refused} refused"
+        if st.notes:
+            failed += 1
+            line += "; " + "; ".join(st.notes)
+        print(line)
+    return 1 if failed else 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from edge.journal import read
+    from edge.store import Store
+
+    cfg = _load(args)
+    store = Store.open(cfg.store.path)
+    try:
+        rows = read(store, args.charger, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no frames recorded for charger {args.charger!r}")
+        return 0
+    names = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edge → upstream",
+             "u>e": "upstream → edge"}
+    for row in rows:
+        print(f"{row['ts']}  {names.get(row['direction'], row['direction']):<16}  {row['frame']}")
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from edge.security import hash_password
+
+    password = args.password if args.password is not None else getpass.getpass("charger password: ")
+    if not password:
+        print("sitekeeper: empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal,
+               "hash-password": cmd_hash_password}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Site configuration: one TOML file, every key with a default.
+
+`load(path)` returns a `Config`; a misspelt key or a bad value raises `ConfigError` whose message names the
+key (``ocpp.port: expected an integer from 1 to 65535, got 'abc'``), so that start-up stops with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.security import hash_password
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or has a bad value; the message names the key."""
+
+
+@dataclass
+class SiteConfig:
+    id: str = "site-1"
+    name: str = "Demo site"
+    accept_unknown_cards: bool = True  # standalone: a card the site does not know may charge (demo default)
+
+
+@dataclass
+class StoreConfig:
+    path: str = "sitekeeper.db"
+    journal_max_rows: int = 2000  # per charger
+    journal_max_age_days: int = 14
+
+
+@dataclass
+class ChargerAuth:
+    password_hash: str = ""
+
+
+@dataclass
+class OcppConfig:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    security_profile: int = 0
+    allow_unknown_chargers: bool = True
+    tls_cert: str = ""
+    tls_key: str = ""
+    heartbeat_interval: int = 300
+    chargers: dict[str, ChargerAuth] = field(default_factory=dict)
+
+
+@dataclass
+class UpstreamCharger:
+    password: str = ""
+
+
+@dataclass
+class UpstreamConfig:
+    mode: str = "standalone"
+    url: str = ""
+    strict: bool = False
+    offline_accept_unknown: bool = False
+    call_timeout: float = 10.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    auth_cache_ttl_hours: float = 24.0
+    ca_file: str = ""
+    chargers: dict[str, UpstreamCharger] = field(default_factory=dict)
+
+
+@dataclass
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    source: str = ""  # the file it came from, "" for defaults
+
+
+def _check(key: str, value: Any, kind: type, default: Any) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _fill(obj: Any, table: Any, prefix: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in table.items():
+        name = f"{prefix}.{key}"
+        if key not in fields or key == "source" or key == "password_hash":
+            raise ConfigError(f"{name}: unknown key (known: {', '.join(k for k in fields if k != 'source')})")
+        current = getattr(obj, key)
+        if key == "chargers":
+            setattr(obj, key, _chargers(name, value, type(obj)))
+        elif dataclasses.is_dataclass(current):
+            _fill(current, value, name)
+        else:
+            setattr(obj, key, _check(name, value, type(current), current))
+
+
+def _chargers(prefix: str, table: Any, owner: type) -> dict:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table of chargers, got {table!r}")
+    out: dict = {}
+    for cid, entry in table.items():
+        name = f"{prefix}.{cid}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{name}: expected a table, got {entry!r}")
+        unknown = set(entry) - {"password"}
+        if unknown:
+            raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: password)")
+        password = _check(f"{name}.password", entry.get("password", ""), str, "")
+        if owner is OcppConfig:
+            out[cid] = ChargerAuth(password_hash=hash_password(password) if password else "")
+        else:
+            out[cid] = UpstreamCharger(password=password)
+    return out
+
+
+def _validate(cfg: Config) -> None:
+    if not 1 <= cfg.ocpp.port <= 65535:
+        raise ConfigError(f"ocpp.port: expected 1..65535, got {cfg.ocpp.port}")
+    if not 0 <= cfg.web.port <= 65535:
+        raise ConfigError(f"web.port: expected 0..65535 (0 turns the web app off), got {cfg.web.port}")
+    if cfg.ocpp.security_profile not in (0, 1, 2):
+        raise ConfigError(f"ocpp.security_profile: expected 0, 1 or 2, got {cfg.ocpp.security_profile}")
+    if cfg.ocpp.security_profile == 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
+        raise ConfigError("ocpp.tls_cert: security profile 2 needs ocpp.tls_cert and ocpp.tls_key")
+    if cfg.upstream.mode not in ("standalone", "proxy"):
+        raise ConfigError(f"upstream.mode: expected 'standalone' or 'proxy', got {cfg.upstream.mode!r}")
+    if cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"upstream.url: proxy mode needs a ws:// or wss:// URL, got {cfg.upstream.url!r}")
+    if cfg.upstream.call_timeout <= 0:
+        raise ConfigError("upstream.call_timeout: must be above 0")
+    if cfg.store.journal_max_rows < 10:
+        raise ConfigError("store.journal_max_rows: must be at least 10")
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Read a TOML config file (or none: all defaults) and return the checked `Config`."""
+    cfg = Config()
+    if path is None:
+        _validate(cfg)
+        return cfg
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    sections = {f.name for f in dataclasses.fields(cfg)} - {"source"}
+    for key, value in data.items():
+        if key not in sections:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(sections))})")
+        _fill(getattr(cfg, key), value, key)
+    cfg.source = str(p)
+    if not Path(cfg.store.path).is_absolute():
+        cfg.store.path = str((p.parent / cfg.store.path).resolve())
+    _validate(cfg)
+    return cfg

@@ -1,0 +1,121 @@
+"""`sitekeeper run`: the edge daemon. Wires config, store, authorizer, charger server and web app together
+in one asyncio loop, and shuts down cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+
+from websockets.asyncio.server import serve
+
+from edge.authorize import Authorizer, CacheEntry
+from edge.config import Config
+from edge.journal import Journal
+from edge.local_csms import now_iso
+from edge.metrics import Metrics
+from edge.server import ChargerServer
+from edge.store import Store
+
+log = logging.getLogger("sitekeeper")
+
+
+class Edge:
+    """The running site controller. `await edge.start()`, then `await edge.stop()`."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.store = Store.open(cfg.store.path)
+        self.metrics = Metrics()
+        self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
+        cache = {r["id_tag"]: CacheEntry(r["status"], float(r["expires"] or 0))
+                 for r in self.store.db.query("SELECT id_tag, status, expires FROM auth_cache")}
+        self.authorizer = Authorizer(accept_unknown_standalone=cfg.site.accept_unknown_cards,
+                                     offline_accept_unknown=cfg.upstream.offline_accept_unknown,
+                                     cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache)
+        row = self.store.db.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()
+        self._next_tx = int(row[0]) + 1
+        self.upstream_links = 0
+        self.chargers = ChargerServer(self)
+        self.started = time.time()
+        self._server = None
+        self._web = None
+        self._tasks: list[asyncio.Task] = []
+        self.ocpp_port = cfg.ocpp.port
+        self.web_port = cfg.web.port
+        m = self.metrics
+        m.gauge("sitekeeper_chargers_connected", "Chargers with an open connection",
+                lambda: len(self.chargers.sessions))
+        m.gauge("sitekeeper_upstream_links_up", "Upstream CSMS links that are open", lambda: self.upstream_links)
+        m.gauge("sitekeeper_upstream_queue_messages", "Charger messages waiting to be replayed upstream",
+                lambda: self.store.db.execute("SELECT count(*) FROM upstream_queue").fetchone()[0])
+        m.gauge("sitekeeper_uptime_seconds", "Seconds since the daemon started", lambda: round(time.time() - self.started))
+
+    def new_tx_id(self) -> int:
+        tx_id = self._next_tx
+        self._next_tx += 1
+        return tx_id
+
+    @staticmethod
+    def now() -> str:
+        return now_iso()
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.cfg.ocpp.security_profile < 2:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cfg.ocpp.tls_cert, self.cfg.ocpp.tls_key)
+        return ctx
+
+    async def start(self) -> None:
+        self.store.start()
+        cs = self.chargers
+        self._server = await serve(
+            cs.handler, self.cfg.ocpp.host, self.cfg.ocpp.port, process_request=cs.process_request,
+            select_subprotocol=cs.select_subprotocol, ssl=self._ssl(), max_size=2**20,
+            ping_interval=60, ping_timeout=60, server_header="sitekeeper")
+        self.ocpp_port = self._server.sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.cfg.web.port:
+            from edge.web import start_web
+
+            self._web, self.web_port = await start_web(self)
+        mode = self.cfg.upstream.mode + (f" → {self.cfg.upstream.url}" if self.cfg.upstream.mode == "proxy" else "")
+        scheme = "wss" if self.cfg.ocpp.security_profile >= 2 else "ws"
+        log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at http://%s:%d/",
+                 scheme, self.cfg.ocpp.host, self.ocpp_port, mode, self.cfg.web.host, self.web_port)
+        print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            with contextlib.suppress(Exception):
+                await self.store.write(self.journal.prune)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 10)
+        if self._web is not None:
+            await self._web.stop()
+        await self.store.aclose()
+
+
+async def run(cfg: Config) -> None:
+    edge = Edge(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await edge.start()
+    await stop.wait()
+    log.info("shutting down")
+    await edge.stop()

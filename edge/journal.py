@@ -1,0 +1,70 @@
+"""The message journal: every OCPP frame the edge sees or sends, per charger, bounded by count and age.
+
+Rows are buffered and written with the store's next batch (they never hold up an answer). `prune` keeps at
+most `max_rows` per charger and nothing older than `max_age_days`. `read` masks card identifiers.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections import deque
+
+from edge.local_csms import now_iso
+from edge.store import Store
+
+_CARD = re.compile(r'("(?:idTag|idToken|parentIdTag|groupIdToken)"\s*:\s*)"([^"]*)"')
+
+
+def mask_uid(uid: str) -> str:
+    """Show only the last four characters of a card id: ``****A1B2``."""
+    return "*" * max(0, min(len(uid) - 4, 8)) + uid[-4:] if len(uid) > 4 else "*" * len(uid)
+
+
+def mask_frame(text: str) -> str:
+    return _CARD.sub(lambda m: f'{m.group(1)}"{mask_uid(m.group(2))}"', text)
+
+
+class Journal:
+    def __init__(self, store: Store, max_rows: int = 2000, max_age_days: int = 14):
+        self.store = store
+        self.max_rows = max_rows
+        self.max_age_days = max_age_days
+        self._rows: deque[tuple[str, str, str, str]] = deque()
+        self._scheduled = False
+
+    def add(self, charger_id: str, direction: str, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            frame = frame.decode("utf-8", "replace")
+        self._rows.append((charger_id, now_iso(), direction, frame))
+        if not self._scheduled:
+            self._scheduled = True
+            self.store.write_soon(self._flush)
+
+    def _flush(self, conn: sqlite3.Connection) -> None:
+        self._scheduled = False
+        rows = []
+        while self._rows:
+            rows.append(self._rows.popleft())
+        conn.executemany("INSERT INTO journal (charger_id, ts, direction, frame) VALUES (?, ?, ?, ?)", rows)
+
+    def prune(self, conn: sqlite3.Connection) -> int:
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.max_age_days * 86400))
+        n = conn.execute("DELETE FROM journal WHERE ts < ?", (cutoff,)).rowcount
+        for (charger_id,) in conn.execute("SELECT charger_id FROM journal GROUP BY charger_id HAVING count(*) > ?",
+                                          (self.max_rows,)).fetchall():
+            n += conn.execute(
+                "DELETE FROM journal WHERE charger_id = ? AND id <= (SELECT id FROM journal WHERE charger_id = ?"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?)", (charger_id, charger_id, self.max_rows)).rowcount
+        return n
+
+
+def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:
+    """The newest `limit` frames of a charger, oldest first, card ids masked."""
+    rows = list(store.db.query(
+        "SELECT id, ts, direction, frame FROM journal WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+        [charger_id, limit]))
+    for row in rows:
+        row["frame"] = mask_frame(row["frame"])
+    return rows[::-1]

@@ -1,0 +1,88 @@
+"""The edge's own answers to a charger's CALLs: what a CSMS would say, for 1.6 and 2.0.1.
+
+Used in standalone mode (the edge is the CSMS) and in proxy mode while upstream is away. Pure functions of
+the request and a few facts (time, the authorization decision, a new transaction id); what to persist is
+described by the `Persist` records the controller emits, not done here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from edge.wire import Call
+
+# Messages a charger sends whose answer is an empty object, by version.
+_EMPTY_16 = {"StatusNotification", "MeterValues", "DiagnosticsStatusNotification", "FirmwareStatusNotification"}
+_EMPTY_201 = {
+    "StatusNotification", "MeterValues", "FirmwareStatusNotification", "LogStatusNotification",
+    "NotifyChargingLimit", "ClearedChargingLimit", "NotifyCustomerInformation", "NotifyDisplayMessages",
+    "NotifyEvent", "NotifyMonitoringReport", "NotifyReport", "PublishFirmwareStatusNotification",
+    "ReportChargingProfiles", "ReservationStatusUpdate", "SecurityEventNotification",
+}
+_STATUS_201 = {
+    "NotifyEVChargingNeeds": {"status": "Rejected"},
+    "NotifyEVChargingSchedule": {"status": "Rejected"},
+    "SignCertificate": {"status": "Rejected"},
+    "GetCertificateStatus": {"status": "Failed"},
+    "Get15118EVCertificate": {"status": "Failed", "exiResponse": ""},
+}
+
+# What upstream must see when it comes back (queued while offline); Boot and Status are replayed apart.
+QUEUED_16 = {"StartTransaction", "StopTransaction", "MeterValues", "DataTransfer",
+             "DiagnosticsStatusNotification", "FirmwareStatusNotification"}
+QUEUED_201 = {"TransactionEvent", "MeterValues", "DataTransfer", "FirmwareStatusNotification",
+              "LogStatusNotification", "SecurityEventNotification", "NotifyEvent", "NotifyReport",
+              "NotifyMonitoringReport", "NotifyChargingLimit", "ClearedChargingLimit",
+              "ReservationStatusUpdate", "NotifyCustomerInformation", "PublishFirmwareStatusNotification"}
+
+
+def now_iso(now: float | None = None) -> str:
+    """UTC time as ISO-8601 with milliseconds and a ``Z``."""
+    dt = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def is_queued(version: str, action: str) -> bool:
+    return action in (QUEUED_16 if version == "1.6" else QUEUED_201)
+
+
+def id_tag_info_16(status: str, expiry: str | None = None, parent: str | None = None) -> dict:
+    info: dict = {"status": status}
+    if expiry:
+        info["expiryDate"] = expiry
+    if parent:
+        info["parentIdTag"] = parent
+    return info
+
+
+def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: str = "Accepted",
+           transaction_id: int | None = None, offline: bool = False, now: float | None = None) -> dict | None:
+    """The payload the edge answers `call` with, or None if it does not answer this action itself."""
+    action, p = call.action, call.payload
+    if action == "BootNotification":
+        return {"status": "Accepted", "currentTime": now_iso(now), "interval": heartbeat_interval}
+    if action == "Heartbeat":
+        return {"currentTime": now_iso(now)}
+    if action == "DataTransfer":
+        # Offline, the message is queued for upstream, which knows the vendor; the edge itself knows none.
+        return {"status": "Accepted" if offline else "UnknownVendorId"}
+    if version == "1.6":
+        if action in _EMPTY_16:
+            return {}
+        if action == "Authorize":
+            return {"idTagInfo": id_tag_info_16(auth_status)}
+        if action == "StartTransaction":
+            assert transaction_id is not None
+            return {"transactionId": transaction_id, "idTagInfo": id_tag_info_16(auth_status)}
+        if action == "StopTransaction":
+            return {"idTagInfo": id_tag_info_16(auth_status)} if p.get("idTag") else {}
+        return None
+    if action in _EMPTY_201:
+        return {}
+    if action in _STATUS_201:
+        return dict(_STATUS_201[action])
+    if action == "Authorize":
+        return {"idTokenInfo": {"status": auth_status}}
+    if action == "TransactionEvent":
+        return {"idTokenInfo": {"status": auth_status}} if p.get("idToken") else {}
+    return None

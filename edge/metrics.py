@@ -1,0 +1,29 @@
+"""Prometheus metrics of the edge, rendered by hand in the text exposition format (no extra dependency)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.frames: Counter[str] = Counter()  # by direction: c>e, e>c, e>u, u>e
+        self.errors: Counter[str] = Counter()  # by kind
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def gauge(self, name: str, help_text: str, fn: Callable[[], float]) -> None:
+        self.gauges[name] = (help_text, fn)
+
+    def render(self) -> str:
+        out: list[str] = []
+        for name, (help_text, fn) in self.gauges.items():
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {fn()}"]
+        out += ["# HELP sitekeeper_frames_total OCPP frames by direction (c=charger, e=edge, u=upstream)",
+                "# TYPE sitekeeper_frames_total counter"]
+        for direction in ("c>e", "e>c", "e>u", "u>e"):
+            out.append(f'sitekeeper_frames_total{{direction="{direction}"}} {self.frames[direction]}')
+        out += ["# HELP sitekeeper_errors_total Errors by kind", "# TYPE sitekeeper_errors_total counter"]
+        for kind in sorted(self.errors) or ["frame"]:
+            out.append(f'sitekeeper_errors_total{{kind="{kind}"}} {self.errors[kind]}')
+        return "\n".join(out) + "\n"

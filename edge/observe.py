@@ -1,0 +1,123 @@
+"""What the edge records from a charger's messages: boot facts, connector status, transactions, meter values.
+
+Each function takes a parsed payload and returns store operations ``(kind, data)`` for `edge.store_ops`.
+They are shared by standalone mode, offline answering and passive observation in proxy mode.
+"""
+
+from __future__ import annotations
+
+from edge.local_csms import now_iso
+
+Op = tuple[str, dict]
+
+ENERGY = "Energy.Active.Import.Register"
+
+
+def boot_ops(charger_id: str, version: str, payload: dict) -> list[Op]:
+    info = payload.get("chargingStation", payload)  # 2.0.1 nests the facts; 1.6 does not
+    return [("charger_boot", {
+        "charger_id": charger_id, "version": version,
+        "vendor": info.get("vendorName") or info.get("chargePointVendor"),
+        "model": info.get("model") or info.get("chargePointModel"),
+        "serial": info.get("serialNumber") or info.get("chargePointSerialNumber"),
+        "firmware": info.get("firmwareVersion"),
+        "ts": now_iso(),
+    })]
+
+
+def status_key(payload: dict) -> tuple[int, int]:
+    """(evse, connector) of a StatusNotification: 1.6 has only connectorId (evse 0 stands for 'none')."""
+    if "evseId" in payload:
+        return int(payload["evseId"]), int(payload.get("connectorId", 0))
+    return 0, int(payload.get("connectorId", 0))
+
+
+def status_ops(charger_id: str, payload: dict) -> list[Op]:
+    evse, connector = status_key(payload)
+    return [("status", {
+        "charger_id": charger_id, "evse_id": evse, "connector_id": connector,
+        "status": payload.get("status") or payload.get("connectorStatus"),
+        "error_code": payload.get("errorCode"), "ts": payload.get("timestamp") or now_iso(),
+    })]
+
+
+def meter_rows(charger_id: str, tx_key: str | None, connector_id: int | None, meter_value: list) -> list[dict]:
+    rows = []
+    for mv in meter_value or []:
+        ts = mv.get("timestamp")
+        for s in mv.get("sampledValue") or []:
+            unit = s.get("unit") or (s.get("unitOfMeasure") or {}).get("unit")
+            rows.append({
+                "charger_id": charger_id, "tx_key": tx_key, "connector_id": connector_id, "timestamp": ts,
+                "measurand": s.get("measurand", ENERGY), "phase": s.get("phase"), "unit": unit,
+                "context": s.get("context"), "value": str(s.get("value")),
+            })
+    return rows
+
+
+def energy_wh(meter_value: list) -> int | None:
+    """The last Energy.Active.Import.Register reading in Wh (kWh converted), or None."""
+    found = None
+    for mv in meter_value or []:
+        for s in mv.get("sampledValue") or []:
+            if s.get("measurand", ENERGY) != ENERGY or s.get("phase"):
+                continue
+            unit = s.get("unit") or (s.get("unitOfMeasure") or {}).get("unit") or "Wh"
+            try:
+                value = float(s.get("value"))
+            except (TypeError, ValueError):
+                continue
+            found = round(value * 1000) if unit == "kWh" else round(value)
+    return found
+
+
+def meter_ops_16(charger_id: str, payload: dict) -> list[Op]:
+    tx = payload.get("transactionId")
+    rows = meter_rows(charger_id, None if tx is None else str(tx), payload.get("connectorId"),
+                      payload.get("meterValue"))
+    return [("meter", {"rows": rows})] if rows else []
+
+
+def meter_ops_201(charger_id: str, payload: dict) -> list[Op]:
+    rows = meter_rows(charger_id, None, payload.get("evseId"), payload.get("meterValue"))
+    return [("meter", {"rows": rows})] if rows else []
+
+
+def start_op_16(charger_id: str, tx_id: int, payload: dict, *, offline: bool,
+                upstream_tx_id: int | None = None, upstream_status: str | None = None) -> Op:
+    return ("tx_start", {
+        "id": tx_id, "charger_id": charger_id, "tx_key": str(tx_id), "version": "1.6",
+        "evse_id": None, "connector_id": payload.get("connectorId"), "id_tag": payload.get("idTag"),
+        "meter_start": payload.get("meterStart"), "started_at": payload.get("timestamp"),
+        "started_offline": int(offline), "upstream_tx_id": upstream_tx_id, "upstream_status": upstream_status,
+    })
+
+
+def stop_ops_16(charger_id: str, payload: dict) -> list[Op]:
+    tx_key = str(payload.get("transactionId"))
+    ops: list[Op] = [("tx_stop", {
+        "charger_id": charger_id, "tx_key": tx_key, "meter_stop": payload.get("meterStop"),
+        "stopped_at": payload.get("timestamp"), "reason": payload.get("reason", "Local"),
+    })]
+    rows = meter_rows(charger_id, tx_key, None, payload.get("transactionData"))
+    if rows:
+        ops.append(("meter", {"rows": rows}))
+    return ops
+
+
+def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | None) -> list[Op]:
+    """Ops for a 2.0.1 TransactionEvent: start on Started (or first sight), meter values, stop on Ended."""
+    info = payload.get("transactionInfo") or {}
+    tx_key = info.get("transactionId")
+    evse = payload.get("evse") or {}
+    token = payload.get("idToken") or {}
+    energy = energy_wh(payload.get("meterValue"))
+    ops: list[Op] = [("tx_event", {
+        "id": new_id, "version": version, "charger_id": charger_id, "tx_key": tx_key, "event": payload.get("eventType"),
+        "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": token.get("idToken"),
+        "ts": payload.get("timestamp"), "energy_wh": energy, "reason": info.get("stoppedReason"),
+    })]
+    rows = meter_rows(charger_id, tx_key, evse.get("id"), payload.get("meterValue"))
+    if rows:
+        ops.append(("meter", {"rows": rows}))
+    return ops

@@ -1,0 +1,53 @@
+"""Charger passwords (OCPP security profiles 1 and 2): hashing, checking, HTTP Basic parsing.
+
+Passwords are kept only as PBKDF2-SHA256 hashes (``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``);
+a config value that already has that form is taken as a hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+PREFIX = "pbkdf2_sha256"
+ITERATIONS = 20_000
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """Return the stored form of `password` (a value already in stored form is returned as is)."""
+    if password.startswith(PREFIX + "$"):
+        return password
+    salt = salt or os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"{PREFIX}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """True if `password` matches the stored hash (constant-time compare)."""
+    try:
+        prefix, iterations, salt, digest = stored.split("$")
+        if prefix != PREFIX:
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
+    """Split an ``Authorization: Basic ...`` header into (user, password), or None if absent or bad."""
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8", "replace")
+    except ValueError:
+        return None
+    user, sep, password = raw.partition(":")
+    return (user, password) if sep else None
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return f"Basic {token}"

@@ -1,0 +1,228 @@
+"""`sitekeeper simulate`: simulated chargers (OCPP 1.6J or 2.0.1) that boot, report status, heartbeat and run
+card sessions with meter values against an edge (or any CSMS), so that a new site shows life at once.
+
+Built directly on `websockets` so that it stays light enough to run a thousand chargers in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from edge.security import basic_auth_header
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class SimStats:
+    calls: int = 0
+    errors: int = 0
+    sessions: int = 0
+    energy_wh: int = 0
+    refused: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class SimCharger:
+    """One simulated charger with a single connector."""
+
+    def __init__(self, url: str, charger_id: str, version: str = "1.6", *, password: str | None = None,
+                 id_tag: str = "04A1B2C3D4", meter_interval: float = 1.0, power_w: int = 7400,
+                 call_timeout: float = 30.0):
+        self.url = url.rstrip("/") + "/" + charger_id
+        self.charger_id = charger_id
+        self.version = version
+        self.password = password
+        self.id_tag = id_tag
+        self.meter_interval = meter_interval
+        self.power_w = power_w
+        self.call_timeout = call_timeout
+        self.meter_wh = random.randint(0, 1_000_000)
+        self.ws: ClientConnection | None = None
+        self.stats = SimStats()
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+        self.transaction_id: int | str | None = None
+        self.remote_stop = asyncio.Event()
+
+    async def connect(self) -> None:
+        headers = {}
+        if self.password is not None:
+            headers["Authorization"] = basic_auth_header(self.charger_id, self.password)
+        sub = "ocpp1.6" if self.version == "1.6" else "ocpp2.0.1"
+        self.ws = await connect(self.url, subprotocols=[sub], additional_headers=headers,  # type: ignore[list-item]
+                                proxy=None, open_timeout=30, ping_interval=None)
+        self._reader = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if msg[0] == 2:
+                await self.ws.send(json.dumps([3, msg[1], self._answer(msg[2], msg[3])]))
+            elif msg[1] in self._pending:
+                fut = self._pending.pop(msg[1])
+                if not fut.done():
+                    fut.set_result(msg)
+
+    def _answer(self, action: str, payload: dict) -> dict:
+        if action in ("RemoteStopTransaction", "RequestStopTransaction"):
+            self.remote_stop.set()
+            return {"status": "Accepted"}
+        if action in ("RemoteStartTransaction", "RequestStartTransaction"):
+            return {"status": "Accepted"}
+        if action == "GetTransactionStatus":
+            return {"messagesInQueue": False}
+        return {"status": "Rejected"} if action not in ("DataTransfer",) else {"status": "UnknownVendorId"}
+
+    async def call(self, action: str, payload: dict) -> dict:
+        assert self.ws is not None
+        msg_id = str(next(self._ids))
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = fut
+        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        self.stats.calls += 1
+        msg = await asyncio.wait_for(fut, self.call_timeout)
+        if msg[0] == 4:
+            self.stats.errors += 1
+            raise RuntimeError(f"{action}: {msg[2]}: {msg[3]}")
+        return msg[2]
+
+    # -- the messages ----------------------------------------------------------------------------------
+    async def boot(self) -> dict:
+        if self.version == "1.6":
+            return await self.call("BootNotification", {"chargePointVendor": "sitekeeper",
+                                                        "chargePointModel": "sim", "chargePointSerialNumber":
+                                                        self.charger_id})
+        return await self.call("BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "sitekeeper", "model": "sim", "serialNumber": self.charger_id}})
+
+    async def status(self, status: str) -> dict:
+        if self.version == "1.6":
+            return await self.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                          "status": status, "timestamp": _now()})
+        mapping = {"Available": "Available", "Preparing": "Occupied", "Charging": "Occupied",
+                   "Finishing": "Occupied"}
+        return await self.call("StatusNotification", {"timestamp": _now(), "connectorStatus": mapping[status],
+                                                      "evseId": 1, "connectorId": 1})
+
+    async def heartbeat(self) -> dict:
+        return await self.call("Heartbeat", {})
+
+    async def authorize(self) -> str:
+        if self.version == "1.6":
+            return (await self.call("Authorize", {"idTag": self.id_tag}))["idTagInfo"]["status"]
+        res = await self.call("Authorize", {"idToken": {"idToken": self.id_tag, "type": "ISO14443"}})
+        return res["idTokenInfo"]["status"]
+
+    def _sample(self) -> list[dict]:
+        unit = {"unit": "Wh"} if self.version == "1.6" else {"unitOfMeasure": {"unit": "Wh"}}
+        return [{"timestamp": _now(), "sampledValue": [{"value": str(self.meter_wh) if self.version == "1.6"
+                                                        else self.meter_wh,
+                                                        "measurand": "Energy.Active.Import.Register",
+                                                        "context": "Sample.Periodic", **unit}]}]
+
+    async def start(self) -> str:
+        self._seq = 0
+        self.start_wh = self.meter_wh
+        if self.version == "1.6":
+            res = await self.call("StartTransaction", {"connectorId": 1, "idTag": self.id_tag,
+                                                       "meterStart": self.meter_wh, "timestamp": _now()})
+            self.transaction_id = res["transactionId"]
+            return res["idTagInfo"]["status"]
+        self.transaction_id = uuid.uuid4().hex[:20]
+        res = await self.call("TransactionEvent", self._tx_event("Started", "Authorized"))
+        return res.get("idTokenInfo", {}).get("status", "Accepted")
+
+    def _tx_event(self, event: str, trigger: str, reason: str | None = None) -> dict:
+        info: dict = {"transactionId": self.transaction_id}
+        if reason:
+            info["stoppedReason"] = reason
+        payload = {"eventType": event, "timestamp": _now(), "triggerReason": trigger, "seqNo": self._seq,
+                   "transactionInfo": info, "evse": {"id": 1, "connectorId": 1}, "meterValue": self._sample()}
+        if event == "Started":
+            payload["idToken"] = {"idToken": self.id_tag, "type": "ISO14443"}
+        self._seq += 1
+        return payload
+
+    async def meter(self, seconds: float) -> None:
+        self.meter_wh += int(self.power_w * seconds / 3600)
+        if self.version == "1.6":
+            await self.call("MeterValues", {"connectorId": 1, "transactionId": self.transaction_id,
+                                            "meterValue": self._sample()})
+        else:
+            await self.call("TransactionEvent", self._tx_event("Updated", "MeterValuePeriodic"))
+
+    async def stop(self, reason: str = "Local") -> None:
+        if self.version == "1.6":
+            await self.call("StopTransaction", {"transactionId": self.transaction_id, "idTag": self.id_tag,
+                                                "meterStop": self.meter_wh, "timestamp": _now(), "reason": reason})
+        else:
+            await self.call("TransactionEvent", self._tx_event("Ended", "StopAuthorized", reason))
+        self.stats.energy_wh += self.meter_wh - self.start_wh
+        self.stats.sessions += 1
+        self.transaction_id = None
+
+    async def session(self, meter_samples: int = 3) -> bool:
+        """One card session: authorize, start, meter values, stop. False if the card was refused."""
+        if await self.authorize() != "Accepted":
+            self.stats.refused += 1
+            return False
+        await self.status("Preparing")
+        if await self.start() != "Accepted":
+            self.stats.refused += 1
+        await self.status("Charging")
+        for _ in range(meter_samples):
+            if self.remote_stop.is_set():
+                break
+            await asyncio.sleep(self.meter_interval)
+            await self.meter(self.meter_interval)
+        await self.stop("Remote" if self.remote_stop.is_set() else "Local")
+        self.remote_stop.clear()
+        await self.status("Available")
+        return True
+
+
+async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, prefix: str = "SIM",
+                   meter_interval: float = 1.0, password: str | None = None, forever: bool = False) -> list[SimStats]:
+    """Run `chargers` simulated chargers, each doing `sessions` card sessions (or forever)."""
+
+    async def one(i: int) -> SimStats:
+        sim = SimCharger(url, f"{prefix}{i:04d}", version, password=password, id_tag=f"04{i:08X}",
+                         meter_interval=meter_interval)
+        try:
+            await sim.connect()
+            await sim.boot()
+            await sim.status("Available")
+            done = 0
+            while forever or done < sessions:
+                await sim.heartbeat()
+                await sim.session()
+                done += 1
+        except Exception as e:  # report, don't crash the other chargers
+            sim.stats.notes.append(f"{type(e).__name__}: {e}")
+        finally:
+            await sim.close()
+        return sim.stats
+
+    return await asyncio.gather(*(one(i) for i in range(1, chargers + 1)))

@@ -1,0 +1,237 @@
+"""The SQLite store: schema migrations, pragmas, and a group-commit writer.
+
+One file, WAL, ``synchronous=FULL``. All writes go through `Store.write` (awaited: the caller continues only
+after the change is committed and fsynced) or `Store.write_soon` (journal rows; committed with the next
+batch). Writes from many connections are gathered and committed together in one transaction on a writer
+thread, so a thousand chargers cost a handful of fsyncs a second, not a thousand. Reads use their own
+connection (`Store.db`, a sqlite-utils `Database`) on the caller's thread; WAL lets them run beside writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+MIGRATIONS: list[str] = [
+    # 1: chargers, connector status, transactions, meter values, the upstream queue, auth cache, journal
+    """
+    CREATE TABLE chargers (
+        id TEXT PRIMARY KEY,
+        ocpp_version TEXT,
+        vendor TEXT, model TEXT, serial TEXT, firmware TEXT,
+        first_seen TEXT, last_seen TEXT, last_boot TEXT,
+        connected INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE connector_status (
+        charger_id TEXT NOT NULL, evse_id INTEGER NOT NULL, connector_id INTEGER NOT NULL,
+        status TEXT NOT NULL, error_code TEXT, timestamp TEXT,
+        PRIMARY KEY (charger_id, evse_id, connector_id)
+    );
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,              -- the edge's own id (what a 1.6 charger is given)
+        charger_id TEXT NOT NULL,
+        tx_key TEXT NOT NULL,                -- 1.6: str(id); 2.0.1: the charger's transactionId
+        ocpp_version TEXT NOT NULL,
+        evse_id INTEGER, connector_id INTEGER,
+        id_tag TEXT,
+        meter_start INTEGER, meter_stop INTEGER, energy_wh INTEGER,
+        started_at TEXT, stopped_at TEXT, stop_reason TEXT,
+        started_offline INTEGER NOT NULL DEFAULT 0,
+        upstream_tx_id INTEGER,              -- 1.6 proxy: upstream's id for this transaction
+        upstream_status TEXT,                -- 1.6 proxy: upstream's idTagInfo status at start
+        boot_id TEXT, clock_synced INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (charger_id, tx_key)
+    );
+    CREATE TABLE meter_values (
+        id INTEGER PRIMARY KEY,
+        charger_id TEXT NOT NULL, tx_key TEXT, connector_id INTEGER,
+        timestamp TEXT, measurand TEXT, phase TEXT, unit TEXT, context TEXT, value TEXT
+    );
+    CREATE INDEX meter_values_tx ON meter_values (charger_id, tx_key);
+    CREATE TABLE upstream_queue (
+        charger_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,                -- per charger, in the order upstream must see them
+        msg_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        frame TEXT NOT NULL,                 -- the charger's original text
+        tx_id INTEGER,                       -- 1.6: the edge's transaction id the frame refers to
+        created TEXT NOT NULL,
+        PRIMARY KEY (charger_id, seq)
+    );
+    CREATE TABLE replay_state (              -- latest Boot and Status frames to send first on reconnect
+        charger_id TEXT NOT NULL, key TEXT NOT NULL, frame TEXT NOT NULL, pending INTEGER NOT NULL,
+        PRIMARY KEY (charger_id, key)
+    );
+    CREATE TABLE auth_cache (
+        id_tag TEXT PRIMARY KEY, status TEXT NOT NULL, expires TEXT, info TEXT, updated TEXT NOT NULL
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        charger_id TEXT NOT NULL, ts TEXT NOT NULL,
+        direction TEXT NOT NULL,             -- 'c>e' charger to edge, 'e>c', 'e>u' edge to upstream, 'u>e'
+        frame TEXT NOT NULL
+    );
+    CREATE INDEX journal_charger ON journal (charger_id, id);
+    """,
+]
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations not yet applied; return the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("store: applied migration %d", number)
+        version = number
+    return version
+
+
+class Store:
+    """The site's database. Create with `Store.open(path)`; `close()` flushes pending writes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = _connect(path)
+        self.version = migrate(self._wconn)
+        self.db = sqlite_utils.Database(_connect(path))
+        self._pending: list[tuple[WriteFn, asyncio.Future | None]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._lock = threading.Lock()
+        self.commits = 0
+
+    @classmethod
+    def open(cls, path: str) -> Store:
+        return cls(path)
+
+    # -- synchronous use (CLI, start-up, tests) ---------------------------------------------------
+    def write_now(self, fn: WriteFn) -> Any:
+        """Run `fn` in its own committed transaction, on the calling thread."""
+        with self._lock:
+            self._wconn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._wconn)
+                self._wconn.execute("COMMIT")
+            except BaseException:
+                self._wconn.execute("ROLLBACK")
+                raise
+        return result
+
+    # -- asyncio use --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    async def write(self, fn: WriteFn) -> Any:
+        """Commit `fn`'s changes (batched with other writers) and return its result once durable."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, fut))
+        self._kick()
+        return await fut
+
+    def write_soon(self, fn: WriteFn) -> None:
+        """Queue `fn` for the next batch without waiting (for the journal and other best-effort rows)."""
+        self._pending.append((fn, None))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+        elif self._task is None:
+            # Not started in a loop (tests, CLI): apply at once.
+            fn, fut = self._pending.pop()
+            result = self.write_now(fn)
+            if fut is not None:
+                fut.set_result(result)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let the writers that are ready in this loop turn join the batch
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            results = await loop.run_in_executor(self._executor, self._apply, batch)
+            for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                if fut is None or fut.done():
+                    if not ok and fut is None:
+                        log.error("store: background write failed: %s", value)
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+    def _apply(self, batch: list[tuple[WriteFn, asyncio.Future | None]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        with self._lock:
+            conn = self._wconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for fn, _ in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        results.append((True, fn(conn)))
+                        conn.execute("RELEASE op")
+                    except Exception as e:  # one bad write must not sink the batch
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((False, e))
+                conn.execute("COMMIT")
+                self.commits += 1
+            except BaseException as e:
+                conn.execute("ROLLBACK")
+                return [(False, e)] * len(batch)
+        return results
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self.write(lambda conn: None)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await self.flush()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self.close()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._wconn.close()
+        self.db.conn.close()

@@ -1,0 +1,110 @@
+"""The store operations the local controller asks for, by name: ``apply(conn, kind, data)``.
+
+Kept apart from the controller so that the controller stays free of SQL and the operations can be tested
+against a real database on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+
+from edge.local_csms import now_iso
+
+
+def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute(
+        "INSERT INTO chargers (id, ocpp_version, vendor, model, serial, firmware, first_seen, last_seen, last_boot)"
+        " VALUES (:charger_id, :version, :vendor, :model, :serial, :firmware, :ts, :ts, :ts)"
+        " ON CONFLICT (id) DO UPDATE SET ocpp_version=:version, vendor=:vendor, model=:model, serial=:serial,"
+        " firmware=:firmware, last_seen=:ts, last_boot=:ts", d)
+
+
+def _status(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute(
+        "INSERT INTO connector_status (charger_id, evse_id, connector_id, status, error_code, timestamp)"
+        " VALUES (:charger_id, :evse_id, :connector_id, :status, :error_code, :ts)"
+        " ON CONFLICT DO UPDATE SET status=:status, error_code=:error_code, timestamp=:ts", d)
+
+
+def _replay_set(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("INSERT INTO replay_state (charger_id, key, frame, pending) VALUES (:charger_id, :key, :frame, 1)"
+                 " ON CONFLICT DO UPDATE SET frame=:frame, pending=1", d)
+
+
+def _replay_done(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("UPDATE replay_state SET pending=0 WHERE charger_id=:charger_id AND key=:key AND frame=:frame", d)
+
+
+def _enqueue(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("INSERT INTO upstream_queue (charger_id, seq, msg_id, action, frame, tx_id, created)"
+                 " VALUES (:charger_id, :seq, :msg_id, :action, :frame, :tx_id, :created)",
+                 {**d, "created": now_iso()})
+
+
+def _dequeue(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("DELETE FROM upstream_queue WHERE charger_id=:charger_id AND seq=:seq", d)
+
+
+def _tx_start(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute(
+        "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
+        " meter_start, started_at, started_offline, upstream_tx_id, upstream_status)"
+        " VALUES (:id, :charger_id, :tx_key, :version, :evse_id, :connector_id, :id_tag, :meter_start,"
+        " :started_at, :started_offline, :upstream_tx_id, :upstream_status)", d)
+
+
+def _tx_map(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("UPDATE transactions SET upstream_tx_id=:upstream_tx_id, upstream_status=:upstream_status"
+                 " WHERE id=:id", d)
+
+
+def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute(
+        "UPDATE transactions SET meter_stop=:meter_stop, stopped_at=:stopped_at, stop_reason=:reason,"
+        " energy_wh=CASE WHEN meter_start IS NULL OR :meter_stop IS NULL THEN NULL"
+        " ELSE :meter_stop - meter_start END"
+        " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
+
+
+def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute(
+        "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
+        " meter_start, started_at) VALUES (:id, :charger_id, :tx_key, :version, :evse_id, :connector_id, :id_tag, :energy_wh, :ts)"
+        " ON CONFLICT (charger_id, tx_key) DO UPDATE SET id_tag=COALESCE(transactions.id_tag, :id_tag),"
+        " evse_id=COALESCE(transactions.evse_id, :evse_id),"
+        " meter_start=COALESCE(transactions.meter_start, :energy_wh)", d)
+    if d["energy_wh"] is not None:
+        conn.execute("UPDATE transactions SET meter_stop=:energy_wh, energy_wh=:energy_wh - meter_start"
+                     " WHERE charger_id=:charger_id AND tx_key=:tx_key AND meter_start IS NOT NULL", d)
+    if d["event"] == "Ended":
+        conn.execute("UPDATE transactions SET stopped_at=:ts, stop_reason=COALESCE(:reason, 'Local')"
+                     " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
+
+
+def _meter(conn: sqlite3.Connection, d: dict) -> None:
+    conn.executemany(
+        "INSERT INTO meter_values (charger_id, tx_key, connector_id, timestamp, measurand, phase, unit, context,"
+        " value) VALUES (:charger_id, :tx_key, :connector_id, :timestamp, :measurand, :phase, :unit, :context,"
+        " :value)", d["rows"])
+
+
+def _auth_cache(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("INSERT INTO auth_cache (id_tag, status, expires, info, updated) VALUES (?, ?, ?, ?, ?)"
+                 " ON CONFLICT DO UPDATE SET status=excluded.status, expires=excluded.expires,"
+                 " updated=excluded.updated",
+                 (d["id_tag"], d["status"], d["expires"], json.dumps(d), now_iso()))
+
+
+OPS: dict[str, Callable[[sqlite3.Connection, dict], None]] = {
+    "charger_boot": _charger_boot, "status": _status, "replay_set": _replay_set, "replay_done": _replay_done,
+    "enqueue": _enqueue, "dequeue": _dequeue, "tx_start": _tx_start, "tx_map": _tx_map, "tx_stop": _tx_stop,
+    "tx_event": _tx_event, "meter": _meter, "auth_cache": _auth_cache,
+}
+
+
+def apply(conn: sqlite3.Connection, ops: list[tuple[str, dict]]) -> None:
+    """Apply `ops` in order on `conn` (inside the caller's transaction)."""
+    for kind, data in ops:
+        OPS[kind](conn, data)

@@ -1,0 +1,85 @@
+"""The edge's web app (FastAPI, in the daemon's own loop): `/healthz`, `/metrics`, and the JSON API."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
+
+from edge import journal
+
+if TYPE_CHECKING:
+    from edge.daemon import Edge
+
+
+def build_app(edge: Edge) -> FastAPI:
+    app = FastAPI(title="sitekeeper edge", version="0.1.0")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"ok": True, "mode": edge.cfg.upstream.mode, "chargers_connected": len(edge.chargers.sessions),
+                "upstream_links_up": edge.upstream_links}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return edge.metrics.render()
+
+    @app.get("/api/chargers")
+    def chargers() -> list[dict]:
+        rows = list(edge.store.db.query("SELECT * FROM chargers ORDER BY id"))
+        for row in rows:
+            row["connected"] = row["id"] in edge.chargers.sessions
+            row["connectors"] = list(edge.store.db.query(
+                "SELECT evse_id, connector_id, status, error_code, timestamp FROM connector_status"
+                " WHERE charger_id = ? ORDER BY evse_id, connector_id", [row["id"]]))
+        return rows
+
+    @app.get("/api/chargers/{charger_id}/journal")
+    def charger_journal(charger_id: str, limit: int = 100) -> list[dict]:
+        if limit < 1 or limit > 10000:
+            raise HTTPException(422, "limit must be 1..10000")
+        return journal.read(edge.store, charger_id, limit)
+
+    @app.get("/api/transactions")
+    def transactions(limit: int = 100) -> list[dict]:
+        return list(edge.store.db.query("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", [limit]))
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # the daemon owns SIGTERM/SIGINT
+        yield
+
+
+class WebServer:
+    def __init__(self, server: _Server):
+        self.server = server
+        self.task = None
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
+
+
+async def start_web(edge: Edge) -> tuple[WebServer, int]:
+    import asyncio
+
+    config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,
+                            log_level="warning", lifespan="off", access_log=False)
+    server = _Server(config)
+    web = WebServer(server)
+    web.task = asyncio.create_task(server.serve())
+    while not server.started:
+        if web.task.done():
+            web.task.result()
+            raise RuntimeError(f"web server could not start on {edge.cfg.web.host}:{edge.cfg.web.port}")
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return web, port

@@ -1,0 +1,1 @@
+"""sitekeeper kiosk: the pygame touchscreen pay station (built in a later issue)."""

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# sitekeeper's one install script.
+#   ./setup.sh          runtime: Python packages into .venv (a Pi or any Debian machine)
+#   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers
+# Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
+# through sudo when it is available).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEV=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (use --dev or nothing)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+APT_UPDATED=0
+apt_install() {  # install the Debian packages among "$@" that are not installed yet
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: please install ${missing[*]} (no apt-get on this machine)" >&2; exit 1
+  fi
+  if [ $APT_UPDATED -eq 0 ]; then $SUDO apt-get update -qq || true; APT_UPDATED=1; fi
+  say "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# -- Python ------------------------------------------------------------------------------------------
+PY=""
+for cand in python3.11 python3.12 python3.13 python3; do
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    PY="$(command -v "$cand")"; break
+  fi
+done
+if [ -z "$PY" ]; then
+  apt_install python3 python3-venv
+  PY="$(command -v python3)"
+fi
+if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ $DEV -eq 1 ]; then
+  say "installing sitekeeper with its dev and test packages into .venv"
+  .venv/bin/python -m pip install -q -e '.[dev]'
+else
+  say "installing sitekeeper into .venv"
+  .venv/bin/python -m pip install -q -e .
+fi
+
+# -- test peers (dev only) ---------------------------------------------------------------------------
+if [ $DEV -eq 1 ]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
+    say "installing the npm test peer (ocpp-rpc)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
+say "done. Start a demo site with: .venv/bin/sitekeeper run"
+[ $DEV -eq 1 ] && say "run the tests with: .venv/bin/pytest"
+exit 0

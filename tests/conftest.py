@@ -1,0 +1,144 @@
+"""Shared test fixtures: free ports, TOML config files, and the real edge daemon as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SITEKEEPER = str(Path(sys.executable).parent / "sitekeeper")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(v)
+
+
+def to_toml(data: dict, prefix: str = "") -> str:
+    """A small TOML writer for test configs (tables of scalars, nested tables)."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    for k, v in scalars.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in tables.items():
+        key = f'"{k}"' if not k.replace("_", "").replace("-", "").isalnum() or "." in k else k
+        lines.append(to_toml(v, f"{prefix}.{key}" if prefix else key))
+    return "\n".join(lines) + "\n"
+
+
+class EdgeProcess:
+    """`sitekeeper run` in a subprocess with its own config and database, on free ports."""
+
+    def __init__(self, workdir: Path, config: dict):
+        self.workdir = workdir
+        self.config = config
+        config.setdefault("store", {}).setdefault("path", str(workdir / "site.db"))
+        config.setdefault("ocpp", {}).setdefault("port", free_port())
+        config.setdefault("web", {}).setdefault("port", free_port())
+        self.ocpp_port = config["ocpp"]["port"]
+        self.web_port = config["web"]["port"]
+        self.config_path = workdir / "sitekeeper.toml"
+        self.config_path.write_text(to_toml(config))
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "edge.log"
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.config.get("ocpp", {}).get("security_profile", 0) >= 2 else "ws"
+        return f"{scheme}://127.0.0.1:{self.ocpp_port}/ocpp"
+
+    @property
+    def db_path(self) -> str:
+        return self.config["store"]["path"]
+
+    def start(self, timeout: float = 20) -> EdgeProcess:
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([SITEKEEPER, "--config", str(self.config_path), "run"], stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir, env={**os.environ})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"edge exited with {self.proc.returncode}:\n{self.log()}")
+            if "ready: ocpp=" in self.log():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).read()
+                    return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"edge did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def http(self, path: str) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5).read().decode()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+        # the ready line of the next start must be a new one
+        self.log_path.write_text(self.log().replace("ready: ocpp=", "was ready: ocpp_"))
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(5)
+        self.proc = None
+        self.log_path.write_text(self.log().replace("ready: ocpp=", "was ready: ocpp_"))
+        return code
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        import sqlite3
+
+        conn = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def edge_factory(tmp_path):
+    started: list[EdgeProcess] = []
+
+    def make(config: dict | None = None, start: bool = True) -> EdgeProcess:
+        workdir = tmp_path / f"edge{len(started)}"
+        workdir.mkdir()
+        proc = EdgeProcess(workdir, config or {})
+        started.append(proc)
+        return proc.start() if start else proc
+
+    yield make
+    for proc in started:
+        if proc.proc is not None:
+            proc.stop()

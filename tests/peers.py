@@ -1,0 +1,283 @@
+"""Real OCPP peers for the tests, built on the `ocpp` package over real sockets.
+
+`Csms`: an upstream CSMS for 1.6 and 2.0.1 that records every raw frame it receives and sends, assigns
+1.6 transaction ids from 1000 up, and can be stopped and restarted on the same port.
+`Charger`: a charger for either version (the `ocpp` package's ChargePoint) that also records raw frames and
+can send raw text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as CP16
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v201 import ChargePoint as CP201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class RecordingConnection:
+    """Wraps a websockets connection; keeps every text received and sent."""
+
+    def __init__(self, ws, received: list, sent: list):
+        self.ws = ws
+        self.received = received
+        self.sent = sent
+
+    async def recv(self):
+        text = await self.ws.recv()
+        self.received.append(text)
+        return text
+
+    async def send(self, text):
+        self.sent.append(text)
+        await self.ws.send(text)
+
+    @property
+    def subprotocol(self):
+        return self.ws.subprotocol
+
+
+@dataclass
+class CsmsPeer:
+    charger_id: str
+    subprotocol: str | None
+    received: list = field(default_factory=list)
+    sent: list = field(default_factory=list)
+    cp: object = None
+    ws: object = None
+    headers: dict = field(default_factory=dict)
+
+
+class Upstream16(CP16):
+    def __init__(self, id, conn, csms: Csms):
+        super().__init__(id, conn)
+        self.csms = csms
+
+    @on("BootNotification")
+    def boot(self, **kw):
+        return result16.BootNotification(current_time=now(), interval=300, status="Accepted")
+
+    @on("Heartbeat")
+    def heartbeat(self, **kw):
+        return result16.Heartbeat(current_time=now())
+
+    @on("StatusNotification")
+    def status(self, **kw):
+        return result16.StatusNotification()
+
+    @on("Authorize")
+    def authorize(self, id_tag, **kw):
+        return result16.Authorize(id_tag_info={"status": self.csms.tag_status.get(id_tag, "Accepted")})
+
+    @on("StartTransaction")
+    def start(self, id_tag, **kw):
+        status = self.csms.tag_status.get(id_tag, "Accepted")
+        tx = 0 if self.csms.start_zero else next(self.csms.tx_ids)
+        return result16.StartTransaction(transaction_id=tx, id_tag_info={"status": status})
+
+    @on("StopTransaction")
+    def stop(self, **kw):
+        return result16.StopTransaction()
+
+    @on("MeterValues")
+    def meter(self, **kw):
+        return result16.MeterValues()
+
+    @on("DataTransfer")
+    def data(self, **kw):
+        return result16.DataTransfer(status="Accepted")
+
+
+class Upstream201(CP201):
+    def __init__(self, id, conn, csms: Csms):
+        super().__init__(id, conn)
+        self.csms = csms
+
+    @on("BootNotification")
+    def boot(self, **kw):
+        return result201.BootNotification(current_time=now(), interval=300, status="Accepted")
+
+    @on("Heartbeat")
+    def heartbeat(self, **kw):
+        return result201.Heartbeat(current_time=now())
+
+    @on("StatusNotification")
+    def status(self, **kw):
+        return result201.StatusNotification()
+
+    @on("Authorize")
+    def authorize(self, id_token, **kw):
+        return result201.Authorize(id_token_info={"status": self.csms.tag_status.get(id_token["id_token"],
+                                                                                     "Accepted")})
+
+    @on("TransactionEvent")
+    def tx_event(self, **kw):
+        token = kw.get("id_token")
+        if token:
+            return result201.TransactionEvent(id_token_info={"status": self.csms.tag_status.get(
+                token["id_token"], "Accepted")})
+        return result201.TransactionEvent()
+
+    @on("MeterValues")
+    def meter(self, **kw):
+        return result201.MeterValues()
+
+    @on("DataTransfer")
+    def data(self, **kw):
+        return result201.DataTransfer(status="Accepted")
+
+
+class Csms:
+    """An upstream CSMS on a fixed port; `stop()` and `start()` make it go away and come back."""
+
+    def __init__(self, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1")):
+        self.port = port
+        self.subprotocols = list(subprotocols)
+        self.peers: dict[str, CsmsPeer] = {}
+        self.history: list[CsmsPeer] = []
+        self.tx_ids = itertools.count(1000)
+        self.tag_status: dict[str, str] = {}
+        self.start_zero = False
+        self.silent = False  # receive but never answer
+        self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/csms"
+
+    async def start(self) -> Csms:
+        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port, subprotocols=self.subprotocols)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def _handler(self, ws):
+        charger_id = ws.request.path.rstrip("/").split("/")[-1]
+        peer = CsmsPeer(charger_id, ws.subprotocol, headers=dict(ws.request.headers))
+        peer.ws = ws
+        self.peers[charger_id] = peer
+        self.history.append(peer)
+        conn = RecordingConnection(ws, peer.received, peer.sent)
+        if self.silent:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for text in ws:
+                    peer.received.append(text)
+            return
+        cls = Upstream16 if ws.subprotocol == "ocpp1.6" else Upstream201
+        peer.cp = cls(charger_id, conn, self)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await peer.cp.start()
+
+    def calls(self, charger_id: str, action: str | None = None) -> list[list]:
+        """Every CALL upstream received from `charger_id`, over all its connections, in order."""
+        out = []
+        for peer in self.history:
+            if peer.charger_id != charger_id:
+                continue
+            for text in peer.received:
+                msg = json.loads(text)
+                if msg[0] == 2 and (action is None or msg[2] == action):
+                    out.append(msg)
+        return out
+
+
+class Charger:
+    """A charger on the `ocpp` package, recording raw frames."""
+
+    def __init__(self, url: str, charger_id: str, version: str = "1.6", headers: dict | None = None):
+        self.url = url.rstrip("/") + "/" + charger_id
+        self.charger_id = charger_id
+        self.version = version
+        self.headers = headers or {}
+        self.received: list[str] = []
+        self.sent: list[str] = []
+        self.ws = None
+        self.cp = None
+        self._task = None
+
+    async def connect(self) -> Charger:
+        sub = "ocpp1.6" if self.version == "1.6" else "ocpp2.0.1"
+        self.ws = await websockets.connect(self.url, subprotocols=[sub], additional_headers=self.headers,
+                                           proxy=None, open_timeout=10)
+        conn = RecordingConnection(self.ws, self.received, self.sent)
+        self.cp = (CP16 if self.version == "1.6" else CP201)(self.charger_id, conn, response_timeout=15)
+        self._task = asyncio.create_task(self.cp.start())
+        return self
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def call(self, payload):
+        return await self.cp.call(payload, suppress=False)
+
+    # 1.6 conveniences
+    async def boot16(self):
+        return await self.call(call16.BootNotification(charge_point_model="test", charge_point_vendor="tests"))
+
+    async def start16(self, id_tag: str, meter_start: int = 1000, connector_id: int = 1):
+        return await self.call(call16.StartTransaction(connector_id=connector_id, id_tag=id_tag,
+                                                       meter_start=meter_start, timestamp=now()))
+
+    async def meter16(self, tx_id: int, wh: int, connector_id: int = 1):
+        return await self.call(call16.MeterValues(connector_id=connector_id, transaction_id=tx_id, meter_value=[
+            {"timestamp": now(), "sampledValue": [{"value": str(wh), "measurand": "Energy.Active.Import.Register",
+                                                   "unit": "Wh"}]}]))
+
+    async def stop16(self, tx_id: int, meter_stop: int, id_tag: str | None = None):
+        return await self.call(call16.StopTransaction(transaction_id=tx_id, meter_stop=meter_stop, timestamp=now(),
+                                                      id_tag=id_tag, reason="Local"))
+
+    async def status16(self, status: str, connector_id: int = 1):
+        return await self.call(call16.StatusNotification(connector_id=connector_id, error_code="NoError",
+                                                         status=status, timestamp=now()))
+
+    # 2.0.1 conveniences
+    async def boot201(self):
+        return await self.call(call201.BootNotification(
+            charging_station={"model": "test", "vendor_name": "tests"}, reason="PowerUp"))
+
+    async def tx_event201(self, event: str, tx_id: str, seq: int, wh: int, id_tag: str | None = None):
+        kw = {}
+        if id_tag:
+            kw["id_token"] = {"id_token": id_tag, "type": "ISO14443"}
+        return await self.call(call201.TransactionEvent(
+            event_type=event, timestamp=now(), trigger_reason="Authorized" if event == "Started" else "MeterValuePeriodic",
+            seq_no=seq, transaction_info={"transaction_id": tx_id}, evse={"id": 1, "connector_id": 1},
+            meter_value=[{"timestamp": now(), "sampled_value": [{"value": wh,
+                                                                 "measurand": "Energy.Active.Import.Register"}]}],
+            **kw))
+
+    async def raw(self, text: str, timeout: float = 5.0) -> list:
+        """Send raw text and return the next frame the edge sends back, parsed."""
+        n = len(self.received)
+        await self.ws.send(text)
+        self.sent.append(text)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.received) == n:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("no answer")
+            await asyncio.sleep(0.01)
+        return json.loads(self.received[n])

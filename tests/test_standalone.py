@@ -1,0 +1,138 @@
+"""Standalone mode: the running daemon is a complete CSMS for chargers of both versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import SITEKEEPER
+from peers import Charger
+
+
+async def test_16_session_is_recorded(edge_factory):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "CP16", "1.6").connect()
+    try:
+        boot = await ch.boot16()
+        assert boot.status == "Accepted" and boot.interval == 300
+        await ch.status16("Available")
+        start = await ch.start16("04AABBCCDD", meter_start=5000)
+        assert start.id_tag_info["status"] == "Accepted"
+        tx = start.transaction_id
+        assert isinstance(tx, int) and tx > 0
+        await ch.meter16(tx, 5600)
+        await ch.stop16(tx, 6200, id_tag="04AABBCCDD")
+        second = await ch.start16("04AABBCCDD", meter_start=6200)
+        assert second.transaction_id != tx, "each session gets its own transaction id"
+    finally:
+        await ch.close()
+    rows = edge.query("SELECT id_tag, meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL, connector_id"
+                      " FROM transactions WHERE id = ?", (tx,))
+    assert rows == [("04AABBCCDD", 5000, 6200, 1200, 1, 1)]
+    values = edge.query("SELECT value, measurand FROM meter_values WHERE charger_id='CP16' AND tx_key=?", (str(tx),))
+    assert values == [("5600", "Energy.Active.Import.Register")]
+    assert edge.query("SELECT status FROM connector_status WHERE charger_id='CP16'") == [("Available",)]
+
+
+async def test_201_session_is_recorded(edge_factory):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "CS201", "2.0.1").connect()
+    try:
+        boot = await ch.boot201()
+        assert boot.status == "Accepted"
+        res = await ch.tx_event201("Started", "tx-abc", 0, 100, id_tag="AB12CD34")
+        assert res.id_token_info["status"] == "Accepted"
+        await ch.tx_event201("Updated", "tx-abc", 1, 900)
+        await ch.tx_event201("Ended", "tx-abc", 2, 1500)
+    finally:
+        await ch.close()
+    rows = edge.query("SELECT tx_key, id_tag, meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL"
+                      " FROM transactions WHERE charger_id='CS201'")
+    assert rows == [("tx-abc", "AB12CD34", 100, 1500, 1400, 1)]
+
+
+async def test_unknown_card_refused_when_site_says_so(edge_factory):
+    edge = edge_factory({"site": {"accept_unknown_cards": False}})
+    ch = await Charger(edge.url, "CP1", "1.6").connect()
+    try:
+        res = await ch.start16("DEADBEEF")
+        assert res.id_tag_info["status"] == "Invalid"
+    finally:
+        await ch.close()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_malformed_frames_get_callerror_and_connection_lives(edge_factory, version):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "BAD1", version).connect()
+    fmt = "FormationViolation" if version == "1.6" else "FormatViolation"
+    occurrence = "OccurenceConstraintViolation" if version == "1.6" else "OccurrenceConstraintViolation"
+    try:
+        assert await ch.raw("this is not json") == [4, "-1", fmt, "frame is not valid JSON", {}]
+        reply = await ch.raw('{"not": "an array"}')
+        assert reply[:3] == [4, "-1", fmt if version == "1.6" else "RpcFrameworkError"]
+        reply = await ch.raw('[2, "m1", "NoSuchAction", {}]')
+        assert reply[:3] == [4, "m1", "NotImplemented"]
+        reply = await ch.raw('[2, "m2", "Heartbeat", []]')
+        assert reply[:3] == [4, "m2", fmt]
+        bad_boot = '[2, "m3", "BootNotification", {}]'
+        reply = await ch.raw(bad_boot)
+        assert reply[:3] == [4, "m3", occurrence]
+        reply = await ch.raw('[2, "m4", "Heartbeat", {"extra": 1}]')
+        assert reply[:3] == [4, "m4", fmt]
+        reply = await ch.raw('[9, "m5", "Heartbeat", {}]')
+        assert reply[:3] == [4, "m5", fmt if version == "1.6" else "MessageTypeNotSupported"]
+        # and the connection is still good
+        reply = await ch.raw('[2, "ok", "Heartbeat", {}]')
+        assert reply[0] == 3 and reply[1] == "ok" and reply[2]["currentTime"].endswith("Z")
+    finally:
+        await ch.close()
+    metrics = edge.http("/metrics")
+    assert 'sitekeeper_frames_total{direction="c>e"} 8' in metrics
+
+
+async def test_journal_shows_frames_with_cards_masked(edge_factory):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "J1", "1.6").connect()
+    try:
+        await ch.boot16()
+        await ch.start16("04A1B2C3D4E5F6")
+    finally:
+        await ch.close()
+    out = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "J1", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    actions = [json.loads(r["frame"])[2] for r in rows if r["direction"] == "c>e"]
+    assert actions == ["BootNotification", "StartTransaction"]
+    assert "04A1B2C3D4E5F6" not in out and "D4E5F6"[-4:] in out
+    text = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "J1"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "charger → edge" in text and "edge → charger" in text
+
+
+async def test_sigterm_shuts_down_cleanly(edge_factory):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "T1", "1.6").connect()
+    await ch.boot16()
+    assert edge.stop() == 0
+    await ch.close()
+
+
+def test_metrics_and_healthz(edge_factory):
+    edge = edge_factory()
+    health = json.loads(edge.http("/healthz"))
+    assert health["ok"] is True and health["mode"] == "standalone"
+    metrics = edge.http("/metrics")
+    for name in ("sitekeeper_chargers_connected", "sitekeeper_upstream_links_up",
+                 "sitekeeper_upstream_queue_messages", "sitekeeper_frames_total", "sitekeeper_errors_total"):
+        assert name in metrics
+
+
+def test_simulate_command_runs_a_site(edge_factory):
+    edge = edge_factory()
+    out = subprocess.run([SITEKEEPER, "simulate", "--url", edge.url, "--chargers", "2", "--version", "2.0.1",
+                          "--meter-interval", "0.05"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SIM0001: 1 session(s)" in out.stdout and "SIM0002: 1 session(s)" in out.stdout
+    assert edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NOT NULL") == [(2,)]
