@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl as ssl_module
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -144,8 +145,9 @@ class Upstream201(CP201):
 class Csms:
     """An upstream CSMS on a fixed port; `stop()` and `start()` make it go away and come back."""
 
-    def __init__(self, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1")):
+    def __init__(self, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1"), ssl: ssl_module.SSLContext | None = None):
         self.port = port
+        self.ssl = ssl  # a server context: serve TLS (wss://)
         self.subprotocols = list(subprotocols)
         self.peers: dict[str, CsmsPeer] = {}
         self.history: list[CsmsPeer] = []
@@ -157,10 +159,11 @@ class Csms:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/csms"
+        return f"{'wss' if self.ssl is not None else 'ws'}://127.0.0.1:{self.port}/csms"
 
     async def start(self) -> Csms:
-        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port, subprotocols=self.subprotocols)
+        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port, subprotocols=self.subprotocols,
+                                             ssl=self.ssl)
         return self
 
     async def stop(self) -> None:
@@ -202,8 +205,10 @@ class Csms:
 class Charger:
     """A charger on the `ocpp` package, recording raw frames."""
 
-    def __init__(self, url: str, charger_id: str, version: str = "1.6", headers: dict | None = None):
+    def __init__(self, url: str, charger_id: str, version: str = "1.6", headers: dict | None = None,
+                 ssl: ssl_module.SSLContext | None = None):
         self.url = url.rstrip("/") + "/" + charger_id
+        self.ssl = ssl  # a client context for wss:// (None: websockets' default for wss, none for ws)
         self.charger_id = charger_id
         self.version = version
         self.headers = headers or {}
@@ -215,8 +220,9 @@ class Charger:
 
     async def connect(self) -> Charger:
         sub = "ocpp1.6" if self.version == "1.6" else "ocpp2.0.1"
+        tls = {"ssl": self.ssl} if self.ssl is not None else {}
         self.ws = await websockets.connect(self.url, subprotocols=[sub], additional_headers=self.headers,
-                                           proxy=None, open_timeout=10)
+                                           proxy=None, open_timeout=10, **tls)
         conn = RecordingConnection(self.ws, self.received, self.sent)
         self.cp = (CP16 if self.version == "1.6" else CP201)(self.charger_id, conn, response_timeout=15)
         self._task = asyncio.create_task(self.cp.start())

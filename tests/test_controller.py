@@ -1,0 +1,269 @@
+"""The local controller as a plain object: every protocol rule tested without sockets or a database."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from edge.authorize import Authorizer
+from edge.controller import (
+    LIVE,
+    REPLAYING,
+    ChargerLink,
+    CloseCharger,
+    EdgeCallDone,
+    LinkSettings,
+    LinkState,
+    Persist,
+    QueueItem,
+    ResetUpstream,
+    SendCharger,
+    SendUpstream,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(version: str = "1.6", *, standalone: bool = False, strict: bool = False, state: LinkState | None = None,
+         offline_accept: bool = False, clock: Clock | None = None) -> ChargerLink:
+    ids = itertools.count(1)
+    return ChargerLink("CP1", version, LinkSettings(standalone=standalone, strict=strict, call_timeout=5),
+                       Authorizer(offline_accept_unknown=offline_accept), lambda: next(ids), state,
+                       clock=clock or Clock())
+
+
+def sent(actions, kind) -> list:
+    return [json.loads(a.text) for a in actions if isinstance(a, kind)]
+
+
+def persisted(actions) -> list[str]:
+    return [kind for a in actions if isinstance(a, Persist) for kind, _ in a.ops]
+
+
+def call(msg_id: str, action: str, payload: dict) -> str:
+    return json.dumps([2, msg_id, action, payload])
+
+
+START = {"connectorId": 1, "idTag": "TAG1", "meterStart": 100, "timestamp": "2026-01-01T00:00:00Z"}
+
+
+def stop(tx: int) -> dict:
+    return {"transactionId": tx, "meterStop": 900, "timestamp": "2026-01-01T01:00:00Z"}
+
+
+def meter(tx: int) -> dict:
+    return {"connectorId": 1, "transactionId": tx,
+            "meterValue": [{"timestamp": "2026-01-01T00:30:00Z", "sampledValue": [{"value": "500"}]}]}
+
+
+def live_link(version: str = "1.6", **kw) -> ChargerLink:
+    link = make(version, **kw)
+    assert link.upstream_up() == []
+    assert link.state == LIVE
+    return link
+
+
+# -- standalone ---------------------------------------------------------------------------------------
+def test_standalone_answers_and_persists_before_answering():
+    link = make(standalone=True)
+    actions = link.from_charger(call("1", "StartTransaction", START))
+    assert isinstance(actions[0], Persist) and actions[0].wait and isinstance(actions[1], SendCharger)
+    reply = sent(actions, SendCharger)[0]
+    assert reply[:2] == [3, "1"] and reply[2]["transactionId"] == 1 and reply[2]["idTagInfo"]["status"] == "Accepted"
+    assert persisted(actions) == ["tx_start"]
+    assert sent(actions, SendUpstream) == []
+
+
+def test_standalone_201_transaction_event_and_unsupported_action():
+    link = make("2.0.1", standalone=True)
+    ev = {"eventType": "Started", "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized", "seqNo": 0,
+          "transactionInfo": {"transactionId": "T1"}, "idToken": {"idToken": "AA", "type": "ISO14443"}}
+    reply = sent(link.from_charger(call("1", "TransactionEvent", ev)), SendCharger)[0]
+    assert reply == [3, "1", {"idTokenInfo": {"status": "Accepted"}}]
+    reply = sent(link.from_charger(call("2", "SignCertificate", {"csr": "x"})), SendCharger)[0]
+    assert reply == [3, "2", {"status": "Rejected"}]
+
+
+# -- frames -------------------------------------------------------------------------------------------
+def test_bad_frames_answered_with_version_codes():
+    link16, link201 = make(standalone=True), make("2.0.1", standalone=True)
+    assert sent(link16.from_charger("{oops"), SendCharger)[0][:3] == [4, "-1", "FormationViolation"]
+    assert sent(link201.from_charger("{oops"), SendCharger)[0][:3] == [4, "-1", "FormatViolation"]
+    assert sent(link201.from_charger("[2]"), SendCharger)[0][:3] == [4, "-1", "RpcFrameworkError"]
+    assert sent(link16.from_charger(call("a", "StartTransaction", {"connectorId": "x"})),
+                SendCharger)[0][:3] == [4, "a", "TypeConstraintViolation"]
+    assert sent(link16.from_charger(call("b", "StatusNotification",
+                                         {"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})),
+                SendCharger)[0][:3] == [4, "b", "PropertyConstraintViolation"]
+    # a bad CALLRESULT is never answered
+    assert link16.from_charger('[3, "zz", "not an object"]') == []
+
+
+def test_bad_frame_from_upstream_is_answered_upstream():
+    link = live_link()
+    actions = link.from_upstream("not json")
+    assert sent(actions, SendUpstream)[0][:3] == [4, "-1", "FormationViolation"]
+    assert sent(actions, SendCharger) == []
+
+
+# -- proxy, upstream up ------------------------------------------------------------------------------
+def test_live_forwards_original_text_and_reply():
+    link = live_link()
+    text = '[2,"h1","Heartbeat",{}]'
+    actions = link.from_charger(text)
+    assert [a.text for a in actions if isinstance(a, SendUpstream)] == [text]
+    reply = '[3, "h1", {"currentTime": "2026-01-01T00:00:00Z"}]'
+    assert [a.text for a in link.from_upstream(reply) if isinstance(a, SendCharger)] == [reply]
+
+
+def test_live_start_gets_edge_id_mapped_and_ids_rewritten_both_ways():
+    link = live_link()
+    link.from_charger(call("s1", "StartTransaction", START))
+    actions = link.from_upstream(json.dumps([3, "s1", {"transactionId": 777, "idTagInfo": {"status": "Accepted"}}]))
+    assert persisted(actions)[-1] == "tx_start"
+    assert isinstance(actions[-2], Persist) and actions[-2].wait  # mapping durable before the charger sees it
+    local = sent(actions, SendCharger)[0][2]["transactionId"]
+    assert local != 777
+    up = sent(link.from_charger(call("m1", "MeterValues", meter(local))), SendUpstream)[0]
+    assert up[1] == "m1" and up[3]["transactionId"] == 777
+    down = sent(link.from_upstream(call("r1", "RemoteStopTransaction", {"transactionId": 777})), SendCharger)[0]
+    assert down == [2, "r1", "RemoteStopTransaction", {"transactionId": local}]
+    link.from_upstream('[3, "m1", {}]')
+    up = sent(link.from_charger(call("x1", "StopTransaction", stop(local))), SendUpstream)[0]
+    assert up[3]["transactionId"] == 777
+
+
+def test_live_call_unanswered_is_answered_locally_and_queued():
+    clock = Clock()
+    link = live_link(clock=clock)
+    link.from_charger(call("s1", "StartTransaction", START))
+    clock.t += 6
+    actions = link.tick()
+    assert any(isinstance(a, ResetUpstream) for a in actions)
+    assert sent(actions, SendCharger)[0][2]["idTagInfo"]["status"] == "Invalid"  # unknown card, offline rule
+    assert "enqueue" in persisted(actions)
+    assert [q.action for q in link.queue] == ["StartTransaction"]
+
+
+def test_upstream_calls_go_before_edge_calls_one_at_a_time():
+    link = live_link()
+    edge_id, actions = link.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
+    assert sent(actions, SendCharger)[0][1] == edge_id
+    # upstream's call waits while the edge's is outstanding
+    assert link.from_upstream(call("u1", "Reset", {"type": "Soft"})) == []
+    second_id, actions = link.call("ClearCache", {})
+    assert actions == []
+    actions = link.from_charger(json.dumps([3, edge_id, {"status": "Accepted"}]))
+    assert isinstance(actions[0], EdgeCallDone) and actions[0].result == {"status": "Accepted"}
+    assert sent(actions, SendUpstream) == []  # the edge's own reply is never forwarded
+    assert sent(actions, SendCharger)[0][1] == "u1"  # upstream's next, before the edge's second
+    actions = link.from_charger('[3, "u1", {"status": "Accepted"}]')
+    assert sent(actions, SendUpstream) == [[3, "u1", {"status": "Accepted"}]]
+    assert sent(actions, SendCharger)[0][1] == second_id
+
+
+# -- proxy, upstream down and replay ----------------------------------------------------------------
+def test_offline_session_queued_then_replayed_in_order_with_rewrites():
+    link = make()
+    acts = link.from_charger(call("b1", "BootNotification", {"chargePointModel": "m", "chargePointVendor": "v"}))
+    assert sent(acts, SendCharger)[0][2]["status"] == "Accepted"
+    link.from_charger(call("st1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                        "status": "Preparing"}))
+    link.from_charger(call("st2", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                        "status": "Charging"}))
+    acts = link.from_charger(call("s1", "StartTransaction", START))
+    assert persisted(acts) == ["tx_start", "enqueue"] and acts[0].wait
+    local = sent(acts, SendCharger)[0][2]["transactionId"]
+    link.from_charger(call("m1", "MeterValues", meter(local)))
+    link.from_charger(call("x1", "StopTransaction", stop(local)))
+    link.from_charger('[2,"h1","Heartbeat",{}]')  # not queued
+    assert [q.action for q in link.queue] == ["StartTransaction", "MeterValues", "StopTransaction"]
+
+    # upstream returns: boot, latest status, then the queue, one at a time
+    upstream = []
+    acts = link.upstream_up()
+    assert link.state == REPLAYING
+    for expect in ["BootNotification", "StatusNotification", "StartTransaction", "MeterValues", "StopTransaction"]:
+        msg = sent(acts, SendUpstream)
+        assert len(msg) == 1 and msg[0][2] == expect, (expect, msg)
+        upstream.append(msg[0])
+        reply = {"BootNotification": {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 1},
+                 "StartTransaction": {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}}.get(expect, {})
+        acts = link.from_upstream(json.dumps([3, msg[0][1], reply]))
+        assert sent(acts, SendCharger) == []  # the charger was answered long ago
+    assert link.state == LIVE and not link.queue
+    assert upstream[1][3]["status"] == "Charging"  # only the latest status
+    assert [m[1] for m in upstream] == ["b1", "st2", "s1", "m1", "x1"]  # original message ids
+    assert upstream[3][3]["transactionId"] == 4242 and upstream[4][3]["transactionId"] == 4242
+
+
+def test_replay_when_upstream_refuses_start_with_zero():
+    link = make()
+    local = sent(link.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link.from_charger(call("m1", "MeterValues", meter(local)))
+    link.from_charger(call("x1", "StopTransaction", stop(local)))
+    acts = link.upstream_up()
+    acts = link.from_upstream(json.dumps([3, "s1", {"transactionId": 0, "idTagInfo": {"status": "Invalid"}}]))
+    # the rest of that transaction is not sent: upstream has no such transaction
+    assert sent(acts, SendUpstream) == []
+    assert link.state == LIVE and not link.queue
+    assert persisted(acts).count("dequeue") == 3
+
+
+def test_replay_survives_a_new_link_from_stored_state():
+    link = make()
+    local = sent(link.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link.from_charger(call("x1", "StopTransaction", stop(local)))
+    # the daemon dies; the store holds the queue and the open mapping
+    state = LinkState(queue=[QueueItem(q.seq, q.msg_id, q.action, q.frame, q.tx_id) for q in link.queue],
+                      tx_map={local: None})
+    fresh = make(state=state)
+    acts = fresh.upstream_up()
+    assert sent(acts, SendUpstream)[0][1] == "s1"
+    acts = fresh.from_upstream(json.dumps([3, "s1", {"transactionId": 9, "idTagInfo": {"status": "Accepted"}}]))
+    assert sent(acts, SendUpstream)[0][3]["transactionId"] == 9
+
+
+def test_upstream_drop_mid_call_answers_locally_and_strict_closes():
+    link = live_link()
+    link.from_charger('[2,"h1","Heartbeat",{}]')
+    acts = link.upstream_down()
+    assert sent(acts, SendCharger)[0][:2] == [3, "h1"]
+    strict = live_link(strict=True)
+    strict.from_charger('[2,"h1","Heartbeat",{}]')
+    assert any(isinstance(a, CloseCharger) for a in strict.upstream_down())
+    assert any(isinstance(a, CloseCharger) for a in strict.from_charger('[2,"h2","Heartbeat",{}]'))
+
+
+def test_offline_authorization_uses_cache_learned_online():
+    link = live_link()
+    link.from_charger(call("a1", "Authorize", {"idTag": "GOOD"}))
+    link.from_upstream(json.dumps([3, "a1", {"idTagInfo": {"status": "Accepted"}}]))
+    link.upstream_down()
+    assert sent(link.from_charger(call("a2", "Authorize", {"idTag": "GOOD"})), SendCharger)[0][2] == \
+        {"idTagInfo": {"status": "Accepted"}}
+    assert sent(link.from_charger(call("a3", "Authorize", {"idTag": "NEVER-SEEN"})), SendCharger)[0][2] == \
+        {"idTagInfo": {"status": "Invalid"}}
+    lenient = make(offline_accept=True)
+    assert sent(lenient.from_charger(call("a4", "Authorize", {"idTag": "NEVER-SEEN"})), SendCharger)[0][2] == \
+        {"idTagInfo": {"status": "Accepted"}}
+
+
+def test_201_get_transaction_status_counts_what_edge_holds():
+    link = make("2.0.1")
+    ev = {"eventType": "Started", "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized", "seqNo": 0,
+          "transactionInfo": {"transactionId": "T9"}}
+    link.from_charger(call("e1", "TransactionEvent", ev))
+    acts = link.upstream_up()  # replay starts: the event is on its way, not yet confirmed
+    assert sent(acts, SendUpstream)[0][2] == "TransactionEvent"
+    assert sent(acts, SendUpstream)[0][3]["seqNo"] == 0  # untouched
+    acts = link.from_upstream(call("g1", "GetTransactionStatus", {"transactionId": "T9"}))
+    assert sent(acts, SendCharger) == [[2, "g1", "GetTransactionStatus", {"transactionId": "T9"}]]
+    acts = link.from_charger('[3, "g1", {"messagesInQueue": false}]')
+    assert sent(acts, SendUpstream) == [[3, "g1", {"messagesInQueue": True}]]
