@@ -85,13 +85,13 @@ class Upstream16(CP16):
         return result16.Authorize(id_tag_info={"status": self.csms.tag_status.get(id_tag, "Accepted")})
 
     @on("StartTransaction")
-    def start(self, id_tag, **kw):
+    def on_start(self, id_tag, **kw):
         status = self.csms.tag_status.get(id_tag, "Accepted")
         tx = 0 if self.csms.start_zero else next(self.csms.tx_ids)
         return result16.StartTransaction(transaction_id=tx, id_tag_info={"status": status})
 
     @on("StopTransaction")
-    def stop(self, **kw):
+    def on_stop(self, **kw):
         return result16.StopTransaction()
 
     @on("MeterValues")
