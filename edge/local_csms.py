@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from edge.wire import Call
 
 # Messages a charger sends whose answer is an empty object, by version.
-_EMPTY_16 = {"StatusNotification", "MeterValues", "DiagnosticsStatusNotification", "FirmwareStatusNotification"}
+_EMPTY_16 = {"StatusNotification", "MeterValues", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
+             # the 1.6 security extension (whitepaper edition 2)
+             "SecurityEventNotification", "LogStatusNotification", "SignedFirmwareStatusNotification"}
 _EMPTY_201 = {
     "StatusNotification", "MeterValues", "FirmwareStatusNotification", "LogStatusNotification",
     "NotifyChargingLimit", "ClearedChargingLimit", "NotifyCustomerInformation", "NotifyDisplayMessages",
@@ -29,7 +31,8 @@ _STATUS_201 = {
 
 # What upstream must see when it comes back (queued while offline); Boot and Status are replayed apart.
 QUEUED_16 = {"StartTransaction", "StopTransaction", "MeterValues", "DataTransfer",
-             "DiagnosticsStatusNotification", "FirmwareStatusNotification"}
+             "DiagnosticsStatusNotification", "FirmwareStatusNotification", "SecurityEventNotification",
+             "LogStatusNotification", "SignedFirmwareStatusNotification"}
 QUEUED_201 = {"TransactionEvent", "MeterValues", "DataTransfer", "FirmwareStatusNotification",
               "LogStatusNotification", "SecurityEventNotification", "NotifyEvent", "NotifyReport",
               "NotifyMonitoringReport", "NotifyChargingLimit", "ClearedChargingLimit",
@@ -69,6 +72,8 @@ def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: st
     if version == "1.6":
         if action in _EMPTY_16:
             return {}
+        if action == "SignCertificate":
+            return {"status": "Rejected"}
         if action == "Authorize":
             return {"idTagInfo": id_tag_info_16(auth_status)}
         if action == "StartTransaction":

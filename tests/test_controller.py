@@ -96,7 +96,7 @@ def test_bad_frames_answered_with_version_codes():
     assert sent(link16.from_charger("{oops"), SendCharger)[0][:3] == [4, "-1", "FormationViolation"]
     assert sent(link201.from_charger("{oops"), SendCharger)[0][:3] == [4, "-1", "FormatViolation"]
     assert sent(link201.from_charger("[2]"), SendCharger)[0][:3] == [4, "-1", "RpcFrameworkError"]
-    assert sent(link16.from_charger(call("a", "StartTransaction", {"connectorId": "x"})),
+    assert sent(link16.from_charger(call("a", "StartTransaction", {**START, "connectorId": "x"})),
                 SendCharger)[0][:3] == [4, "a", "TypeConstraintViolation"]
     assert sent(link16.from_charger(call("b", "StatusNotification",
                                          {"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})),
@@ -267,3 +267,22 @@ def test_201_get_transaction_status_counts_what_edge_holds():
     assert sent(acts, SendCharger) == [[2, "g1", "GetTransactionStatus", {"transactionId": "T9"}]]
     acts = link.from_charger('[3, "g1", {"messagesInQueue": false}]')
     assert sent(acts, SendUpstream) == [[3, "g1", {"messagesInQueue": True}]]
+
+
+def test_every_local_answer_passes_its_schema():
+    """What the edge answers itself must be valid OCPP: check each action a charger may send, both versions."""
+    from edge.local_csms import answer
+    from edge.wire import parse as parse_frame
+    from edge.wire import result_problem
+
+    for version in ("1.6", "2.0.1"):
+        for action in ("BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",
+                       "StopTransaction", "MeterValues", "DataTransfer", "TransactionEvent", "NotifyEvent",
+                       "SecurityEventNotification", "SignCertificate", "FirmwareStatusNotification",
+                       "LogStatusNotification", "NotifyEVChargingNeeds", "Get15118EVCertificate",
+                       "GetCertificateStatus", "NotifyReport", "DiagnosticsStatusNotification"):
+            frame = parse_frame(call("1", action, {"idTag": "X", "idToken": {"idToken": "X", "type": "Central"}}))
+            for offline in (False, True):
+                payload = answer(frame, version, heartbeat_interval=60, transaction_id=7, offline=offline)
+                if payload is not None:
+                    assert result_problem(action, payload, version) is None, (version, action, payload)

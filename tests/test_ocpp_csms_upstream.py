@@ -37,6 +37,8 @@ TAG = "04AABBCCDD"
 CSMS_HEARTBEAT = 123  # ocpp-csms's BootNotification interval; the edge's own answer says 300
 EDGE_HEARTBEAT = 300
 
+TRANSACTION_EVENTS = (TransactionStartedEvent, MeterValuesEvent, TransactionStoppedEvent)
+
 E = TypeVar("E", bound=ChargePointEvent)
 
 
@@ -154,10 +156,15 @@ def frames(texts: list[str], kind: int, action: str | None = None) -> list[list[
     return [f for f in parsed if f[0] == kind and (action is None or f[2] == action)]
 
 
+def sent_text(ch: Charger, action: str) -> str:
+    """The text of the one CALL of `action` the charger sent."""
+    (text,) = [t for t in ch.sent if json.loads(t)[0] == 2 and json.loads(t)[2] == action]
+    return text
+
+
 def sent_call(ch: Charger, action: str) -> list[Any]:
-    """The one CALL of `action` the charger sent."""
-    (msg,) = frames(ch.sent, 2, action)
-    return msg
+    """The one CALL of `action` the charger sent, parsed."""
+    return json.loads(sent_text(ch, action))
 
 
 async def stop_remote(ch: Charger, tx_id: int, meter_stop: int) -> result16.StopTransaction:
@@ -305,10 +312,9 @@ async def test_offline_session_replayed_once_in_order(edge_factory, wire: WireTa
     actions = [msg[2] for msg in wire.calls()]
     assert actions == ["BootNotification", "StatusNotification", "StartTransaction", "MeterValues",
                        "StopTransaction", "Heartbeat"], "Boot, latest Status per connector, queue in order, live"
-    # The replay carries the charger's own message ids and texts (but for the transaction id).
+    # The replay carries the charger's own texts and message ids (but for the transaction id).
     for action in ("BootNotification", "StartTransaction"):
-        assert json.dumps(wire.calls(action)[0]) == json.dumps(sent_call(ch, action))
-        assert sent_call(ch, action) in wire.calls(action)
+        assert sent_text(ch, action) in wire.received, f"{action} replayed byte for byte"
     last_status = frames(ch.sent, 2, "StatusNotification")[-1]
     assert wire.calls("StatusNotification") == [last_status]
 
@@ -322,8 +328,8 @@ async def test_offline_session_replayed_once_in_order(edge_factory, wire: WireTa
     assert meter[3]["transactionId"] == up_tx
     (stopped,) = of(events, TransactionStoppedEvent)
     assert (stopped.transaction.transaction_id, stopped.transaction.energy_wh) == (up_tx, 1500)
-    kinds = [type(e).__name__ for e in events if not isinstance(e, ConnectedEvent | StatusEvent | BootEvent)]
-    assert kinds == ["TransactionStartedEvent", "MeterValuesEvent", "TransactionStoppedEvent"]
+    session = [type(e) for e in events if isinstance(e, TRANSACTION_EVENTS)]
+    assert session == [TransactionStartedEvent, MeterValuesEvent, TransactionStoppedEvent]
     assert edge.query("SELECT upstream_tx_id, started_offline, energy_wh FROM transactions WHERE id = ?",
                       (edge_tx,)) == [(up_tx, 1, 1500)]
 
@@ -334,12 +340,13 @@ async def test_csms_restart_mid_session(edge_factory, wire: WireTap) -> None:
     port = free_port()
     events: list[ChargePointEvent] = []
     edge = edge_factory(proxy_config(port))
-    async with central_system(port, events):
-        ch = await Charger(edge.url, "CSMS-UP-4", "1.6").connect()
-        await ch.boot16()
-        edge_tx = (await ch.start16(TAG, meter_start=100)).transaction_id
-        await ch.meter16(edge_tx, 300)
+    ch = Charger(edge.url, "CSMS-UP-4", "1.6")
     try:
+        async with central_system(port, events):
+            await ch.connect()
+            await ch.boot16()
+            edge_tx = (await ch.start16(TAG, meter_start=100)).transaction_id
+            await ch.meter16(edge_tx, 300)
         first_tx = of(events, TransactionStartedEvent)[0].transaction.transaction_id
         await wait_links(edge, 0)
         await ch.meter16(edge_tx, 600)
@@ -358,10 +365,42 @@ async def test_csms_restart_mid_session(edge_factory, wire: WireTap) -> None:
     replayed = [json.loads(t) for t in wire.received[received_before:]]
     replayed = [(m[2], m[3].get("transactionId")) for m in replayed if m[0] == 2]
     second_tx = of(events, TransactionStartedEvent)[1].transaction.transaction_id
-    assert second_tx != first_tx
     assert replayed == [("MeterValues", first_tx), ("StopTransaction", first_tx), ("StartTransaction", None),
                         ("StopTransaction", second_tx)]
     (stopped,) = of(events, TransactionStoppedEvent)  # ocpp-csms keeps no state across instances
     assert stopped.transaction.transaction_id == second_tx
+    print("ROWS", edge.query("SELECT * FROM transactions"))
     assert edge.query("SELECT id, upstream_tx_id, energy_wh FROM transactions ORDER BY id") == [
         (edge_tx, first_tx, 800), (second.transaction_id, second_tx, 100)]
+
+
+async def test_remote_stop_after_csms_restart_reaches_the_running_session(edge_factory, wire: WireTap) -> None:
+    """ocpp-csms numbers transactions from the Unix time its instance was created at, so an instance started
+    within seconds of the last one reuses that one's ids (documented). Ten sessions end while ocpp-csms is
+    away and are replayed to the new instance; a RemoteStop for the session running now must reach the charger
+    with the edge's id of that session, not of a finished one that upstream once gave the same id."""
+    port = free_port()
+    events: list[ChargePointEvent] = []
+    edge = edge_factory(proxy_config(port))
+    ch = RemoteControlledCharger(edge.url, "CSMS-UP-5", "1.6")
+    try:
+        async with central_system(port, events):
+            await ch.connect()
+            await ch.boot16()
+            finished = [(await ch.start16(TAG, meter_start=0, connector_id=c)).transaction_id for c in range(1, 11)]
+        await wait_links(edge, 0)
+        for tx in finished:
+            await ch.stop16(tx, 100, id_tag=TAG)
+        async with central_system(port, events) as cs2:
+            await until(lambda: not queued(edge, "CSMS-UP-5"), "the edge to replay its queue", timeout=20)
+            running = (await ch.start16(TAG, meter_start=100, connector_id=1)).transaction_id
+            *old, new = of(events, TransactionStartedEvent)
+            up_tx = new.transaction.transaction_id
+            assert up_tx in [e.transaction.transaction_id for e in old], "premise: the new instance reused an id"
+            assert await cs2.charge_points["CSMS-UP-5"].async_remote_stop_transaction(up_tx) == "Accepted"
+    finally:
+        await ch.close()
+    (remote_stop,) = frames(ch.received, 2, "RemoteStopTransaction")
+    assert remote_stop[3] == {"transactionId": running}, (
+        f"upstream stopped its transaction {up_tx}, the session running as edge id {running}; the charger was "
+        f"told to stop edge id {remote_stop[3]['transactionId']} (finished: {finished})")

@@ -118,7 +118,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 async def test_profile1_right_credentials_connect(edge_factory: EdgeFactory, version: str) -> None:
     edge = edge_factory(profile1())
     await boots(edge.url, "CP1", version, headers=basic("CP1", PASSWORD))
-    assert edge.query("SELECT id, connected FROM chargers")[0][0] == "CP1"
 
 
 async def test_profile1_refuses_bad_credentials_with_401(edge_factory: EdgeFactory) -> None:
@@ -172,6 +171,7 @@ async def test_plain_password_never_in_database_or_log(edge_factory: EdgeFactory
     secrets += [basic("CP1", p)["Authorization"].split()[1].encode() for p in (PASSWORD, wrong)]
     files = [p for p in edge.workdir.iterdir() if p.is_file() and p != edge.config_path]
     assert Path(edge.db_path) in files and edge.log_path in files
+    assert "refused" in edge.log(), "the refusal is logged (without the password)"
     for path in files:
         data = path.read_bytes()
         for secret in secrets:
