@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
+from edge.clock import boot_id, clock_synced
 from edge.local_csms import now_iso
 
 
@@ -50,9 +51,10 @@ def _dequeue(conn: sqlite3.Connection, d: dict) -> None:
 def _tx_start(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
-        " meter_start, started_at, started_offline, upstream_tx_id, upstream_status)"
+        " meter_start, started_at, started_offline, upstream_tx_id, upstream_status, boot_id, clock_synced)"
         " VALUES (:id, :charger_id, :tx_key, :version, :evse_id, :connector_id, :id_tag, :meter_start,"
-        " :started_at, :started_offline, :upstream_tx_id, :upstream_status)", d)
+        " :started_at, :started_offline, :upstream_tx_id, :upstream_status, :boot_id, :clock_synced)",
+        {**d, "boot_id": boot_id(), "clock_synced": int(clock_synced())})
 
 
 def _tx_map(conn: sqlite3.Connection, d: dict) -> None:
@@ -71,10 +73,12 @@ def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
 def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
-        " meter_start, started_at) VALUES (:id, :charger_id, :tx_key, :version, :evse_id, :connector_id, :id_tag, :energy_wh, :ts)"
+        " meter_start, started_at, boot_id, clock_synced) VALUES (:id, :charger_id, :tx_key, :version, :evse_id,"
+        " :connector_id, :id_tag, :energy_wh, :ts, :boot_id, :clock_synced)"
         " ON CONFLICT (charger_id, tx_key) DO UPDATE SET id_tag=COALESCE(transactions.id_tag, :id_tag),"
         " evse_id=COALESCE(transactions.evse_id, :evse_id),"
-        " meter_start=COALESCE(transactions.meter_start, :energy_wh)", d)
+        " meter_start=COALESCE(transactions.meter_start, :energy_wh)",
+        {**d, "boot_id": boot_id(), "clock_synced": int(clock_synced())})
     if d["energy_wh"] is not None:
         conn.execute("UPDATE transactions SET meter_stop=:energy_wh, energy_wh=:energy_wh - meter_start"
                      " WHERE charger_id=:charger_id AND tx_key=:tx_key AND meter_start IS NOT NULL", d)

@@ -9,6 +9,7 @@ down with the edge's id, and sessions run while ocpp-csms is away, replayed once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -145,6 +146,14 @@ async def wait_links(edge: EdgeProcess, n: int, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def settled(edge: EdgeProcess, sql: str, expected: list[tuple]) -> None:
+    """Assert the edge's database answers `sql` with `expected` once its writes settle: what it records of a
+    frame it forwards is committed in the background, a moment after the charger has its answer."""
+    with contextlib.suppress(AssertionError):
+        await until(lambda: edge.query(sql) == expected, f"the edge to record {expected}", timeout=5)
+    assert edge.query(sql) == expected
+
+
 def queued(edge: EdgeProcess, charger_id: str) -> list[str]:
     return [r[0] for r in edge.query("SELECT action FROM upstream_queue WHERE charger_id = ? ORDER BY seq",
                                      (charger_id,))]
@@ -204,8 +213,8 @@ async def test_online_session_passes_through_with_mapped_transaction_id(edge_fac
             1, TAG, 1000)
         assert start.id_tag_info["status"] == "Accepted"
         assert edge_tx != up_tx, "the charger gets the edge's own transaction id, not upstream's"
-        assert edge.query("SELECT upstream_tx_id, started_offline FROM transactions WHERE id = ?",
-                          (edge_tx,)) == [(up_tx, 0)]
+        await settled(edge, f"SELECT upstream_tx_id, started_offline, energy_wh FROM transactions WHERE id = {edge_tx}",
+                      [(up_tx, 0, 1000)])
         assert not any(str(up_tx) in text for text in ch.received), "upstream's id never reaches the charger"
 
         (meter,) = of(events, MeterValuesEvent)
@@ -369,9 +378,8 @@ async def test_csms_restart_mid_session(edge_factory, wire: WireTap) -> None:
                         ("StopTransaction", second_tx)]
     (stopped,) = of(events, TransactionStoppedEvent)  # ocpp-csms keeps no state across instances
     assert stopped.transaction.transaction_id == second_tx
-    print("ROWS", edge.query("SELECT * FROM transactions"))
-    assert edge.query("SELECT id, upstream_tx_id, energy_wh FROM transactions ORDER BY id") == [
-        (edge_tx, first_tx, 800), (second.transaction_id, second_tx, 100)]
+    await settled(edge, "SELECT id, upstream_tx_id, energy_wh FROM transactions ORDER BY id", [
+        (edge_tx, first_tx, 800), (second.transaction_id, second_tx, 100)])
 
 
 async def test_remote_stop_after_csms_restart_reaches_the_running_session(edge_factory, wire: WireTap) -> None:

@@ -1,0 +1,35 @@
+"""Facts about this machine's clock that every record carries (a Pi has no RTC): the boot id and whether the
+kernel says the clock is synchronised (adjtimex: TIME_ERROR means not synchronised)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import uuid
+
+TIME_ERROR = 5
+
+
+@functools.cache
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown-" + uuid.uuid4().hex[:12]  # one value per process where the kernel does not tell
+
+
+@functools.cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
+def clock_synced() -> bool:
+    libc = _libc()
+    if libc is None or not hasattr(libc, "adjtimex"):
+        return False
+    buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+    state = libc.adjtimex(buf)
+    return 0 <= state != TIME_ERROR
