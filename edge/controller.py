@@ -54,6 +54,8 @@ from edge.wire import (
 )
 
 DOWN, REPLAYING, LIVE = "down", "replaying", "live"
+# Forwarded messages whose record the edge makes durable before the charger gets upstream's answer.
+_SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 
 
 # -- actions ---------------------------------------------------------------------------------------------
@@ -135,7 +137,8 @@ class LinkState:
 
     queue: list[QueueItem] = field(default_factory=list)
     replay: dict[str, tuple[str, bool]] = field(default_factory=dict)  # key → (frame, pending)
-    tx_map: dict[int, int | None] = field(default_factory=dict)  # 1.6 open txs: edge id → upstream id
+    tx_map: dict[int, int | None] = field(default_factory=dict)  # 1.6: edge id → upstream id (None: not yet)
+    stopped_tx: set[int] = field(default_factory=set)  # 1.6: of those, the ones whose Stop the edge has seen
     open_tx_keys: set[str] = field(default_factory=set)  # 2.0.1 transactions the store already has
 
 
@@ -152,7 +155,10 @@ class ChargerLink:
         self.queue: deque[QueueItem] = deque(sorted(state.queue, key=lambda q: q.seq))
         self.next_seq = (self.queue[-1].seq + 1) if self.queue else 1
         self.replay = dict(state.replay)
+        # 1.6 transactions still in play: open, or stopped but with frames still to replay. An entry goes
+        # once upstream has its Stop, so that an id a restarted upstream hands out again maps to the live one.
         self.tx_map = dict(state.tx_map)
+        self.stopped_tx = set(state.stopped_tx)
         self.open_tx_keys = set(state.open_tx_keys)
         self.queued_tx: Counter[str] = Counter(self._item_tx_key(q) for q in self.queue)
         self.state = DOWN
@@ -179,10 +185,17 @@ class ChargerLink:
         return ""
 
     def _u2l(self, upstream_id: Any) -> int | None:
-        for local, up in self.tx_map.items():
-            if up == upstream_id and up is not None:
-                return local
-        return None
+        """The edge's id for upstream's: the newest open transaction with it, else the newest at all."""
+        if not isinstance(upstream_id, int) or upstream_id == 0:
+            return None
+        matches = sorted((local for local, up in self.tx_map.items() if up == upstream_id), reverse=True)
+        open_ones = [local for local in matches if local not in self.stopped_tx]
+        return (open_ones or matches or [None])[0]
+
+    def _forget_tx(self, local: Any) -> None:
+        """Upstream has (or will never have) the Stop of `local`: drop its mapping."""
+        self.tx_map.pop(local, None)
+        self.stopped_tx.discard(local)
 
     # -- events ----------------------------------------------------------------------------------------
     def from_charger(self, text: str | bytes) -> list[Action]:
@@ -332,6 +345,11 @@ class ChargerLink:
             ops += self._observe_ops(call)
             if a in ("StopTransaction", "MeterValues") and isinstance(p.get("transactionId"), int):
                 queue_tx = p["transactionId"]
+            if a == "StopTransaction" and queue_tx in self.tx_map:
+                if offline and is_queued(self.version, a):
+                    self.stopped_tx.add(queue_tx)
+                else:
+                    self._forget_tx(queue_tx)  # answered locally for good (refused by upstream)
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
                          auth_status=status, transaction_id=tx_id, offline=offline)
         actions: list[Action] = []
@@ -422,7 +440,9 @@ class ChargerLink:
             actions.append(SendCharger(result_text(frame.msg_id, {**p, "transactionId": local})))
             return actions
         if self.version == "1.6" and call.action == "StopTransaction":
-            self.tx_map.pop(call.payload.get("transactionId"), None)
+            self._forget_tx(call.payload.get("transactionId"))
+        if call.action in _SESSION_ACTIONS:
+            actions.append(Persist([]))  # what was recorded on the way up is durable before the charger hears
         actions.append(SendCharger(frame.text))
         return actions
 
@@ -481,6 +501,8 @@ class ChargerLink:
     def _dequeue(self, item: QueueItem, ops: list | None = None) -> list[Action]:
         if self.queue and self.queue[0] is item:
             self.queue.popleft()
+        if item.action == "StopTransaction" and item.tx_id is not None:
+            self._forget_tx(item.tx_id)
         self.queued_tx[self._item_tx_key(item)] -= 1
         ops = (ops or []) + [("dequeue", {"charger_id": self.charger_id, "seq": item.seq})]
         return [Persist(ops)]

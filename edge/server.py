@@ -174,10 +174,12 @@ class ChargerSession:
             [cid])]
         state.replay = {r["key"]: (r["frame"], bool(r["pending"])) for r in db.query(
             "SELECT key, frame, pending FROM replay_state WHERE charger_id = ?", [cid])}
-        state.tx_map = {r["id"]: r["upstream_tx_id"] for r in db.query(
-            "SELECT id, upstream_tx_id FROM transactions WHERE charger_id = ? AND ocpp_version = '1.6'"
-            " AND (stopped_at IS NULL OR started_offline = 1 OR id IN"
-            " (SELECT tx_id FROM upstream_queue WHERE charger_id = ?))", [cid, cid])}
+        rows = list(db.query(
+            "SELECT id, upstream_tx_id, stopped_at IS NOT NULL AS stopped FROM transactions WHERE charger_id = ?"
+            " AND ocpp_version = '1.6' AND (stopped_at IS NULL OR id IN"
+            " (SELECT tx_id FROM upstream_queue WHERE charger_id = ? AND tx_id IS NOT NULL))", [cid, cid]))
+        state.tx_map = {r["id"]: r["upstream_tx_id"] for r in rows}
+        state.stopped_tx = {r["id"] for r in rows if r["stopped"]}
         state.open_tx_keys = {r["tx_key"] for r in db.query(
             "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
             " AND stopped_at IS NULL", [cid])}

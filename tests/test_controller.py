@@ -286,3 +286,32 @@ def test_every_local_answer_passes_its_schema():
                 payload = answer(frame, version, heartbeat_interval=60, transaction_id=7, offline=offline)
                 if payload is not None:
                     assert result_problem(action, payload, version) is None, (version, action, payload)
+
+
+def test_restarted_upstream_reusing_an_id_targets_the_running_session():
+    """A CSMS that numbers transactions afresh after a restart hands out an id again: RemoteStop must reach
+    the session that is running, not a finished one that once had that id."""
+    link = live_link()
+    link.from_charger(call("s1", "StartTransaction", START))
+    first = sent(link.from_upstream(json.dumps([3, "s1", {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}])),
+                 SendCharger)[0][2]["transactionId"]
+    link.upstream_down()
+    link.from_charger(call("x1", "StopTransaction", stop(first)))  # offline stop, queued
+    link.upstream_up()
+    link.from_upstream('[3, "x1", {}]')  # replayed
+    assert link.state == LIVE
+    link.from_charger(call("s2", "StartTransaction", START))
+    second = sent(link.from_upstream(json.dumps([3, "s2", {"transactionId": 1,
+                                                             "idTagInfo": {"status": "Accepted"}}])),
+                  SendCharger)[0][2]["transactionId"]
+    down = sent(link.from_upstream(call("r1", "RemoteStopTransaction", {"transactionId": 1})), SendCharger)[0]
+    assert down[3] == {"transactionId": second} and second != first
+    assert first not in link.tx_map
+
+
+def test_forwarded_stop_is_durable_before_the_charger_hears_back():
+    link = live_link()
+    acts = link.from_charger(call("x1", "StopTransaction", stop(5)))
+    assert isinstance(acts[0], Persist) and not acts[0].wait  # recorded without delaying the forward
+    acts = link.from_upstream('[3, "x1", {}]')
+    assert isinstance(acts[0], Persist) and acts[0].wait and isinstance(acts[1], SendCharger)

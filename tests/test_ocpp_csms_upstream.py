@@ -9,7 +9,6 @@ down with the edge's id, and sessions run while ocpp-csms is away, replayed once
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -146,12 +145,13 @@ async def wait_links(edge: EdgeProcess, n: int, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def settled(edge: EdgeProcess, sql: str, expected: list[tuple]) -> None:
+async def settled(edge: EdgeProcess, sql: str, params: tuple, expected: list[tuple]) -> None:
     """Assert the edge's database answers `sql` with `expected` once its writes settle: what it records of a
     frame it forwards is committed in the background, a moment after the charger has its answer."""
-    with contextlib.suppress(AssertionError):
-        await until(lambda: edge.query(sql) == expected, f"the edge to record {expected}", timeout=5)
-    assert edge.query(sql) == expected
+    deadline = asyncio.get_running_loop().time() + 5
+    while (rows := edge.query(sql, params)) != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert rows == expected
 
 
 def queued(edge: EdgeProcess, charger_id: str) -> list[str]:
@@ -213,8 +213,8 @@ async def test_online_session_passes_through_with_mapped_transaction_id(edge_fac
             1, TAG, 1000)
         assert start.id_tag_info["status"] == "Accepted"
         assert edge_tx != up_tx, "the charger gets the edge's own transaction id, not upstream's"
-        await settled(edge, f"SELECT upstream_tx_id, started_offline, energy_wh FROM transactions WHERE id = {edge_tx}",
-                      [(up_tx, 0, 1000)])
+        await settled(edge, "SELECT upstream_tx_id, started_offline, energy_wh FROM transactions WHERE id = ?",
+                      (edge_tx,), [(up_tx, 0, 1000)])
         assert not any(str(up_tx) in text for text in ch.received), "upstream's id never reaches the charger"
 
         (meter,) = of(events, MeterValuesEvent)
@@ -378,7 +378,7 @@ async def test_csms_restart_mid_session(edge_factory, wire: WireTap) -> None:
                         ("StopTransaction", second_tx)]
     (stopped,) = of(events, TransactionStoppedEvent)  # ocpp-csms keeps no state across instances
     assert stopped.transaction.transaction_id == second_tx
-    await settled(edge, "SELECT id, upstream_tx_id, energy_wh FROM transactions ORDER BY id", [
+    await settled(edge, "SELECT id, upstream_tx_id, energy_wh FROM transactions ORDER BY id", (), [
         (edge_tx, first_tx, 800), (second.transaction_id, second_tx, 100)])
 
 

@@ -16,7 +16,7 @@ from peers import Charger, Csms
 
 def proxy_config(csms: Csms, **upstream) -> dict:
     return {"upstream": {"mode": "proxy", "url": csms.url, "reconnect_min": 0.1, "reconnect_max": 0.5,
-                         "call_timeout": 3, **upstream}}
+                         "call_timeout": 10, **upstream}}
 
 
 async def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
