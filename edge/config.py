@@ -7,12 +7,14 @@ key (``ocpp.port: expected an integer from 1 to 65535, got 'abc'``), so that sta
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.security import hash_password
+from edge.security import PREFIX as HASH_PREFIX
+from edge.security import hash_password, is_valid_hash
 
 
 class ConfigError(ValueError):
@@ -132,6 +134,8 @@ def _chargers(prefix: str, table: Any, owner: type) -> dict:
             raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: password)")
         password = _check(f"{name}.password", entry.get("password", ""), str, "")
         if owner is OcppConfig:
+            if password.startswith(HASH_PREFIX + "$") and not is_valid_hash(password):
+                raise ConfigError(f"{name}.password: malformed hash (make one with `sitekeeper hash-password`)")
             out[cid] = ChargerAuth(password_hash=hash_password(password) if password else "")
         else:
             out[cid] = UpstreamCharger(password=password)
@@ -147,6 +151,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"ocpp.security_profile: expected 0, 1 or 2, got {cfg.ocpp.security_profile}")
     if cfg.ocpp.security_profile == 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
         raise ConfigError("ocpp.tls_cert: security profile 2 needs ocpp.tls_cert and ocpp.tls_key")
+    for key, value in (("ocpp.tls_cert", cfg.ocpp.tls_cert), ("ocpp.tls_key", cfg.ocpp.tls_key),
+                       ("upstream.ca_file", cfg.upstream.ca_file)):
+        if value and not os.access(value, os.R_OK):
+            raise ConfigError(f"{key}: cannot read {value!r}")
     if cfg.upstream.mode not in ("standalone", "proxy"):
         raise ConfigError(f"upstream.mode: expected 'standalone' or 'proxy', got {cfg.upstream.mode!r}")
     if cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith(("ws://", "wss://")):
@@ -176,7 +184,10 @@ def load(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(sections))})")
         _fill(getattr(cfg, key), value, key)
     cfg.source = str(p)
-    if not Path(cfg.store.path).is_absolute():
-        cfg.store.path = str((p.parent / cfg.store.path).resolve())
+    # Relative paths are relative to the config file (a service's working directory is often /).
+    for section, key in (("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("upstream", "ca_file")):
+        value = getattr(getattr(cfg, section), key)
+        if value and not Path(value).is_absolute():
+            setattr(getattr(cfg, section), key, str((p.parent / value).resolve()))
     _validate(cfg)
     return cfg

@@ -24,8 +24,26 @@ def hash_password(password: str, *, salt: bytes | None = None, iterations: int =
     return f"{PREFIX}${iterations}${salt.hex()}${digest.hex()}"
 
 
+def is_valid_hash(stored: str) -> bool:
+    parts = stored.split("$")
+    if len(parts) != 4 or parts[0] != PREFIX or not parts[1].isdigit() or int(parts[1]) < 1:
+        return False
+    try:
+        return bool(bytes.fromhex(parts[2])) and len(bytes.fromhex(parts[3])) == 32
+    except ValueError:
+        return False
+
+
+# Checked when the charger id is unknown, so that a refusal takes as long whether or not the id exists.
+_DUMMY = hash_password("sitekeeper-dummy", salt=b"\0" * 16)
+
+
 def check_password(password: str, stored: str) -> bool:
-    """True if `password` matches the stored hash (constant-time compare)."""
+    """True if `password` matches the stored hash (constant-time compare); an empty `stored` never matches
+    but costs the same time."""
+    if not stored:
+        check_password(password, _DUMMY)
+        return False
     try:
         prefix, iterations, salt, digest = stored.split("$")
         if prefix != PREFIX:

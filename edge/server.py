@@ -79,8 +79,8 @@ class ChargerServer:
         known = self.cfg.ocpp.chargers.get(charger_id)
         if self.cfg.ocpp.security_profile >= 1:
             creds = parse_basic_auth(request.headers.get("Authorization"))
-            ok = (known is not None and known.password_hash and creds is not None and creds[0] == charger_id
-                  and check_password(creds[1], known.password_hash))
+            stored = known.password_hash if known is not None else ""
+            ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
             if not ok:
                 self.edge.metrics.errors["auth"] += 1
                 log.warning("charger %r refused: wrong or missing password", charger_id)
@@ -201,6 +201,9 @@ class ChargerSession:
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         self._tasks.append(asyncio.create_task(self._ticker()))
         if not settings.standalone:
+            if self._initial_upstream is not None:
+                # Up before the charger's first frame is read, so that frame goes upstream, not answered here.
+                await self._attach_upstream(self._initial_upstream)
             self._tasks.append(asyncio.create_task(self._upstream_loop()))
         try:
             async for message in self.ws:
@@ -283,14 +286,20 @@ class ChargerSession:
             await asyncio.sleep(1.0)
             await self.feed(self.link.tick)
 
+    async def _attach_upstream(self, ws: ClientConnection) -> None:
+        self.up = ws
+        self.edge.upstream_links += 1
+        log.info("upstream link of %s up", self.charger_id)
+        await self.feed(self.link.upstream_up)  # type: ignore[union-attr]
+
     async def _upstream_loop(self) -> None:
+        """Read the upstream link (already attached if the handshake opened it); reconnect with backoff."""
         assert self.link is not None
         ucfg = self.edge.cfg.upstream
-        ws = self._initial_upstream
         delay = ucfg.reconnect_min
         subprotocol = VERSION_SUBPROTOCOL[self.version]
         while True:
-            if ws is None:
+            if self.up is None:
                 ws = await self.server.open_upstream(self.charger_id, [subprotocol])
                 if ws is None:
                     if ucfg.strict:
@@ -299,12 +308,10 @@ class ChargerSession:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, ucfg.reconnect_max)
                     continue
-            delay = ucfg.reconnect_min
-            self.up = ws
-            self.edge.upstream_links += 1
-            log.info("upstream link of %s up", self.charger_id)
+                delay = ucfg.reconnect_min
+                await self._attach_upstream(ws)
+            ws = self.up
             try:
-                await self.feed(self.link.upstream_up)
                 async for message in ws:
                     self.edge.metrics.frames["u>e"] += 1
                     self.edge.journal.add(self.charger_id, "u>e", message)
@@ -316,4 +323,3 @@ class ChargerSession:
                 self.edge.upstream_links -= 1
             log.info("upstream link of %s down", self.charger_id)
             await self.feed(self.link.upstream_down)
-            ws = None

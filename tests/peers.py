@@ -145,7 +145,8 @@ class Upstream201(CP201):
 class Csms:
     """An upstream CSMS on a fixed port; `stop()` and `start()` make it go away and come back."""
 
-    def __init__(self, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1"), ssl: ssl_module.SSLContext | None = None):
+    def __init__(self, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1"),
+                 ssl: ssl_module.SSLContext | None = None):
         self.port = port
         self.ssl = ssl  # a server context: serve TLS (wss://)
         self.subprotocols = list(subprotocols)
@@ -162,8 +163,8 @@ class Csms:
         return f"{'wss' if self.ssl is not None else 'ws'}://127.0.0.1:{self.port}/csms"
 
     async def start(self) -> Csms:
-        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port, subprotocols=self.subprotocols,
-                                             ssl=self.ssl)
+        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port,
+                                             subprotocols=self.subprotocols, ssl=self.ssl)
         return self
 
     async def stop(self) -> None:

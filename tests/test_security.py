@@ -7,6 +7,7 @@ the `openssl` command line (the `cryptography` package is not a dependency of th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import shutil
@@ -43,9 +44,11 @@ async def refused_status(url: str, charger_id: str, headers: dict[str, str] | No
                          tls: ssl.SSLContext | None = None) -> InvalidStatus:
     """Connect and expect the handshake to be refused with an HTTP status; return the exception."""
     ch = Charger(url, charger_id, "1.6", headers=headers, ssl=tls)
-    with pytest.raises(InvalidStatus) as info:
-        await ch.connect()
-    await ch.close()
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            await ch.connect()
+    finally:
+        await ch.close()
     return info.value
 
 
@@ -93,12 +96,13 @@ def _openssl(*args: str, cwd: Path) -> None:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A throwaway CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) signed by it."""
     if shutil.which("openssl") is None:
-        pytest.fail("the openssl command line is needed to make test certificates (cryptography is not installed)")
+        pytest.fail("the openssl command line is needed to make the test certificates")
     d = tmp_path_factory.mktemp("pki")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sitekeeper test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-addext", "subjectKeyIdentifier=hash", cwd=d)
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=sitekeeper test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash",
+             cwd=d)
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
     (d / "server.ext").write_text(
         "basicConstraints = critical, CA:FALSE\n"
@@ -203,9 +207,12 @@ async def test_profile2_plain_ws_fails(edge_factory: EdgeFactory, pki: Pki) -> N
     edge = edge_factory(profile2(pki))
     plain_url = edge.url.replace("wss://", "ws://", 1)
     ch = Charger(plain_url, "CP1", "1.6", headers=basic("CP1", PASSWORD))
-    with pytest.raises((InvalidMessage, InvalidStatus, ConnectionClosed, OSError, EOFError, TimeoutError)):
-        await ch.connect()
-    await ch.close()
+    try:
+        # no HTTP answer of any kind: the port speaks TLS only
+        with pytest.raises((InvalidMessage, ConnectionClosed, OSError, EOFError, TimeoutError)):
+            await ch.connect()
+    finally:
+        await ch.close()
     assert edge.query("SELECT count(*) FROM chargers") == [(0,)]
     # the TLS port is still serving
     await boots(edge.url, "CP1", headers=basic("CP1", PASSWORD), tls=pki.client_context())
@@ -222,6 +229,15 @@ def proxy_config(csms: Csms, ca_file: Path | None, strict: bool = False) -> dict
     return cfg
 
 
+async def wait_upstream_links(edge: EdgeProcess, count: int, timeout: float = 10.0) -> None:
+    """Wait until /metrics reports `count` open upstream links."""
+    want = f"sitekeeper_upstream_links_up {count}"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while want not in edge.http("/metrics").splitlines():
+        assert asyncio.get_running_loop().time() < deadline, f"no {want!r} in /metrics"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_upstream_gets_basic_auth_over_tls(edge_factory: EdgeFactory, pki: Pki, version: str) -> None:
     csms = await Csms(free_port(), ssl=pki.server_context()).start()
@@ -230,6 +246,8 @@ async def test_upstream_gets_basic_auth_over_tls(edge_factory: EdgeFactory, pki:
         edge = edge_factory(proxy_config(csms, pki.ca_cert))
         ch = await Charger(edge.url, "CP1", version, headers=basic("CP1", PASSWORD)).connect()
         try:
+            # the first frame right after the handshake has a test of its own (below)
+            await wait_upstream_links(edge, 1)
             boot = await (ch.boot16() if version == "1.6" else ch.boot201())
             assert boot.status == "Accepted"
             await ch.call(call16.Heartbeat() if version == "1.6" else call201.Heartbeat())
@@ -247,6 +265,30 @@ async def test_upstream_gets_basic_auth_over_tls(edge_factory: EdgeFactory, pki:
         await csms.stop()
 
 
+async def test_upstream_answers_the_first_frame_after_the_handshake(edge_factory: EdgeFactory,
+                                                                    pki: Pki) -> None:
+    """The upstream link is opened during the charger's handshake, so a Boot sent the moment the handshake
+    completes must already go to upstream and get upstream's answer (not a local "offline" one)."""
+    csms = await Csms(free_port(), ssl=pki.server_context()).start()
+    try:
+        edge = edge_factory(proxy_config(csms, pki.ca_cert))
+        for attempt in range(6):
+            msg_id = f"boot-{attempt}"
+            boot = f'[2,"{msg_id}","BootNotification",{{"chargePointModel":"m","chargePointVendor":"v"}}]'
+            ch = await Charger(edge.url, "CP1", "1.6", headers=basic("CP1", PASSWORD)).connect()
+            try:
+                n = len(ch.received)
+                await ch.raw(boot)
+                got = ch.received[n]
+            finally:
+                await ch.close()
+            upstream_answers = [t for p in csms.history for t in p.sent if f'"{msg_id}"' in t]
+            assert upstream_answers == [got], (
+                f"connection {attempt}: the charger got {got!r}, upstream answered {upstream_answers!r}")
+    finally:
+        await csms.stop()
+
+
 async def test_upstream_certificate_is_verified(edge_factory: EdgeFactory, pki: Pki) -> None:
     """Without `ca_file` the throwaway CA is not trusted, so the edge must not talk to that upstream."""
     csms = await Csms(free_port(), ssl=pki.server_context()).start()
@@ -255,6 +297,7 @@ async def test_upstream_certificate_is_verified(edge_factory: EdgeFactory, pki: 
         err = await refused_status(edge.url, "CP1", basic("CP1", PASSWORD))
         assert err.response.status_code == 502
         assert csms.history == []
+        assert "certificate verify failed" in edge.log().lower()
     finally:
         await csms.stop()
 
@@ -289,8 +332,8 @@ def test_missing_tls_certificate_file_names_the_key(tmp_path: Path) -> None:
     bad.write_text('[store]\npath = "site.db"\n[web]\nport = 0\n'
                    f'[ocpp]\nport = {free_port()}\nsecurity_profile = 2\n'
                    f'tls_cert = "{tmp_path / "missing.pem"}"\ntls_key = "{tmp_path / "missing.key"}"\n')
-    out = subprocess.run([SITEKEEPER, "--config", str(bad), "run"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([SITEKEEPER, "--config", str(bad), "run"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=30)
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.splitlines()
     assert len(lines) == 1, out.stderr
