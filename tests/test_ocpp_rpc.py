@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import json
 import shutil
+import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,28 +58,68 @@ class RpcRun:
         return f"charger.js exit {self.returncode}\n--- stdout\n{out}\n--- stderr\n{self.stderr}"
 
 
-async def run_charger(url: str, charger_id: str, version: str, scenario: str, timeout: float = 90) -> RpcRun:
-    """Run charger.js as a subprocess (without blocking the loop the test's peers run on)."""
-    node = shutil.which("node")
-    assert node, "Node.js is not on PATH: run ./setup.sh --dev"
-    assert (NODE_DIR / "node_modules" / "ocpp-rpc").is_dir(), "ocpp-rpc is not installed: run ./setup.sh --dev"
-    proc = await asyncio.create_subprocess_exec(
-        node, str(CHARGER_JS), url, charger_id, PROTOCOLS[version], scenario, cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-        raise AssertionError(f"charger.js did not finish in {timeout} s:\n{out.decode()}\n{err.decode()}") from None
-    lines: list[dict[str, Any]] = []
-    for text in out.decode().splitlines():
+class NodeCharger:
+    """charger.js running as a subprocess; its stdout is read line by line without blocking the loop that
+    the test's peers run on."""
+
+    def __init__(self, proc: asyncio.subprocess.Process):
+        self.proc = proc
+        self.lines: list[dict[str, Any]] = []
+
+    @classmethod
+    async def start(cls, url: str, charger_id: str, version: str, scenario: str) -> NodeCharger:
+        node = shutil.which("node")
+        assert node, "Node.js is not on PATH: run ./setup.sh --dev"
+        assert (NODE_DIR / "node_modules" / "ocpp-rpc").is_dir(), "ocpp-rpc is not installed: run ./setup.sh --dev"
+        proc = await asyncio.create_subprocess_exec(
+            node, str(CHARGER_JS), url, charger_id, PROTOCOLS[version], scenario, cwd=NODE_DIR,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        return cls(proc)
+
+    async def _next_line(self) -> dict[str, Any] | None:
+        assert self.proc.stdout is not None
+        text = await self.proc.stdout.readline()
+        if not text:
+            return None
         try:
-            lines.append(json.loads(text))
+            line = json.loads(text)
         except ValueError:
-            lines.append({"type": "text", "text": text})
-    assert proc.returncode is not None
-    return RpcRun(proc.returncode, lines, err.decode())
+            line = {"type": "text", "text": text.decode(errors="replace")}
+        self.lines.append(line)
+        return line
+
+    async def wait_for(self, kind: str, timeout: float = 30) -> dict[str, Any]:
+        """Read output until a line of type `kind`."""
+        try:
+            async with asyncio.timeout(timeout):
+                while (line := await self._next_line()) is not None:
+                    if line.get("type") == kind:
+                        return line
+        except TimeoutError:
+            self.proc.kill()
+        raise AssertionError(f"charger.js printed no {kind!r} line:\n{await self.finish()}")
+
+    async def finish(self, timeout: float = 90) -> RpcRun:
+        """Wait for the scenario to end (killing it after `timeout` seconds) and return all it printed."""
+        assert self.proc.stderr is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while await self._next_line() is not None:
+                    pass
+                stderr = await self.proc.stderr.read()
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"charger.js did not finish in {timeout} s:\n"
+                                 f"{RpcRun(-9, self.lines, '')}") from None
+        assert self.proc.returncode is not None
+        return RpcRun(self.proc.returncode, self.lines, stderr.decode(errors="replace"))
+
+
+async def run_charger(url: str, charger_id: str, version: str, scenario: str) -> RpcRun:
+    """Run one scenario of charger.js to its end."""
+    return await (await NodeCharger.start(url, charger_id, version, scenario)).finish()
 
 
 def assert_clean(run: RpcRun) -> None:
@@ -186,6 +228,16 @@ async def test_ocpp_rpc_201_charger_against_standalone_edge(edge_factory):
 
 
 # -- proxy: the edge in front of an upstream CSMS ------------------------------------------------------
+# The edge's own heartbeat interval differs from upstream's (peers.Csms says 300), so that a Boot the edge
+# answered itself cannot pass for upstream's answer.
+EDGE_INTERVAL = 77
+
+
+def proxy_edge(edge_factory: Callable[[dict], EdgeProcess], csms: Csms) -> EdgeProcess:
+    return edge_factory({"upstream": {"mode": "proxy", "url": csms.url},
+                         "ocpp": {"heartbeat_interval": EDGE_INTERVAL}})
+
+
 def upstream_answers(csms: Csms, charger_id: str) -> dict[str, dict[str, Any]]:
     """Upstream's CALLRESULT payloads to `charger_id`, by message id."""
     out: dict[str, dict[str, Any]] = {}
@@ -198,30 +250,42 @@ def upstream_answers(csms: Csms, charger_id: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def assert_relayed(run: RpcRun, csms: Csms, charger_id: str) -> None:
+    """Upstream up: every CALL reached upstream once, in order, under the message id ocpp-rpc gave it, and
+    the charger got upstream's own answer (1.6 transaction ids aside: see the proxy test)."""
+    boot = run.result("BootNotification")
+    assert boot["response"]["interval"] != EDGE_INTERVAL, (
+        f"upstream was connected, yet the edge answered the charger's BootNotification itself: {boot}")
+    upstream = csms.calls(charger_id)
+    assert [(m[1], m[2]) for m in upstream] == [(c["id"], c["action"]) for c in run.calls], str(run)
+    answers = upstream_answers(csms, charger_id)
+    for c in run.calls:
+        if c["action"] != "StartTransaction":
+            assert c["response"] == answers[c["id"]], f"{c['action']}: the charger did not get upstream's answer"
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_ocpp_rpc_charger_through_proxy_edge(edge_factory, version):
     csms = await Csms(free_port()).start()
     try:
-        edge = edge_factory({"upstream": {"mode": "proxy", "url": csms.url}})
+        edge = proxy_edge(edge_factory, csms)
         cid = f"RPCPX{version.replace('.', '')}"
         run = await run_charger(edge.url, cid, version, "session")
     finally:
         await csms.stop()
     assert_clean(run)
-
-    # Every CALL reached upstream once, in order, under the message id ocpp-rpc gave it.
+    assert_relayed(run, csms, cid)
     upstream = csms.calls(cid)
-    assert [(m[1], m[2]) for m in upstream] == [(c["id"], c["action"]) for c in run.calls], str(run)
     answers = upstream_answers(csms, cid)
+
     if version == "2.0.1":
-        # Nothing to rewrite in 2.0.1: payloads both ways are upstream's and the charger's own.
+        # Nothing to rewrite in 2.0.1: the charger's transaction id and seqNo pass through untouched.
         assert [m[3] for m in upstream] == [c["request"] for c in run.calls]
-        assert [answers[c["id"]] for c in run.calls] == [c["response"] for c in run.calls]
-        tx_keys = {m[3]["transactionInfo"]["transactionId"] for m in upstream if m[2] == "TransactionEvent"}
-        assert tx_keys == {f"{cid}-tx1"}
-        assert [m[3]["seqNo"] for m in upstream if m[2] == "TransactionEvent"] == [0, 1, 2]
-        await wait_rows(edge, "SELECT meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL FROM transactions"
-                              " WHERE charger_id = ?", (cid,), [(2000, 3250, 1250, 1)])
+        events = [m[3] for m in upstream if m[2] == "TransactionEvent"]
+        assert [(e["eventType"], e["seqNo"], e["transactionInfo"]["transactionId"]) for e in events] == [
+            ("Started", 0, f"{cid}-tx1"), ("Updated", 1, f"{cid}-tx1"), ("Ended", 2, f"{cid}-tx1")]
+        await wait_rows(edge, "SELECT tx_key, meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL"
+                              " FROM transactions WHERE charger_id = ?", (cid,), [(f"{cid}-tx1", 2000, 3250, 1250, 1)])
         return
 
     # 1.6: the charger only ever sees the edge's transaction id; upstream only ever sees its own.
@@ -230,22 +294,43 @@ async def test_ocpp_rpc_charger_through_proxy_edge(edge_factory, version):
     up_tx = answers[start["id"]]["transactionId"]
     assert up_tx >= 1000 and edge_tx != up_tx
     assert start["response"] == {**answers[start["id"]], "transactionId": edge_tx}
-    for c in run.calls:
-        if c["action"] in ("MeterValues", "StopTransaction"):
-            assert c["request"]["transactionId"] == edge_tx
     for m, c in zip(upstream, run.calls, strict=True):
         expected = dict(c["request"])
         if m[2] in ("MeterValues", "StopTransaction"):
+            assert c["request"]["transactionId"] == edge_tx
             expected["transactionId"] = up_tx
         assert m[3] == expected, f"{m[2]} reached upstream changed"
-        if m[2] != "StartTransaction":
-            assert answers[c["id"]] == c["response"], f"{m[2]}: the charger did not get upstream's answer"
     counts = Counter(m[2] for m in upstream)
     assert counts["StartTransaction"] == 1 and counts["StopTransaction"] == 1
     assert edge.query("SELECT upstream_tx_id, upstream_status FROM transactions WHERE id = ?", (edge_tx,)) == [
         (up_tx, "Accepted")]
-    await wait_rows(edge, "SELECT tx_key, meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL"
-                          " FROM transactions WHERE charger_id = ?", (cid,), [(str(edge_tx), 12000, 13750, 1750, 1)])
+    await wait_rows(edge, "SELECT id, meter_start, meter_stop, energy_wh, stopped_at IS NOT NULL"
+                          " FROM transactions WHERE charger_id = ?", (cid,), [(edge_tx, 12000, 13750, 1750, 1)])
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_boot_sent_on_open_goes_upstream_while_the_store_is_slow(edge_factory, version):
+    """A charger sends its Boot the moment the socket opens. While the edge's first store write for the new
+    connection is slow (an SD card's fsync; here: the test holds SQLite's write lock for a moment), that
+    Boot must still go to the connected upstream and its answer back to the charger."""
+    csms = await Csms(free_port()).start()
+    try:
+        edge = proxy_edge(edge_factory, csms)
+        cid = f"SLOW{version.replace('.', '')}"
+        lock = sqlite3.connect(edge.db_path, isolation_level=None, timeout=10)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            charger = await NodeCharger.start(edge.url, cid, version, "session")
+            await charger.wait_for("open")  # the handshake is done and the Boot is on its way
+            await asyncio.sleep(0.5)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        run = await charger.finish()
+    finally:
+        await csms.stop()
+    assert_clean(run)
+    assert_relayed(run, csms, cid)
 
 
 # -- the harness itself: strict mode catches an answer that breaks the schema --------------------------

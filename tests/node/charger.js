@@ -6,15 +6,15 @@
  * Usage: node charger.js URL CHARGER_ID ocpp1.6|ocpp2.0.1 SCENARIO
  *   URL is the edge's charger endpoint (ws://host:port/ocpp); ocpp-rpc appends the charger id.
  *
- * Scenarios:
- *   session  Boot, Status, Heartbeat, Authorize, DataTransfer and one full charging session
+ * Every scenario sends BootNotification the moment the WebSocket opens, as charger firmware does, then:
+ *   session  Status, Heartbeat, Authorize, DataTransfer and one full charging session
  *            (1.6: Start/MeterValues/Stop; 2.0.1: TransactionEvent Started/Updated/Ended).
  *            Every call must be answered with a schema-valid CALLRESULT.
- *   canary   Boot and Heartbeat, then a DataTransfer whose answer the test's upstream makes violate
- *            the schema: that call must be rejected by strict validation (proof that it is switched on).
+ *   canary   Heartbeat, then a DataTransfer whose answer the test's upstream makes violate the schema:
+ *            that call must be rejected by strict validation (proof that validation is switched on).
  *
  * Output: one JSON object per line on stdout:
- *   {"type":"open","protocol":...}
+ *   {"type":"open","protocol":...}            the handshake is done and the Boot CALL is on the wire
  *   {"type":"result","action":...,"id":...,"request":{...},"response":{...}}      a CALLRESULT
  *   {"type":"error","action":...,"id":...,"request":{...},"code":...,"message":...,"strict":bool}
  *   {"type":"strictValidationFailure",...}, {"type":"badMessage",...}, {"type":"inboundCall",...},
@@ -96,7 +96,19 @@ function expect(condition, message) {
 }
 
 // -- OCPP 1.6 -----------------------------------------------------------------------------------------
-async function session16(ch, identity) {
+const BOOT = {
+    'ocpp1.6': (identity) => ({
+        chargePointVendor: 'ocpp-rpc', chargePointModel: 'strict-1.6', chargePointSerialNumber: identity,
+        firmwareVersion: '2.2.1',
+    }),
+    'ocpp2.0.1': (identity) => ({
+        reason: 'PowerUp',
+        chargingStation: { model: 'strict-2.0.1', vendorName: 'ocpp-rpc', serialNumber: identity,
+            firmwareVersion: '2.2.1' },
+    }),
+};
+
+async function session16(ch) {
     const idTag = '04A1B2C3D4E5F6';
     const status = (connectorId, st) => ch.call('StatusNotification', {
         connectorId, errorCode: 'NoError', status: st, timestamp: now(),
@@ -105,11 +117,6 @@ async function session16(ch, identity) {
         value: String(wh), context, measurand: ENERGY, location: 'Outlet', unit: 'Wh',
     });
 
-    const boot = await ch.call('BootNotification', {
-        chargePointVendor: 'ocpp-rpc', chargePointModel: 'strict-1.6', chargePointSerialNumber: identity,
-        firmwareVersion: '2.2.1',
-    });
-    expect(boot.status === 'Accepted', `BootNotification not accepted: ${boot.status}`);
     await status(0, 'Available');
     await status(1, 'Available');
     await ch.call('Heartbeat', {});
@@ -153,12 +160,6 @@ async function session201(ch, identity) {
         timestamp: now(), sampledValue: [{ value, context, measurand: ENERGY, unitOfMeasure: { unit } }],
     }];
 
-    const boot = await ch.call('BootNotification', {
-        reason: 'PowerUp',
-        chargingStation: { model: 'strict-2.0.1', vendorName: 'ocpp-rpc', serialNumber: identity,
-            firmwareVersion: '2.2.1' },
-    });
-    expect(boot.status === 'Accepted', `BootNotification not accepted: ${boot.status}`);
     await status('Available');
     await ch.call('Heartbeat', {});
     await ch.call('Authorize', { idToken });
@@ -183,11 +184,7 @@ async function session201(ch, identity) {
 }
 
 // -- canary ---------------------------------------------------------------------------------------------
-async function canary(ch, identity, protocol) {
-    const boot = protocol === 'ocpp1.6'
-        ? { chargePointVendor: 'ocpp-rpc', chargePointModel: 'canary' }
-        : { reason: 'PowerUp', chargingStation: { model: 'canary', vendorName: 'ocpp-rpc' } };
-    await ch.call('BootNotification', boot);
+async function canary(ch) {
     await ch.call('Heartbeat', {});
     await sleep(500); // the edge's upstream link is surely live by now: the next answer is upstream's own
     const err = await ch.call('DataTransfer', { vendorId: 'org.sitekeeper.tests', messageId: 'BadAnswer' },
@@ -197,7 +194,7 @@ async function canary(ch, identity, protocol) {
 }
 
 const SCENARIOS = {
-    session: (ch, identity, protocol) => (protocol === 'ocpp1.6' ? session16 : session201)(ch, identity),
+    session: (ch, identity, protocol) => (protocol === 'ocpp1.6' ? session16(ch) : session201(ch, identity)),
     canary,
 };
 
@@ -212,10 +209,20 @@ async function main() {
         callTimeoutMs: 15000,
     });
     const ch = new Charger(client);
+    // Like charger firmware, send BootNotification the moment the WebSocket opens: ocpp-rpc knows the
+    // subprotocol (so strict validation applies) and flushes the CALL right after the handshake.
+    let booted = Promise.reject(new Error('the edge chose no subprotocol'));
+    booted.catch(() => {});
+    client.once('protocol', () => {
+        booted = ch.call('BootNotification', BOOT[protocol](identity));
+        booted.catch(() => {});
+    });
     try {
         await client.connect();
         expect(client.protocol === protocol, `edge chose subprotocol ${client.protocol}, not ${protocol}`);
         emit({ type: 'open', protocol: client.protocol });
+        const boot = await booted;
+        expect(boot.status === 'Accepted', `BootNotification not accepted: ${boot.status}`);
         await SCENARIOS[scenario](ch, identity, protocol);
         expect(ch.problems.length === 0, ch.problems.join('; '));
         if (scenario !== 'canary') {
