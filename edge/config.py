@@ -26,6 +26,7 @@ class SiteConfig:
     id: str = "site-1"
     name: str = "Demo site"
     accept_unknown_cards: bool = True  # standalone: a card the site does not know may charge (demo default)
+    timezone: str = "UTC"  # for time-of-use bands and daily reports
 
 
 @dataclass
@@ -72,6 +73,27 @@ class UpstreamConfig:
 
 
 @dataclass
+class BillingConfig:
+    currency: str = "PHP"
+    currency_exponent: int = 2  # digits of the minor unit (2: centavos)
+    min_start_balance: str = "50.00"  # major units, as decimal strings
+    max_hold: str = "1000.00"
+    overdraft_limit: str = "0.00"
+    authority: str = "edge"  # "edge": the edge decides for cards it knows; "upstream": upstream, while up
+    push_local_list: bool = True  # keep the chargers' local authorization lists in step with the cards
+
+
+@dataclass
+class TariffConfig:
+    per_kwh: str = "15.00"
+    per_minute: str = "0.00"
+    session_fee: str = "0.00"
+    idle_per_minute: str = "0.00"
+    idle_grace_minutes: float = 15.0
+    bands: list = field(default_factory=list)  # [[tariff.bands]] start = "18:00", end = "22:00", per_kwh = "20.00"
+
+
+@dataclass
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -83,6 +105,8 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ocpp: OcppConfig = field(default_factory=OcppConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    tariff: TariffConfig = field(default_factory=TariffConfig)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = ""  # the file it came from, "" for defaults
 
@@ -115,6 +139,8 @@ def _fill(obj: Any, table: Any, prefix: str) -> None:
         current = getattr(obj, key)
         if key == "chargers":
             setattr(obj, key, _chargers(name, value, type(obj)))
+        elif key == "bands":
+            setattr(obj, key, _bands(name, value))
         elif dataclasses.is_dataclass(current):
             _fill(current, value, name)
         else:
@@ -142,6 +168,78 @@ def _chargers(prefix: str, table: Any, owner: type) -> dict:
     return out
 
 
+def _bands(prefix: str, value: Any) -> list:
+    if not isinstance(value, list):
+        raise ConfigError(f"{prefix}: expected a list of tables ([[tariff.bands]]), got {value!r}")
+    out = []
+    for i, band in enumerate(value):
+        name = f"{prefix}[{i}]"
+        if not isinstance(band, dict):
+            raise ConfigError(f"{name}: expected a table, got {band!r}")
+        unknown = set(band) - {"start", "end", "per_kwh"}
+        if unknown:
+            raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: start, end, per_kwh)")
+        for key in ("start", "end", "per_kwh"):
+            if not isinstance(band.get(key), str):
+                raise ConfigError(f"{name}.{key}: expected a string")
+        out.append(dict(band))
+    return out
+
+
+def _minutes(key: str, text: str) -> int:
+    try:
+        hours, minutes = text.split(":")
+        value = int(hours) * 60 + int(minutes)
+    except ValueError:
+        raise ConfigError(f"{key}: expected HH:MM, got {text!r}") from None
+    if not 0 <= int(hours) <= 24 or not 0 <= int(minutes) < 60 or value > 1440:
+        raise ConfigError(f"{key}: expected HH:MM, got {text!r}")
+    return value
+
+
+def billing_settings(cfg: Config):
+    """The checked billing settings and tariff in minor units (raises `ConfigError` naming the key)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from edge.billing import BillingSettings
+    from edge.money import MoneyError, rate_to_minor, to_minor
+    from edge.tariff import Band, Tariff
+
+    b, t = cfg.billing, cfg.tariff
+    exp = b.currency_exponent
+
+    def amount(key: str, value: str) -> int:
+        try:
+            return to_minor(value, exp)
+        except MoneyError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    def rate(key: str, value: str):
+        try:
+            return rate_to_minor(value, exp)
+        except MoneyError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    try:
+        ZoneInfo(cfg.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"site.timezone: unknown time zone {cfg.site.timezone!r}") from None
+    bands = tuple(Band(_minutes(f"tariff.bands[{i}].start", band["start"]) % 1440,
+                       _minutes(f"tariff.bands[{i}].end", band["end"]) % 1440,
+                       rate(f"tariff.bands[{i}].per_kwh", band["per_kwh"])) for i, band in enumerate(t.bands))
+    if t.idle_grace_minutes < 0:
+        raise ConfigError("tariff.idle_grace_minutes: must not be negative")
+    tariff = Tariff(per_kwh=rate("tariff.per_kwh", t.per_kwh), per_minute=rate("tariff.per_minute", t.per_minute),
+                    session_fee=rate("tariff.session_fee", t.session_fee),
+                    idle_per_minute=rate("tariff.idle_per_minute", t.idle_per_minute),
+                    idle_grace_minutes=t.idle_grace_minutes, bands=bands, timezone=cfg.site.timezone)
+    return BillingSettings(currency=b.currency, exponent=exp,
+                           min_start_balance=amount("billing.min_start_balance", b.min_start_balance),
+                           max_hold=amount("billing.max_hold", b.max_hold),
+                           overdraft_limit=amount("billing.overdraft_limit", b.overdraft_limit),
+                           authority=b.authority, tariff=tariff)
+
+
 def _validate(cfg: Config) -> None:
     if not 1 <= cfg.ocpp.port <= 65535:
         raise ConfigError(f"ocpp.port: expected 1..65535, got {cfg.ocpp.port}")
@@ -161,6 +259,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"upstream.url: proxy mode needs a ws:// or wss:// URL, got {cfg.upstream.url!r}")
     if cfg.upstream.call_timeout <= 0:
         raise ConfigError("upstream.call_timeout: must be above 0")
+    if cfg.billing.authority not in ("edge", "upstream"):
+        raise ConfigError(f"billing.authority: expected 'edge' or 'upstream', got {cfg.billing.authority!r}")
+    if not (len(cfg.billing.currency) == 3 and cfg.billing.currency.isalpha() and cfg.billing.currency.isupper()):
+        raise ConfigError(f"billing.currency: expected an ISO 4217 code such as 'PHP', got {cfg.billing.currency!r}")
+    if not 0 <= cfg.billing.currency_exponent <= 4:
+        raise ConfigError("billing.currency_exponent: expected 0..4")
+    billing_settings(cfg)
     if cfg.store.journal_max_rows < 10:
         raise ConfigError("store.journal_max_rows: must be at least 10")
 

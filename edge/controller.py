@@ -31,6 +31,7 @@ edge's wait behind them.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections import Counter, deque
@@ -40,6 +41,7 @@ from typing import Any
 from edge import observe
 from edge.authorize import Authorizer, id_token_of
 from edge.local_csms import answer, is_queued
+from edge.money import lookup_key
 from edge.wire import (
     Call,
     CallError,
@@ -86,13 +88,22 @@ class ResetUpstream:
 
 
 @dataclass(slots=True)
+class Ask:
+    """Run a billing function in its own store transaction; feed its result to `answered(ask_id, ...)`."""
+
+    ask_id: int
+    kind: str  # "decide" (edge.billing.decide) or "running" (edge.billing.running)
+    data: dict
+
+
+@dataclass(slots=True)
 class EdgeCallDone:
     msg_id: str
     result: dict | None = None
     error: CallError | None = None
 
 
-Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone
+Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone | Ask
 
 
 @dataclass(slots=True)
@@ -111,6 +122,15 @@ class _UpPending:
     deadline: float
     item: Any = None  # replay: QueueItem or the replay_state key
     sent_text: str = ""
+    decided: dict | None = None  # the edge's own decision for a card it knows (authority "edge")
+
+
+@dataclass(slots=True)
+class _Asked:
+    call: Call
+    kind: str  # "authorize", "start", "upstream_start" (upstream decided; record and hold), "running"
+    upstream_reply: CallResult | None = None
+    tx_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -140,6 +160,7 @@ class LinkState:
     tx_map: dict[int, int | None] = field(default_factory=dict)  # 1.6: edge id → upstream id (None: not yet)
     stopped_tx: set[int] = field(default_factory=set)  # 1.6: of those, the ones whose Stop the edge has seen
     open_tx_keys: set[str] = field(default_factory=set)  # 2.0.1 transactions the store already has
+    billed_tx: set[str] = field(default_factory=set)  # open sessions on a hold (their cost is watched)
 
 
 class ChargerLink:
@@ -161,6 +182,10 @@ class ChargerLink:
         self.stopped_tx = set(state.stopped_tx)
         self.open_tx_keys = set(state.open_tx_keys)
         self.queued_tx: Counter[str] = Counter(self._item_tx_key(q) for q in self.queue)
+        self.billed_tx = set(state.billed_tx)
+        self.stop_requested: set[str] = set()
+        self.asks: dict[int, _Asked] = {}
+        self._ask_ids = itertools.count(1)
         self.state = DOWN
         self.epoch = 0  # bumps on every upstream connection
         self.up_pending: dict[str, _UpPending] = {}
@@ -264,6 +289,26 @@ class ChargerLink:
             actions += self._next_to_charger()
         return actions
 
+    def answered(self, ask_id: int, result: dict) -> list[Action]:
+        """The result of an `Ask`: finish what was waiting for it."""
+        asked = self.asks.pop(ask_id, None)
+        if asked is None:
+            return []
+        if asked.kind == "running":
+            return self._stop_if_exhausted(asked.tx_key, result)
+        call = asked.call
+        if not result.get("known"):  # the card went away meanwhile: as for any unknown card
+            return self._route_call(call)
+        if asked.kind == "upstream_start":
+            return self._after_upstream_start(asked, result)
+        if asked.kind == "start" and result.get("hold_minor"):
+            self.billed_tx.add(self._tx_key_of(call, result))
+        if asked.kind == "authorize" or result.get("repeat"):
+            return self._answer_locally(call, offline=False, decided=result, record=False)
+        if self.settings.standalone or self.state != LIVE:
+            return self._answer_locally(call, offline=not self.settings.standalone, decided=result)
+        return self._forward(call, decided=result)
+
     def call(self, action: str, payload: dict) -> tuple[str, list[Action]]:
         """Queue a CALL of the edge's own to the charger; its answer comes back as `EdgeCallDone`."""
         msg_id = str(uuid.uuid4())
@@ -272,22 +317,29 @@ class ChargerLink:
 
     # -- charger → edge ------------------------------------------------------------------------------
     def _charger_call(self, call: Call) -> list[Action]:
+        return self._ask_decision(call) or self._route_call(call)
+
+    def _route_call(self, call: Call) -> list[Action]:
         if self.settings.standalone:
             return self._answer_locally(call, offline=False)
         if self.state != LIVE:
             if self.settings.strict:
                 return [CloseCharger("upstream is not connected (strict mode)")]
             return self._answer_locally(call, offline=True)
+        return self._forward(call)
+
+    def _forward(self, call: Call, decided: dict | None = None) -> list[Action]:
         text = self._to_upstream_text(call)
         if text is None:  # refers to a transaction upstream refused: the edge keeps it to itself
             return self._answer_locally(call, offline=False)
         self.up_pending[call.msg_id] = _UpPending("live", call, self.clock() + self.settings.call_timeout,
-                                                  sent_text=text)
+                                                  sent_text=text, decided=decided)
         actions: list[Action] = []
         ops = self._observe_ops(call)
         if ops:
             actions.append(Persist(ops, wait=False))
         actions.append(SendUpstream(text))
+        actions += self._watch_cost(call)
         return actions
 
     def _observe_ops(self, call: Call) -> list[tuple[str, dict]]:
@@ -312,7 +364,10 @@ class ChargerLink:
         self.open_tx_keys.add(key)
         return self.new_tx_id()
 
-    def _answer_locally(self, call: Call, *, offline: bool) -> list[Action]:
+    def _answer_locally(self, call: Call, *, offline: bool, decided: dict | None = None,
+                        record: bool = True) -> list[Action]:
+        """Answer `call` as the CSMS. `decided`: the billing decision for a known card (its session row is
+        written already); `record=False`: answer only (a repeated start, an Authorize)."""
         a, p, cid = call.action, call.payload, self.charger_id
         standalone = self.settings.standalone
         ops: list[tuple[str, dict]] = []
@@ -320,8 +375,15 @@ class ChargerLink:
         tx_id: int | None = None
         queue_tx: int | None = None
         id_tag = id_token_of(p)
-        if a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
+        if decided is not None:
+            status = decided["status"]
+        elif a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
             status = self.authorizer.decide(cid, id_tag, standalone=standalone)
+        if not record:
+            tx_id = decided.get("tx_id") if decided else None
+            payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
+                             auth_status=status, transaction_id=tx_id, offline=offline)
+            return [SendCharger(result_text(call.msg_id, payload or {}))]
         if a == "BootNotification":
             ops += observe.boot_ops(cid, self.version, p)
             if offline:
@@ -338,8 +400,11 @@ class ChargerLink:
                 ops.append(("replay_set", {"charger_id": cid, "key": key, "frame": call.text}))
                 self.replay[key] = (call.text, True)
         elif a == "StartTransaction":
-            tx_id = queue_tx = self.new_tx_id()
-            ops.append(observe.start_op_16(cid, tx_id, p, offline=offline))
+            if decided is not None:
+                tx_id = queue_tx = decided["tx_id"]
+            else:
+                tx_id = queue_tx = self.new_tx_id()
+                ops.append(observe.start_op_16(cid, tx_id, p, offline=offline))
             self.tx_map[tx_id] = None
         else:
             ops += self._observe_ops(call)
@@ -367,7 +432,7 @@ class ChargerLink:
                                                        f"{a} is not supported by this CSMS")))
         else:
             actions.append(SendCharger(result_text(call.msg_id, payload)))
-        return actions
+        return actions + self._watch_cost(call)
 
     def _charger_reply(self, frame: CallResult | CallError) -> list[Action]:
         pending = self.to_charger.pop(frame.msg_id, None)
@@ -391,6 +456,99 @@ class ChargerLink:
         if tx_key is None:
             return bool(self.queue)
         return self.queued_tx.get(tx_key, 0) > 0
+
+    # -- the edge's own cards (edge.billing) -------------------------------------------------------------
+    def _card_of(self, call: Call) -> str | None:
+        """The known card in an Authorize / StartTransaction / TransactionEvent that starts or authorizes."""
+        a, p = call.action, call.payload
+        if a not in ("Authorize", "StartTransaction", "TransactionEvent"):
+            return None
+        if a == "TransactionEvent" and p.get("eventType") == "Ended":
+            return None
+        token = id_token_of(p)
+        if not token:
+            return None
+        uid = lookup_key(token)
+        return uid if self.authorizer.knows(uid) else None
+
+    def _ask(self, asked: _Asked, kind: str, data: dict) -> list[Action]:
+        ask_id = next(self._ask_ids)
+        self.asks[ask_id] = asked
+        return [Ask(ask_id, kind, data)]
+
+    def _ask_decision(self, call: Call) -> list[Action]:
+        uid = self._card_of(call)
+        if uid is None:
+            return []
+        if not self.settings.standalone:
+            if self.state == LIVE and self.authorizer.authority == "upstream":
+                return []  # upstream decides; a start is recorded and held when its answer comes
+            if self.state != LIVE and self.settings.strict:
+                return []
+        kind = "authorize" if call.action == "Authorize" else "start"
+        tx = self._start_record(call, uid) if kind == "start" else None
+        return self._ask(_Asked(call, kind), "decide", {"uid": uid, "charger_id": self.charger_id,
+                                                        "version": self.version, "kind": kind, "tx": tx})
+
+    def _start_record(self, call: Call, uid: str, upstream_id: int | None = None,
+                      upstream_status: str | None = None) -> dict:
+        offline = not self.settings.standalone and self.state != LIVE
+        p = call.payload
+        if call.action == "StartTransaction":
+            tx_id = self.new_tx_id()
+            _, tx = observe.start_op_16(self.charger_id, tx_id, p, offline=offline, upstream_tx_id=upstream_id,
+                                        upstream_status=upstream_status)
+            return tx
+        key = (p.get("transactionInfo") or {}).get("transactionId")
+        self.open_tx_keys.add(key)
+        evse = p.get("evse") or {}
+        return {"id": self.new_tx_id(), "charger_id": self.charger_id, "tx_key": key, "version": self.version,
+                "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": uid,
+                "meter_start": observe.energy_wh(p.get("meterValue")), "started_at": p.get("timestamp"),
+                "started_offline": int(offline), "upstream_tx_id": None, "upstream_status": None}
+
+    def _tx_key_of(self, call: Call, result: dict) -> str:
+        if call.action == "StartTransaction":
+            return str(result["tx_id"])
+        return (call.payload.get("transactionInfo") or {}).get("transactionId")
+
+    def _after_upstream_start(self, asked: _Asked, result: dict) -> list[Action]:
+        """Authority "upstream": upstream's answer to a start of a known card, now recorded and held."""
+        reply = asked.upstream_reply
+        assert reply is not None
+        if result.get("hold_minor"):
+            self.billed_tx.add(self._tx_key_of(asked.call, result))
+        if asked.call.action == "StartTransaction":
+            local = result["tx_id"]
+            upstream_id = reply.payload.get("transactionId")
+            self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
+            return [SendCharger(result_text(reply.msg_id, {**reply.payload, "transactionId": local}))]
+        return [SendCharger(reply.text)]
+
+    def _watch_cost(self, call: Call) -> list[Action]:
+        """After meter values of a session on a hold: ask for its running cost (to stop it at the hold)."""
+        p = call.payload
+        if call.action == "MeterValues" and self.version == "1.6":
+            key = p.get("transactionId")
+        elif call.action == "TransactionEvent" and p.get("eventType") == "Updated":
+            key = (p.get("transactionInfo") or {}).get("transactionId")
+        else:
+            return []
+        key = None if key is None else str(key)
+        if key not in self.billed_tx or key in self.stop_requested or not p.get("meterValue"):
+            return []
+        return self._ask(_Asked(call, "running", tx_key=key), "running",
+                         {"charger_id": self.charger_id, "tx_key": key})
+
+    def _stop_if_exhausted(self, tx_key: str | None, result: dict) -> list[Action]:
+        if not result.get("stop") or tx_key is None or tx_key in self.stop_requested:
+            return []
+        self.stop_requested.add(tx_key)
+        if self.version == "1.6":
+            _, actions = self.call("RemoteStopTransaction", {"transactionId": int(tx_key)})
+        else:
+            _, actions = self.call("RequestStopTransaction", {"transactionId": tx_key})
+        return actions
 
     # -- upstream → edge -----------------------------------------------------------------------------
     def _upstream_call(self, call: Call) -> list[Action]:
@@ -429,6 +587,18 @@ class ChargerLink:
             row = self.authorizer.learn(id_tag, info)
             if row:
                 actions.append(Persist([("auth_cache", row)], wait=False))
+        decided = pending.decided
+        if decided is not None:
+            return actions + self._decided_reply(call, frame, decided)
+        uid = self._card_of(call) if call.action in ("StartTransaction", "TransactionEvent") else None
+        if uid is not None and (call.action == "StartTransaction" or call.payload.get("eventType") == "Started"):
+            # authority "upstream": upstream has decided; record the session and hold for a known card
+            status = (info or {}).get("status", "Accepted")
+            upstream_id = p.get("transactionId") if call.action == "StartTransaction" else None
+            tx = self._start_record(call, uid, upstream_id if isinstance(upstream_id, int) else 0, status)
+            return actions + self._ask(_Asked(call, "upstream_start", upstream_reply=frame), "decide", {
+                "uid": uid, "charger_id": self.charger_id, "version": self.version, "kind": "start", "tx": tx,
+                "upstream_status": status})
         if self.version == "1.6" and call.action == "StartTransaction":
             upstream_id = p.get("transactionId")
             local = self.new_tx_id()
@@ -445,6 +615,23 @@ class ChargerLink:
             actions.append(Persist([]))  # what was recorded on the way up is durable before the charger hears
         actions.append(SendCharger(frame.text))
         return actions
+
+    def _decided_reply(self, call: Call, frame: CallResult, decided: dict) -> list[Action]:
+        """Upstream's answer to a forwarded start of a card the edge decided: upstream's ids, the edge's status."""
+        p = frame.payload
+        if call.action == "StartTransaction":
+            local = decided["tx_id"]
+            upstream_id = p.get("transactionId")
+            upstream_id = upstream_id if isinstance(upstream_id, int) else 0
+            self.tx_map[local] = upstream_id
+            info = {**(p.get("idTagInfo") or {}), "status": decided["status"]}
+            return [Persist([("tx_map", {"id": local, "upstream_tx_id": upstream_id,
+                                         "upstream_status": (p.get("idTagInfo") or {}).get("status")})]),
+                    SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
+        if "idTokenInfo" in p or call.payload.get("idToken"):
+            info = {**(p.get("idTokenInfo") or {}), "status": decided["status"]}
+            return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]
+        return [Persist([]), SendCharger(frame.text)]
 
     # -- replay ----------------------------------------------------------------------------------------
     def _replay_next(self) -> list[Action]:

@@ -13,8 +13,9 @@ import time
 
 from websockets.asyncio.server import serve
 
+from edge import billing
 from edge.authorize import Authorizer, CacheEntry
-from edge.config import Config
+from edge.config import Config, billing_settings
 from edge.journal import Journal
 from edge.local_csms import now_iso
 from edge.metrics import Metrics
@@ -34,9 +35,12 @@ class Edge:
         self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
         cache = {r["id_tag"]: CacheEntry(r["status"], float(r["expires"] or 0))
                  for r in self.store.db.query("SELECT id_tag, status, expires FROM auth_cache")}
+        billing.configure(billing_settings(cfg))
+        self.store.write_now(billing.reconcile)  # sessions that stopped but were not billed (a crash between)
         self.authorizer = Authorizer(accept_unknown_standalone=cfg.site.accept_unknown_cards,
                                      offline_accept_unknown=cfg.upstream.offline_accept_unknown,
-                                     cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache)
+                                     cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache,
+                                     knows=self.knows_card, authority=cfg.billing.authority)
         row = self.store.db.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()
         self._next_tx = int(row[0]) + 1
         self.upstream_links = 0
@@ -54,6 +58,9 @@ class Edge:
         m.gauge("sitekeeper_upstream_queue_messages", "Charger messages waiting to be replayed upstream",
                 lambda: self.store.db.execute("SELECT count(*) FROM upstream_queue").fetchone()[0])
         m.gauge("sitekeeper_uptime_seconds", "Seconds since the daemon started", lambda: round(time.time() - self.started))
+
+    def knows_card(self, uid: str) -> bool:
+        return self.store.db.execute("SELECT 1 FROM cards WHERE uid = ?", [uid]).fetchone() is not None
 
     def new_tx_id(self) -> int:
         tx_id = self._next_tx

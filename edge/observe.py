@@ -95,13 +95,12 @@ def start_op_16(charger_id: str, tx_id: int, payload: dict, *, offline: bool,
 
 def stop_ops_16(charger_id: str, payload: dict) -> list[Op]:
     tx_key = str(payload.get("transactionId"))
-    ops: list[Op] = [("tx_stop", {
+    rows = meter_rows(charger_id, tx_key, None, payload.get("transactionData"))
+    ops: list[Op] = [("meter", {"rows": rows})] if rows else []  # first: the bill at stop reads them
+    ops.append(("tx_stop", {
         "charger_id": charger_id, "tx_key": tx_key, "meter_stop": payload.get("meterStop"),
         "stopped_at": payload.get("timestamp"), "reason": payload.get("reason", "Local"),
-    })]
-    rows = meter_rows(charger_id, tx_key, None, payload.get("transactionData"))
-    if rows:
-        ops.append(("meter", {"rows": rows}))
+    }))
     return ops
 
 
@@ -112,12 +111,11 @@ def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | Non
     evse = payload.get("evse") or {}
     token = payload.get("idToken") or {}
     energy = energy_wh(payload.get("meterValue"))
-    ops: list[Op] = [("tx_event", {
+    rows = meter_rows(charger_id, tx_key, evse.get("id"), payload.get("meterValue"))
+    ops: list[Op] = [("meter", {"rows": rows})] if rows else []  # first: the bill at stop reads them
+    ops.append(("tx_event", {
         "id": new_id, "version": version, "charger_id": charger_id, "tx_key": tx_key, "event": payload.get("eventType"),
         "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": token.get("idToken"),
         "ts": payload.get("timestamp"), "energy_wh": energy, "reason": info.get("stoppedReason"),
-    })]
-    rows = meter_rows(charger_id, tx_key, evse.get("id"), payload.get("meterValue"))
-    if rows:
-        ops.append(("meter", {"rows": rows}))
+    }))
     return ops

@@ -22,8 +22,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from edge import store_ops
+from edge import billing, store_ops
 from edge.controller import (
+    Ask,
     ChargerLink,
     CloseCharger,
     EdgeCallDone,
@@ -180,6 +181,9 @@ class ChargerSession:
             " (SELECT tx_id FROM upstream_queue WHERE charger_id = ? AND tx_id IS NOT NULL))", [cid, cid]))
         state.tx_map = {r["id"]: r["upstream_tx_id"] for r in rows}
         state.stopped_tx = {r["id"] for r in rows if r["stopped"]}
+        state.billed_tx = {r["tx_key"] for r in db.query(
+            "SELECT tx_key FROM transactions WHERE charger_id = ? AND stopped_at IS NULL"
+            " AND card_kind = 'commercial' AND hold_minor > 0", [cid])}
         state.open_tx_keys = {r["tx_key"] for r in db.query(
             "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
             " AND stopped_at IS NULL", [cid])}
@@ -275,6 +279,15 @@ class ChargerSession:
                 log.warning("upstream link of %s reset: %s", self.charger_id, a.reason)
                 if self.up is not None:
                     await self.up.close(1011, a.reason[:120])
+            elif isinstance(a, Ask):
+                fn = billing.decide if a.kind == "decide" else billing.running
+                try:
+                    result = await edge.store.write(lambda c, fn=fn, data=a.data: fn(c, **data))
+                except Exception:
+                    log.exception("billing %s failed for %s", a.kind, self.charger_id)
+                    edge.metrics.errors["billing"] += 1
+                    result = {"known": False, "stop": False}
+                await self.execute(self.link.answered(a.ask_id, result))  # type: ignore[union-attr]
             elif isinstance(a, EdgeCallDone):
                 fut = self.calls.pop(a.msg_id, None)
                 if fut is not None and not fut.done():

@@ -85,6 +85,48 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_charger ON journal (charger_id, id);
     """,
+    # 2: billing: accounts (the site's registered users), cards, the append-only ledger, session billing
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL, phone TEXT, email TEXT,
+        created TEXT NOT NULL,
+        blocked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE cards (
+        uid TEXT PRIMARY KEY,                -- upper-case hex of the UID bytes
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        kind TEXT NOT NULL CHECK (kind IN ('personal', 'commercial')),
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked', 'lost')),
+        chargers TEXT,                       -- JSON list: the chargers a personal card may use; NULL: all
+        created TEXT NOT NULL, updated TEXT NOT NULL, last_used TEXT
+    );
+    CREATE INDEX cards_account ON cards (account_id);
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        kind TEXT NOT NULL CHECK (kind IN ('topup', 'hold', 'capture', 'release', 'refund', 'adjustment')),
+        amount_minor INTEGER NOT NULL,       -- hold/capture/release: positive; adjustment: signed
+        currency TEXT NOT NULL,
+        session_id INTEGER REFERENCES transactions (id),
+        key TEXT NOT NULL UNIQUE,            -- idempotency key, derived from what caused the entry
+        note TEXT,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX ledger_account ON ledger (account_id, kind);
+    CREATE INDEX ledger_session ON ledger (session_id);
+    ALTER TABLE transactions ADD COLUMN account_id INTEGER;
+    ALTER TABLE transactions ADD COLUMN card_kind TEXT;
+    ALTER TABLE transactions ADD COLUMN hold_minor INTEGER;
+    ALTER TABLE transactions ADD COLUMN cost_minor INTEGER;
+    ALTER TABLE transactions ADD COLUMN captured_minor INTEGER;
+    ALTER TABLE transactions ADD COLUMN uncollected_minor INTEGER;
+    ALTER TABLE transactions ADD COLUMN cost_detail TEXT;
+    ALTER TABLE transactions ADD COLUMN billing_stop TEXT;  -- why the edge itself stopped the session
+    CREATE INDEX transactions_open_card ON transactions (id_tag) WHERE stopped_at IS NULL;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('local_list_version', '0');
+    """,
 ]
 
 

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
+from edge import billing
 from edge.clock import boot_id, clock_synced
 from edge.local_csms import now_iso
 
@@ -68,6 +69,7 @@ def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
         " energy_wh=CASE WHEN meter_start IS NULL OR :meter_stop IS NULL THEN NULL"
         " ELSE :meter_stop - meter_start END"
         " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
+    billing.settle_session(conn, d["charger_id"], d["tx_key"])
 
 
 def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
@@ -85,6 +87,7 @@ def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
     if d["event"] == "Ended":
         conn.execute("UPDATE transactions SET stopped_at=:ts, stop_reason=COALESCE(:reason, 'Local')"
                      " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
+        billing.settle_session(conn, d["charger_id"], d["tx_key"])
 
 
 def _meter(conn: sqlite3.Connection, d: dict) -> None:

@@ -1,0 +1,224 @@
+"""Billing of the site's own cards: who may start, the hold at start, the running cost, settlement at stop.
+
+Functions on a `sqlite3.Connection`, each run in one store transaction (so a hold is committed before the
+charger hears "Accepted", and a session's capture is in the same commit as its stop). The local controller
+asks for them through its `Ask` action; the CLI and cloud_sync call the same functions.
+
+Decisions for a card the edge knows (`decide`):
+    blocked / lost card or blocked account     → Blocked
+    personal card outside its chargers         → Invalid (1.6) / NotAtThisLocation (2.0.1)
+    card already in an active session          → ConcurrentTx
+    commercial, available < min_start_balance  → Blocked (1.6) / NoCredit (2.0.1)
+    otherwise Accepted; commercial: hold min(available, max_hold) at start.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+from edge import cards, ledger
+from edge.tariff import Tariff, parse_ts, session_cost
+
+
+@dataclass
+class BillingSettings:
+    currency: str = "PHP"
+    exponent: int = 2
+    min_start_balance: int = 5000  # minor units
+    max_hold: int = 100000
+    overdraft_limit: int = 0
+    authority: str = "edge"  # or "upstream"
+    tariff: Tariff = field(default_factory=Tariff)
+
+
+SETTINGS = BillingSettings()
+
+
+def configure(settings: BillingSettings) -> None:
+    """Set the site's billing settings (the daemon and the CLI do this once at start)."""
+    global SETTINGS
+    SETTINGS = settings
+
+
+def _status(version: str, v16: str, v201: str) -> str:
+    return v16 if version == "1.6" else v201
+
+
+def _open_session_of(conn: sqlite3.Connection, uid: str, *, charger_id: str, tx_key: str | None) -> int | None:
+    row = conn.execute("SELECT id FROM transactions WHERE id_tag = ? AND stopped_at IS NULL"
+                       " AND NOT (charger_id = ? AND tx_key IS ?) LIMIT 1", (uid, charger_id, tx_key)).fetchone()
+    return None if row is None else row[0]
+
+
+def check(conn: sqlite3.Connection, card: cards.Card, *, charger_id: str, version: str,
+          tx_key: str | None = None) -> tuple[str, str]:
+    """(status, reason) for `card` at `charger_id`, without holding anything."""
+    s = SETTINGS
+    if card.status != "active" or card.account_blocked:
+        return "Blocked", f"card is {card.status}" if card.status != "active" else "account is blocked"
+    if card.kind == "personal" and not card.allowed_at(charger_id):
+        return _status(version, "Invalid", "NotAtThisLocation"), f"card may not be used at {charger_id}"
+    if _open_session_of(conn, card.uid, charger_id=charger_id, tx_key=tx_key) is not None:
+        return "ConcurrentTx", "card is already in a session"
+    if card.kind == "commercial":
+        avail = ledger.available(conn, card.account_id)
+        if avail < s.min_start_balance:
+            return _status(version, "Blocked", "NoCredit"), \
+                f"balance {avail} below the minimum {s.min_start_balance} to start"
+    return "Accepted", ""
+
+
+def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str, kind: str,
+           tx: dict | None = None, upstream_status: str | None = None) -> dict:
+    """The edge's decision for a card it knows; for kind 'start', also the session row and its hold.
+
+    `tx` is the session's start record (as `observe.start_op_16` / a 2.0.1 event makes it). With
+    `upstream_status` (authority "upstream": upstream has decided), the edge records and holds but does not
+    overrule. A start seen twice (a charger's retry) returns the first one's decision and id.
+    """
+    card = cards.get_card(conn, uid)
+    if card is None:
+        return {"known": False}
+    out: dict = {"known": True, "kind": card.kind, "account_id": card.account_id, "name": card.name}
+    if kind != "start":
+        out["status"], out["reason"] = check(conn, card, charger_id=charger_id, version=version)
+        return out
+    assert tx is not None
+    same = _same_start(conn, charger_id, tx)
+    if same is not None:
+        return {**out, **same, "repeat": True}
+    status, reason = check(conn, card, charger_id=charger_id, version=version, tx_key=tx.get("tx_key"))
+    if upstream_status is not None:
+        status, reason = upstream_status, "decided upstream"
+    out.update(status=status, reason=reason, hold_minor=0)
+    session_id = _record_start(conn, tx, card if status == "Accepted" else None)
+    out["tx_id"] = session_id
+    if status == "Accepted":
+        cards.touch(conn, uid)
+        if card.kind == "commercial":
+            hold = max(0, min(ledger.available(conn, card.account_id), SETTINGS.max_hold))
+            ledger.post(conn, card.account_id, "hold", hold, key=f"session:{session_id}:hold",
+                        currency=SETTINGS.currency, session_id=session_id)
+            conn.execute("UPDATE transactions SET hold_minor = ? WHERE id = ?", (hold, session_id))
+            out["hold_minor"] = hold
+    return out
+
+
+def _same_start(conn: sqlite3.Connection, charger_id: str, tx: dict) -> dict | None:
+    if tx.get("version") == "1.6":
+        row = conn.execute(
+            "SELECT id, hold_minor, account_id FROM transactions WHERE charger_id = ? AND ocpp_version = '1.6'"
+            " AND connector_id IS ? AND id_tag IS ? AND meter_start IS ? AND started_at IS ? AND stopped_at IS NULL",
+            (charger_id, tx.get("connector_id"), tx.get("id_tag"), tx.get("meter_start"),
+             tx.get("started_at"))).fetchone()
+    else:
+        row = conn.execute("SELECT id, hold_minor, account_id FROM transactions WHERE charger_id = ?"
+                           " AND tx_key = ? AND account_id IS NOT NULL", (charger_id, tx.get("tx_key"))).fetchone()
+    if row is None:
+        return None
+    return {"status": "Accepted" if row[2] is not None else "Invalid", "reason": "", "tx_id": row[0],
+            "hold_minor": row[1] or 0}
+
+
+def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None) -> int:
+    """Insert (1.6) or complete (2.0.1, the event may have come first) the session row; return its id."""
+    from edge.store_ops import OPS
+
+    existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
+                            (tx["charger_id"], tx["tx_key"])).fetchone()
+    if existing is None:
+        OPS["tx_start"](conn, tx)
+        existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
+                                (tx["charger_id"], tx["tx_key"])).fetchone()
+    session_id = int(existing[0])
+    if card is not None:
+        conn.execute("UPDATE transactions SET account_id = ?, card_kind = ?, id_tag = ? WHERE id = ?",
+                     (card.account_id, card.kind, card.uid, session_id))
+    return session_id
+
+
+def _readings(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> list:
+    out = []
+    for ts, value, unit in conn.execute(
+            "SELECT timestamp, value, unit FROM meter_values WHERE charger_id = ? AND tx_key = ?"
+            " AND measurand = 'Energy.Active.Import.Register' AND phase IS NULL", (charger_id, tx_key)):
+        when = parse_ts(ts)
+        try:
+            wh = float(value) * (1000 if unit == "kWh" else 1)
+        except (TypeError, ValueError):
+            continue
+        if when is not None:
+            out.append((when, round(wh)))
+    return out
+
+
+def _cost(conn: sqlite3.Connection, row: sqlite3.Row | tuple, *, stop_ts: str | None, stop_wh: int | None):
+    _, charger_id, tx_key, meter_start, started_at = row[:5]
+    start = parse_ts(started_at)
+    stop = parse_ts(stop_ts)
+    if start is None or stop is None or meter_start is None:
+        return None
+    readings = _readings(conn, charger_id, tx_key)
+    if stop_wh is None:
+        stop_wh = max([wh for _, wh in readings], default=meter_start)
+    return session_cost(SETTINGS.tariff, start_ts=start, start_wh=meter_start, readings=readings, stop_ts=stop,
+                        stop_wh=stop_wh)
+
+
+def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str) -> dict:
+    """The running cost of an open billed session and whether its hold is used up (→ the edge stops it)."""
+    row = conn.execute("SELECT id, charger_id, tx_key, meter_start, started_at, hold_minor, card_kind, billing_stop"
+                       " FROM transactions WHERE charger_id = ? AND tx_key = ? AND stopped_at IS NULL",
+                       (charger_id, tx_key)).fetchone()
+    if row is None or row[6] != "commercial":
+        return {"stop": False}
+    readings = _readings(conn, charger_id, tx_key)
+    if not readings:
+        return {"stop": False}
+    latest_ts, _ = max(readings)
+    cost = _cost(conn, row, stop_ts=latest_ts.isoformat(), stop_wh=None)
+    if cost is None:
+        return {"stop": False}
+    running_minor = cost.total_minor
+    hold = row[5] or 0
+    exhausted = running_minor >= hold and row[7] is None
+    if exhausted:
+        conn.execute("UPDATE transactions SET billing_stop = ? WHERE id = ?",
+                     (f"hold exhausted: cost {running_minor} reached the hold {hold}", row[0]))
+    return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0]}
+
+
+def settle_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> dict | None:
+    """Bill a stopped session of a known card once: cost, capture, release; None if it is not billed here."""
+    row = conn.execute(
+        "SELECT id, charger_id, tx_key, meter_start, started_at, account_id, meter_stop, stopped_at, card_kind,"
+        " captured_minor FROM transactions WHERE charger_id = ? AND tx_key = ?", (charger_id, tx_key)).fetchone()
+    if row is None or row[5] is None or row[7] is None:
+        return None
+    session_id, account_id, meter_stop, stopped_at, card_kind, captured = row[0], row[5], row[6], row[7], \
+        row[8], row[9]
+    if captured is not None:
+        return {"captured_minor": captured, "settled_now": False}
+    cost = _cost(conn, row, stop_ts=stopped_at, stop_wh=meter_stop)
+    detail = cost.as_dict() if cost is not None else {"cost_minor": 0, "note": "no usable meter readings"}
+    cost_minor = detail["cost_minor"] if card_kind == "commercial" else 0
+    if card_kind == "commercial":
+        result = ledger.settle(conn, account_id=account_id, session_id=session_id, cost_minor=cost_minor,
+                               overdraft_limit=SETTINGS.overdraft_limit, currency=SETTINGS.currency)
+    else:
+        result = {"captured_minor": 0, "released_minor": 0, "uncollected_minor": 0, "settled_now": True}
+    conn.execute("UPDATE transactions SET cost_minor = ?, captured_minor = ?, uncollected_minor = ?,"
+                 " cost_detail = ? WHERE id = ?", (cost_minor, result["captured_minor"],
+                                                   result["uncollected_minor"], json.dumps(detail), session_id))
+    return {**result, "cost_minor": cost_minor}
+
+
+def reconcile(conn: sqlite3.Connection) -> int:
+    """Settle every stopped session of a known card that has not been billed (e.g. a crash in between)."""
+    rows = conn.execute("SELECT charger_id, tx_key FROM transactions WHERE account_id IS NOT NULL"
+                        " AND stopped_at IS NOT NULL AND captured_minor IS NULL").fetchall()
+    for charger_id, tx_key in rows:
+        settle_session(conn, charger_id, tx_key)
+    return len(rows)

@@ -1,0 +1,139 @@
+"""Accounts (the site's registered users) and their cards. Functions on a `sqlite3.Connection`, run inside
+the caller's transaction; the CLI, the web backend and cloud_sync are all faces over them.
+
+Every card change bumps the local authorization list version (`meta.local_list_version`) so that the
+chargers' local lists can be kept in step.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from edge.local_csms import now_iso
+from edge.money import normalise_uid
+
+KINDS = ("personal", "commercial")
+STATUSES = ("active", "blocked", "lost")
+
+
+class CardError(ValueError):
+    """Bad input about a card or account: the message says what is wrong."""
+
+
+@dataclass
+class Card:
+    uid: str
+    account_id: int
+    kind: str
+    status: str
+    chargers: list[str] | None
+    name: str
+    account_blocked: bool
+    last_used: str | None = None
+
+    def allowed_at(self, charger_id: str) -> bool:
+        return self.chargers is None or charger_id in self.chargers
+
+
+def _card(row: sqlite3.Row | tuple | None) -> Card | None:
+    if row is None:
+        return None
+    uid, account_id, kind, status, chargers, name, blocked, last_used = row
+    return Card(uid, account_id, kind, status, json.loads(chargers) if chargers else None, name, bool(blocked),
+                last_used)
+
+
+_SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.blocked, c.last_used"
+           " FROM cards c JOIN accounts a ON a.id = c.account_id")
+
+
+def get_card(conn: sqlite3.Connection, uid: str) -> Card | None:
+    return _card(conn.execute(_SELECT + " WHERE c.uid = ?", (uid,)).fetchone())
+
+
+def list_cards(conn: sqlite3.Connection) -> list[Card]:
+    return [c for c in map(_card, conn.execute(_SELECT + " ORDER BY a.name, c.uid").fetchall()) if c]
+
+
+def bump_list_version(conn: sqlite3.Connection) -> int:
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'local_list_version'")
+    return list_version(conn)
+
+
+def list_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'local_list_version'").fetchone()[0])
+
+
+def add_account(conn: sqlite3.Connection, name: str, phone: str | None = None, email: str | None = None) -> int:
+    if not name or not name.strip():
+        raise CardError("a name is needed")
+    if email is not None and "@" not in email:
+        raise CardError(f"not an email address: {email!r}")
+    cur = conn.execute("INSERT INTO accounts (name, phone, email, created) VALUES (?, ?, ?, ?)",
+                       (name.strip(), phone, email, now_iso()))
+    return int(cur.lastrowid or 0)
+
+
+def get_account(conn: sqlite3.Connection, account_id: int) -> dict | None:
+    cur = conn.execute("SELECT id, name, phone, email, created, blocked FROM accounts WHERE id = ?", (account_id,))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int | None = None,
+             name: str | None = None, phone: str | None = None, email: str | None = None,
+             chargers: list[str] | None = None) -> Card:
+    """Register a card, on an existing account or a new one made from name/phone/email."""
+    uid = normalise_uid(uid)
+    if kind not in KINDS:
+        raise CardError(f"kind must be personal or commercial, not {kind!r}")
+    if chargers is not None and kind != "personal":
+        raise CardError("only a personal card can be limited to chargers")
+    if get_card(conn, uid) is not None:
+        raise CardError(f"card {uid} is already registered")
+    if account_id is None:
+        account_id = add_account(conn, name or "", phone, email)
+    elif get_account(conn, account_id) is None:
+        raise CardError(f"no account {account_id}")
+    now = now_iso()
+    conn.execute("INSERT INTO cards (uid, account_id, kind, chargers, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                 (uid, account_id, kind, json.dumps(chargers) if chargers else None, now, now))
+    bump_list_version(conn)
+    card = get_card(conn, uid)
+    assert card is not None
+    return card
+
+
+def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None, kind: str | None = None,
+                chargers: list[str] | None | bool = False) -> Card:
+    """Change a card's status, kind or allowed chargers (`chargers=None` lifts the limit)."""
+    uid = normalise_uid(uid)
+    card = get_card(conn, uid)
+    if card is None:
+        raise CardError(f"unknown card {uid}")
+    if status is not None and status not in STATUSES:
+        raise CardError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if kind is not None and kind not in KINDS:
+        raise CardError(f"kind must be personal or commercial, not {kind!r}")
+    sets, args = [], []
+    if status is not None:
+        sets.append("status = ?")
+        args.append(status)
+    if kind is not None:
+        sets.append("kind = ?")
+        args.append(kind)
+    if chargers is not False:
+        sets.append("chargers = ?")
+        args.append(json.dumps(chargers) if chargers else None)
+    if sets:
+        conn.execute(f"UPDATE cards SET {', '.join(sets)}, updated = ? WHERE uid = ?", (*args, now_iso(), uid))
+        bump_list_version(conn)
+    updated = get_card(conn, uid)
+    assert updated is not None
+    return updated
+
+
+def touch(conn: sqlite3.Connection, uid: str) -> None:
+    conn.execute("UPDATE cards SET last_used = ? WHERE uid = ?", (now_iso(), uid))

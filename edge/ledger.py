@@ -1,0 +1,102 @@
+"""The append-only double-entry-style ledger of prepaid accounts (TigerBeetle's two-phase vocabulary).
+
+Entries, all with a unique idempotency key (a replayed message or a repeated command changes nothing):
+
+    topup, refund     +amount, posted
+    adjustment        ±amount, posted
+    capture           −amount, posted: what a session cost (closes its hold)
+    hold              pending: reserved at session start
+    release           the part of a hold not captured (bookkeeping; closes nothing by itself)
+
+balance = Σ posted; held = Σ holds of sessions without a capture; available = balance − held.
+All functions run inside the caller's transaction on a `sqlite3.Connection`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edge.local_csms import now_iso
+
+POSTED_SIGN = {"topup": 1, "refund": 1, "adjustment": 1, "capture": -1}
+
+
+class LedgerError(ValueError):
+    """A ledger operation that must not happen (unknown account, bad amount)."""
+
+
+def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int, *, key: str, currency: str,
+         session_id: int | None = None, note: str | None = None) -> tuple[int, bool]:
+    """Add an entry unless one with `key` exists. Returns (entry id, whether it was added now)."""
+    if kind not in ("topup", "hold", "capture", "release", "refund", "adjustment"):
+        raise LedgerError(f"unknown entry kind {kind!r}")
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise LedgerError(f"amount must be an integer of minor units, got {amount_minor!r}")
+    if kind != "adjustment" and amount_minor < 0:
+        raise LedgerError(f"{kind} amount must not be negative")
+    if kind in ("topup", "refund") and amount_minor == 0:
+        raise LedgerError(f"{kind} of zero")
+    row = conn.execute("SELECT id FROM ledger WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return row[0], False
+    cur = conn.execute(
+        "INSERT INTO ledger (account_id, kind, amount_minor, currency, session_id, key, note, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount_minor, currency, session_id, key, note,
+                                             now_iso()))
+    return int(cur.lastrowid or 0), True
+
+
+def balance(conn: sqlite3.Connection, account_id: int) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(CASE kind WHEN 'capture' THEN -amount_minor ELSE amount_minor END), 0)"
+        " FROM ledger WHERE account_id = ? AND kind IN ('topup', 'refund', 'adjustment', 'capture')",
+        (account_id,)).fetchone()
+    return int(row[0])
+
+
+def held(conn: sqlite3.Connection, account_id: int) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(h.amount_minor), 0) FROM ledger h WHERE h.account_id = ? AND h.kind = 'hold'"
+        " AND NOT EXISTS (SELECT 1 FROM ledger c WHERE c.session_id = h.session_id AND c.kind = 'capture')",
+        (account_id,)).fetchone()
+    return int(row[0])
+
+
+def available(conn: sqlite3.Connection, account_id: int) -> int:
+    return balance(conn, account_id) - held(conn, account_id)
+
+
+def session_hold(conn: sqlite3.Connection, session_id: int) -> int | None:
+    row = conn.execute("SELECT amount_minor FROM ledger WHERE session_id = ? AND kind = 'hold'",
+                       (session_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def settle(conn: sqlite3.Connection, *, account_id: int, session_id: int, cost_minor: int, overdraft_limit: int,
+           currency: str) -> dict:
+    """Capture a session's cost against its hold and release the rest, once.
+
+    The capture never exceeds hold + `overdraft_limit`; what is left of the cost is returned as
+    `uncollected_minor` for the caller to record. A second call finds the capture's key and changes nothing.
+    """
+    hold = session_hold(conn, session_id) or 0
+    capture = min(cost_minor, hold + overdraft_limit)
+    _, added = post(conn, account_id, "capture", capture, key=f"session:{session_id}:capture", currency=currency,
+                    session_id=session_id)
+    if not added:
+        row = conn.execute("SELECT amount_minor FROM ledger WHERE key = ?", (f"session:{session_id}:capture",))
+        capture = int(row.fetchone()[0])
+        return {"captured_minor": capture, "released_minor": max(0, hold - capture),
+                "uncollected_minor": max(0, cost_minor - capture), "settled_now": False}
+    if hold > capture:
+        post(conn, account_id, "release", hold - capture, key=f"session:{session_id}:release", currency=currency,
+             session_id=session_id)
+    return {"captured_minor": capture, "released_minor": max(0, hold - capture),
+            "uncollected_minor": max(0, cost_minor - capture), "settled_now": True}
+
+
+def entries(conn: sqlite3.Connection, account_id: int, limit: int = 1000) -> list[dict]:
+    cur = conn.execute("SELECT id, kind, amount_minor, currency, session_id, key, note, created FROM ledger"
+                       " WHERE account_id = ? ORDER BY id LIMIT ?", (account_id, limit))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

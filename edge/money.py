@@ -1,0 +1,79 @@
+"""Money and card ids: decimal strings in major units ⇄ integer minor units, and the one UID form.
+
+Amounts are integers in the currency's minor unit everywhere inside (`*_minor`); config files and people use
+decimal strings in major units ("12.50"). Card UIDs are upper-case hex of the UID bytes only, whatever the
+reader or the person typed (any case, spaces, colons, dashes).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+_HEX = re.compile(r"^[0-9A-F]+$")
+
+
+class MoneyError(ValueError):
+    """An amount that is not a valid decimal of this currency."""
+
+
+def to_minor(text: str | int | float, exponent: int = 2, *, allow_negative: bool = False) -> int:
+    """'12.50' → 1250 (exponent 2). More decimals than the currency has, or a non-number, is an error."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise MoneyError(f"not an amount: {text!r}")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise MoneyError(f"not an amount: {text!r}") from None
+    if not value.is_finite():
+        raise MoneyError(f"not an amount: {text!r}")
+    scaled = value.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(f"{text!r} has more than {exponent} decimal places")
+    if scaled < 0 and not allow_negative:
+        raise MoneyError(f"negative amount: {text!r}")
+    return int(scaled)
+
+
+def rate_to_minor(text: str, exponent: int = 2) -> Decimal:
+    """A price per unit ('0.255' per kWh) in minor units, kept exact (rates may have more decimals)."""
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise MoneyError(f"not a price: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise MoneyError(f"not a price: {text!r}")
+    return value.scaleb(exponent)
+
+
+def round_minor(value: Decimal) -> int:
+    """Round a fractional minor amount half-up, once, at the end of a calculation."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def format_minor(amount: int, exponent: int = 2, currency: str = "") -> str:
+    sign = "-" if amount < 0 else ""
+    text = f"{abs(amount) / 10**exponent:.{exponent}f}" if exponent else str(abs(amount))
+    return f"{sign}{text}" + (f" {currency}" if currency else "")
+
+
+class UidError(ValueError):
+    """A card id that is not 4, 7 or 10 bytes of hex."""
+
+
+def normalise_uid(text: str) -> str:
+    """'04:a2 3b-c4' → '04A23BC4'. Raises `UidError` unless it is 4, 7 or 10 bytes of hex."""
+    if not isinstance(text, str):
+        raise UidError(f"not a card id: {text!r}")
+    uid = re.sub(r"[\s:\-]", "", text).upper()
+    if not _HEX.match(uid) or len(uid) not in (8, 14, 20):
+        raise UidError(f"not a card id (4, 7 or 10 bytes of hex): {text!r}")
+    return uid
+
+
+def lookup_key(text: str) -> str:
+    """The key to find a card by an OCPP idTag/idToken: the normalised UID when it is one, else the text."""
+    try:
+        return normalise_uid(text)
+    except UidError:
+        return text

@@ -1,0 +1,141 @@
+"""What a session costs: energy by kWh (with time-of-use bands), minutes, a session fee and an idle fee.
+
+Pure functions of the tariff and the charger's own readings (meter start/stop, Energy.Active.Import.Register
+samples, the charger's timestamps). Amounts are exact Decimals in minor units until `total_minor`, which is
+rounded half-up once.
+
+- Energy: each interval between readings is priced at the rate in force, split at band edges in proportion
+  to time (a reading every few minutes across 22:00 puts part of its energy on each side).
+- Minutes: from start to stop.
+- Idle: the time after the energy last rose, less `idle_grace_minutes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from edge.money import round_minor
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Band:
+    start_min: int  # minutes after local midnight
+    end_min: int  # may be ≤ start_min: the band runs over midnight
+    per_kwh: Decimal  # minor units
+
+    def covers(self, minute_of_day: float) -> bool:
+        if self.start_min < self.end_min:
+            return self.start_min <= minute_of_day < self.end_min
+        return minute_of_day >= self.start_min or minute_of_day < self.end_min
+
+
+@dataclass(frozen=True)
+class Tariff:
+    per_kwh: Decimal = _ZERO
+    per_minute: Decimal = _ZERO
+    session_fee: Decimal = _ZERO
+    idle_per_minute: Decimal = _ZERO
+    idle_grace_minutes: float = 0.0
+    bands: tuple[Band, ...] = field(default_factory=tuple)
+    timezone: str = "UTC"
+
+    def rate_at(self, when: datetime) -> Decimal:
+        local = when.astimezone(ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute + local.second / 60
+        for band in self.bands:
+            if band.covers(minute):
+                return band.per_kwh
+        return self.per_kwh
+
+
+@dataclass
+class Cost:
+    energy_wh: int = 0
+    minutes: Decimal = _ZERO
+    idle_minutes: Decimal = _ZERO
+    energy_minor: Decimal = _ZERO
+    time_minor: Decimal = _ZERO
+    idle_minor: Decimal = _ZERO
+    fee_minor: Decimal = _ZERO
+
+    @property
+    def total_minor(self) -> int:
+        return round_minor(self.energy_minor + self.time_minor + self.idle_minor + self.fee_minor)
+
+    def as_dict(self) -> dict:
+        return {"energy_wh": self.energy_wh, "minutes": float(round(self.minutes, 2)),
+                "idle_minutes": float(round(self.idle_minutes, 2)), "energy_minor": round_minor(self.energy_minor),
+                "time_minor": round_minor(self.time_minor), "idle_minor": round_minor(self.idle_minor),
+                "fee_minor": round_minor(self.fee_minor), "cost_minor": self.total_minor}
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # a charger without a zone means UTC
+
+
+def _band_edges(tariff: Tariff, a: datetime, b: datetime) -> list[datetime]:
+    """The band starts and ends strictly between a and b."""
+    if not tariff.bands:
+        return []
+    tz = ZoneInfo(tariff.timezone)
+    edges = []
+    day = a.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    while day <= b.astimezone(tz):
+        for band in tariff.bands:
+            for minute in (band.start_min, band.end_min):
+                edge = (day + timedelta(minutes=minute)).astimezone(UTC)
+                if a < edge < b:
+                    edges.append(edge)
+        day = (day + timedelta(days=1, hours=2)).replace(hour=0)  # next local midnight, across DST
+    return sorted(set(edges))
+
+
+def _energy_cost(tariff: Tariff, a: datetime, b: datetime, wh: int) -> Decimal:
+    if wh <= 0:
+        return _ZERO
+    if b <= a:
+        return tariff.rate_at(a) * wh / 1000
+    cost = _ZERO
+    points = [a, *_band_edges(tariff, a, b), b]
+    span = Decimal((b - a).total_seconds())
+    for p, q in zip(points, points[1:], strict=False):
+        share = Decimal((q - p).total_seconds()) / span
+        cost += tariff.rate_at(p + (q - p) / 2) * wh * share / 1000
+    return cost
+
+
+def session_cost(tariff: Tariff, *, start_ts: datetime, start_wh: int, readings: list[tuple[datetime, int]],
+                 stop_ts: datetime, stop_wh: int) -> Cost:
+    """The cost of a session from its meter readings (timestamp, Wh) between start and stop."""
+    points = [(start_ts, start_wh)]
+    for ts, wh in sorted(readings):
+        if start_ts <= ts <= stop_ts and wh >= points[-1][1]:
+            points.append((ts, wh))
+    if stop_wh >= points[-1][1]:
+        points.append((max(stop_ts, points[-1][0]), stop_wh))
+    cost = Cost()
+    last_rise = start_ts
+    for (a, wa), (b, wb) in zip(points, points[1:], strict=False):
+        if wb > wa:
+            cost.energy_minor += _energy_cost(tariff, a, b, wb - wa)
+            last_rise = b
+    cost.energy_wh = max(0, points[-1][1] - start_wh)
+    seconds = max(0.0, (stop_ts - start_ts).total_seconds())
+    cost.minutes = Decimal(seconds) / 60
+    cost.time_minor = tariff.per_minute * cost.minutes
+    idle = Decimal(max(0.0, (stop_ts - last_rise).total_seconds())) / 60 - Decimal(tariff.idle_grace_minutes)
+    cost.idle_minutes = max(_ZERO, idle)
+    cost.idle_minor = tariff.idle_per_minute * cost.idle_minutes
+    cost.fee_minor = tariff.session_fee
+    return cost
