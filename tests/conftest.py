@@ -30,18 +30,28 @@ def _toml_value(v: object) -> str:
         return repr(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(v)
 
 
 def to_toml(data: dict, prefix: str = "") -> str:
     """A small TOML writer for test configs (tables of scalars, nested tables)."""
     lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    def is_table_list(v: object) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not is_table_list(v)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    table_lists = {k: v for k, v in data.items() if is_table_list(v)}
     if prefix and scalars:
         lines.append(f"[{prefix}]")
     for k, v in scalars.items():
         lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in table_lists.items():
+        for item in v:
+            lines.append(f"[[{prefix}.{k}]]" if prefix else f"[[{k}]]")
+            lines += [f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()]
     for k, v in tables.items():
         key = f'"{k}"' if not k.replace("_", "").replace("-", "").isalnum() or "." in k else k
         lines.append(to_toml(v, f"{prefix}.{key}" if prefix else key))
