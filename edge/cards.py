@@ -57,9 +57,13 @@ def list_cards(conn: sqlite3.Connection) -> list[Card]:
     return [c for c in map(_card, conn.execute(_SELECT + " ORDER BY a.name, c.uid").fetchall()) if c]
 
 
-def bump_list_version(conn: sqlite3.Connection) -> int:
+def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
+    """A card changed: a new local-list version, recorded on the card (for differential updates)."""
     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'local_list_version'")
-    return list_version(conn)
+    version = list_version(conn)
+    if uid is not None:
+        conn.execute("UPDATE cards SET list_version = ? WHERE uid = ?", (version, uid))
+    return version
 
 
 def list_version(conn: sqlite3.Connection) -> int:
@@ -100,7 +104,7 @@ def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int |
     now = now_iso()
     conn.execute("INSERT INTO cards (uid, account_id, kind, chargers, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
                  (uid, account_id, kind, json.dumps(chargers) if chargers else None, now, now))
-    bump_list_version(conn)
+    bump_list_version(conn, uid)
     card = get_card(conn, uid)
     assert card is not None
     return card
@@ -129,7 +133,7 @@ def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None
         args.append(json.dumps(chargers) if chargers else None)
     if sets:
         conn.execute(f"UPDATE cards SET {', '.join(sets)}, updated = ? WHERE uid = ?", (*args, now_iso(), uid))
-        bump_list_version(conn)
+        bump_list_version(conn, uid)
     updated = get_card(conn, uid)
     assert updated is not None
     return updated

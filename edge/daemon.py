@@ -13,7 +13,7 @@ import time
 
 from websockets.asyncio.server import serve
 
-from edge import billing
+from edge import billing, local_list
 from edge.authorize import Authorizer, CacheEntry
 from edge.config import Config, billing_settings
 from edge.journal import Journal
@@ -44,6 +44,8 @@ class Edge:
         row = self.store.db.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()
         self._next_tx = int(row[0]) + 1
         self.upstream_links = 0
+        self.list_version = local_list.current_version(self.store.db.conn)
+        self.list_changed = asyncio.Condition()
         self.chargers = ChargerServer(self)
         self.started = time.time()
         self._server = None
@@ -99,10 +101,18 @@ class Edge:
         print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
 
     async def _housekeeping(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(60)
-            with contextlib.suppress(Exception):
-                await self.store.write(self.journal.prune)
+            await asyncio.sleep(2)
+            ticks += 1
+            version = local_list.current_version(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
+            if version != self.list_version:
+                self.list_version = version
+                async with self.list_changed:
+                    self.list_changed.notify_all()
+            if ticks % 30 == 0:
+                with contextlib.suppress(Exception):
+                    await self.store.write(self.journal.prune)
 
     async def stop(self) -> None:
         for task in self._tasks:

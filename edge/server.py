@@ -22,7 +22,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from edge import billing, store_ops
+from edge import billing, local_list, store_ops
 from edge.controller import (
     Ask,
     ChargerLink,
@@ -204,6 +204,8 @@ class ChargerSession:
             " last_seen = excluded.last_seen", (self.charger_id, self.version, *[edge.now()] * 2)))
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         self._tasks.append(asyncio.create_task(self._ticker()))
+        if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
+            self._tasks.append(asyncio.create_task(self._local_list_loop()))
         if not settings.standalone:
             if self._initial_upstream is not None:
                 # Up before the charger's first frame is read, so that frame goes upstream, not answered here.
@@ -292,6 +294,20 @@ class ChargerSession:
                 fut = self.calls.pop(a.msg_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(a)
+
+    async def _local_list_loop(self) -> None:
+        """Keep the charger's local authorization list at the site's version (see `edge.local_list`)."""
+        await asyncio.sleep(1.0)  # after the charger's BootNotification
+        known: int | None = None
+        first = True
+        while True:
+            if first or known != self.edge.list_version:
+                known = await local_list.sync(self, None if first else known)
+                first = False
+                if known is None:
+                    return  # the charger has no local list
+            async with self.edge.list_changed:
+                await self.edge.list_changed.wait()
 
     async def _ticker(self) -> None:
         assert self.link is not None

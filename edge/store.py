@@ -99,7 +99,8 @@ MIGRATIONS: list[str] = [
         kind TEXT NOT NULL CHECK (kind IN ('personal', 'commercial')),
         status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked', 'lost')),
         chargers TEXT,                       -- JSON list: the chargers a personal card may use; NULL: all
-        created TEXT NOT NULL, updated TEXT NOT NULL, last_used TEXT
+        created TEXT NOT NULL, updated TEXT NOT NULL, last_used TEXT,
+        list_version INTEGER NOT NULL DEFAULT 0  -- the local-list version in which it last changed
     );
     CREATE INDEX cards_account ON cards (account_id);
     CREATE TABLE ledger (

@@ -207,9 +207,10 @@ class Charger:
     """A charger on the `ocpp` package, recording raw frames."""
 
     def __init__(self, url: str, charger_id: str, version: str = "1.6", headers: dict | None = None,
-                 ssl: ssl_module.SSLContext | None = None):
+                 ssl: ssl_module.SSLContext | None = None, cp_class: type | None = None):
         self.url = url.rstrip("/") + "/" + charger_id
         self.ssl = ssl  # a client context for wss:// (None: websockets' default for wss, none for ws)
+        self.cp_class = cp_class  # a ChargePoint subclass with handlers for the CSMS's calls
         self.charger_id = charger_id
         self.version = version
         self.headers = headers or {}
@@ -225,7 +226,8 @@ class Charger:
         self.ws = await websockets.connect(self.url, subprotocols=[sub], additional_headers=self.headers,
                                            proxy=None, open_timeout=10, **tls)
         conn = RecordingConnection(self.ws, self.received, self.sent)
-        self.cp = (CP16 if self.version == "1.6" else CP201)(self.charger_id, conn, response_timeout=15)
+        cls = self.cp_class or (CP16 if self.version == "1.6" else CP201)
+        self.cp = cls(self.charger_id, conn, response_timeout=15)
         self._task = asyncio.create_task(self.cp.start())
         return self
 

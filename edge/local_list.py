@@ -1,0 +1,88 @@
+"""The chargers' local authorization lists, kept in step with the site's cards (SendLocalList).
+
+With the cards in a charger's own list, it can let drivers start while the edge itself restarts. On connect
+the edge asks the charger's list version (GetLocalListVersion) and sends a Full list if it differs; when cards
+change (any process: CLI, cloud_sync), the daemon notices the new version and sends a Differential with the
+cards changed since, or a Full list if the charger reports a version mismatch.
+
+Entries: an active card the charger may use → Accepted; blocked / lost card or blocked account → Blocked; a
+personal card limited to other chargers → removed (no idTagInfo). A commercial card's balance is not in the
+list: the hold is taken when the start reaches the edge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.server import ChargerSession
+
+log = logging.getLogger(__name__)
+
+
+def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int = 0) -> list[dict]:
+    """The list entries for `charger_id` of the cards changed after list version `since` (0: all)."""
+    out = []
+    rows = conn.execute("SELECT c.uid, c.status, c.chargers, a.blocked FROM cards c JOIN accounts a"
+                        " ON a.id = c.account_id WHERE c.list_version > ? ORDER BY c.uid", (since,)).fetchall()
+    for uid, status, chargers, blocked in rows:
+        allowed = chargers is None or charger_id in json.loads(chargers)
+        state = None if not allowed else "Blocked" if status != "active" or blocked else "Accepted"
+        if state is None and since == 0:
+            continue  # a full list simply leaves it out
+        if version == "1.6":
+            entry: dict = {"idTag": uid}
+            if state:
+                entry["idTagInfo"] = {"status": state}
+        else:
+            entry = {"idToken": {"idToken": uid, "type": "ISO14443"}}
+            if state:
+                entry["idTokenInfo"] = {"status": state}
+        out.append(entry)
+    return out
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'local_list_version'").fetchone()[0])
+
+
+def _send_payload(version: str, list_version: int, update: str, items: list[dict]) -> dict:
+    if version == "1.6":
+        return {"listVersion": list_version, "updateType": update, "localAuthorizationList": items}
+    payload: dict = {"versionNumber": list_version, "updateType": update}
+    if items:
+        payload["localAuthorizationList"] = items
+    return payload
+
+
+async def sync(session: ChargerSession, known_version: int | None) -> int | None:
+    """Bring `session`'s charger list to the site's version; return the charger's version after (None if the
+    charger does not support local lists)."""
+    db = session.edge.store.db.conn
+    target = current_version(db)
+    if target == 0:
+        return known_version  # no cards yet
+    try:
+        if known_version is None:
+            answer = await session.call("GetLocalListVersion", {})
+            known_version = int(answer.get("listVersion", answer.get("versionNumber", -1)))
+        if known_version == target:
+            return known_version
+        update = "Differential" if 0 < known_version < target else "Full"
+        items = entries(db, session.charger_id, session.version, known_version if update == "Differential" else 0)
+        answer = await session.call("SendLocalList", _send_payload(session.version, target, update, items))
+        if answer.get("status") == "VersionMismatch" and update == "Differential":
+            items = entries(db, session.charger_id, session.version, 0)
+            answer = await session.call("SendLocalList", _send_payload(session.version, target, "Full", items))
+        if answer.get("status") != "Accepted":
+            log.info("charger %s did not take the local list: %s", session.charger_id, answer.get("status"))
+            return None if answer.get("status") == "NotSupported" else known_version
+        log.info("charger %s local list now version %d (%s, %d entries)", session.charger_id, target, update,
+                 len(items))
+        return target
+    except (RuntimeError, TimeoutError, ConnectionError) as e:
+        log.info("charger %s: no local list (%s)", session.charger_id, e)
+        return None

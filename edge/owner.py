@@ -1,0 +1,87 @@
+"""The site owner's changes: register cards, block / unblock / mark them lost, top up accounts.
+
+Functions on a `sqlite3.Connection`, run inside the caller's transaction (`store.write_now(...)`), so a
+refused change writes nothing. The `sitekeeper` CLI and the web backend are both faces over them; the reads
+and reports are in `edge.reports`.
+
+Top-up rules:
+- The money goes to the card's *account* (the card is only an identifier). A blocked or lost card can still
+  be topped up: the balance belongs to the account and its other (or a replacement) card can use it; the
+  result says the card's status so that a face can warn.
+- A personal card does not use money: a top-up to it is refused.
+- Every top-up has a ledger key. Without one a fresh key is made (each call is a new top-up); with one
+  (`topup:<key>` in the ledger) a repeated call changes nothing, and reusing a key for a different account
+  or amount is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+from edge import cards, ledger
+from edge.money import MoneyError, normalise_uid, to_minor
+
+
+class OwnerError(ValueError):
+    """A change the owner asked for that cannot be made; the message says why."""
+
+
+def parse_amount(text: str, exponent: int = 2) -> int:
+    """A top-up amount in major units ('250', '250.50') → minor units; zero, negative or malformed is an error."""
+    amount = to_minor(text, exponent)
+    if amount <= 0:
+        raise MoneyError(f"the amount must be above zero, got {text!r}")
+    return amount
+
+
+def parse_chargers(text: str | None) -> list[str] | None:
+    """'A, B' → ['A', 'B']; None → None (no limit). An empty list is an error."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise OwnerError(f"no charger ids in {text!r}")
+    return names
+
+
+def register_card(conn: sqlite3.Connection, uid: str, kind: str, *, name: str | None = None,
+                  phone: str | None = None, email: str | None = None, chargers: list[str] | None = None,
+                  account_id: int | None = None) -> cards.Card:
+    """A new card on a new account (name, phone, email) or on an existing one (`account_id`)."""
+    if account_id is not None and (name or phone or email):
+        raise OwnerError("give either an existing account or a name/phone/email for a new one, not both")
+    return cards.add_card(conn, uid, kind, account_id=account_id, name=name, phone=phone, email=email,
+                          chargers=chargers)
+
+
+def set_card_status(conn: sqlite3.Connection, uid: str, status: str) -> cards.Card:
+    """'active', 'blocked' or 'lost'."""
+    return cards.update_card(conn, uid, status=status)
+
+
+def topup(conn: sqlite3.Connection, uid: str, amount_minor: int, *, currency: str, key: str | None = None,
+          note: str | None = None) -> dict:
+    """Credit `amount_minor` to the account of card `uid`, once per key. Returns what happened."""
+    uid = normalise_uid(uid)
+    card = cards.get_card(conn, uid)
+    if card is None:
+        raise cards.CardError(f"unknown card {uid}")
+    if card.kind == "personal":
+        raise OwnerError(f"card {uid} is a personal card: personal cards charge free and hold no money")
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise MoneyError(f"the amount must be above zero, got {amount_minor!r}")
+    if key is not None and not key.strip():
+        raise OwnerError("an empty key")
+    ledger_key = f"topup:{key}" if key is not None else f"topup:auto:{uuid.uuid4().hex}"
+    row = conn.execute("SELECT account_id, kind, amount_minor, currency FROM ledger WHERE key = ?",
+                       (ledger_key,)).fetchone()
+    if row is not None and tuple(row) != (card.account_id, "topup", amount_minor, currency):
+        raise OwnerError(f"key {key!r} was already used for a different entry ({row[1]} of {row[2]} {row[3]}"
+                         f" to account {row[0]})")
+    entry_id, added = ledger.post(conn, card.account_id, "topup", amount_minor, key=ledger_key, currency=currency,
+                                  note=note)
+    return {"uid": uid, "account_id": card.account_id, "name": card.name, "card_status": card.status,
+            "amount_minor": amount_minor, "currency": currency, "entry_id": entry_id, "applied": added,
+            "key": ledger_key, "balance_minor": ledger.balance(conn, card.account_id),
+            "available_minor": ledger.available(conn, card.account_id)}

@@ -1,0 +1,127 @@
+"""The chargers' local authorization lists follow the site's cards (SendLocalList, full and differential)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as CP16
+from ocpp.v16 import call_result as result16
+from ocpp.v201 import ChargePoint as CP201
+from ocpp.v201 import call_result as result201
+from peers import Charger
+
+from edge import cards
+from edge.store import Store
+
+
+class ListCharger16(CP16):
+    """A 1.6 charger that keeps a local list the way the spec says."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.list_version = 0
+        self.entries: dict[str, str | None] = {}
+        self.updates: list[str] = []
+
+    @on("GetLocalListVersion")
+    def get_version(self):
+        return result16.GetLocalListVersion(list_version=self.list_version)
+
+    @on("SendLocalList")
+    def send_list(self, list_version, update_type, local_authorization_list=()):
+        if update_type == "Differential" and list_version <= self.list_version:
+            return result16.SendLocalList(status="VersionMismatch")
+        if update_type == "Full":
+            self.entries = {}
+        for entry in local_authorization_list:
+            info = entry.get("id_tag_info")
+            if info is None:
+                self.entries.pop(entry["id_tag"], None)
+            else:
+                self.entries[entry["id_tag"]] = info["status"]
+        self.list_version = list_version
+        self.updates.append(update_type)
+        return result16.SendLocalList(status="Accepted")
+
+
+class ListCharger201(CP201):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.version_number = 0
+        self.entries: dict[str, str] = {}
+
+    @on("GetLocalListVersion")
+    def get_version(self):
+        return result201.GetLocalListVersion(version_number=self.version_number)
+
+    @on("SendLocalList")
+    def send_list(self, version_number, update_type, local_authorization_list=()):
+        if update_type == "Full":
+            self.entries = {}
+        for entry in local_authorization_list:
+            self.entries[entry["id_token"]["id_token"]] = entry["id_token_info"]["status"]
+        self.version_number = version_number
+        return result201.SendLocalList(status="Accepted")
+
+
+def change(edge, fn):
+    store = Store.open(edge.db_path)
+    try:
+        return store.write_now(fn)
+    finally:
+        store.close()
+
+
+async def until(predicate, timeout: float = 15):
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def test_full_list_on_connect_then_differentials(edge_factory):
+    edge = edge_factory()
+    change(edge, lambda c: cards.add_card(c, "04000001", "commercial", name="A"))
+    change(edge, lambda c: cards.add_card(c, "04000002", "personal", name="B", chargers=["ELSEWHERE"]))
+    ch = await Charger(edge.url, "LL1", "1.6", cp_class=ListCharger16).connect()
+    try:
+        cp = ch.cp
+        await until(lambda: cp.list_version == 2)
+        assert cp.entries == {"04000001": "Accepted"}, "a card limited to other chargers is left out"
+        assert cp.updates == ["Full"]
+        change(edge, lambda c: cards.add_card(c, "04000003", "personal", name="C"))
+        await until(lambda: cp.list_version == 3)
+        change(edge, lambda c: cards.update_card(c, "04000001", status="blocked"))
+        await until(lambda: cp.list_version == 4)
+        assert cp.entries == {"04000001": "Blocked", "04000003": "Accepted"}
+        assert cp.updates == ["Full", "Differential", "Differential"]
+    finally:
+        await ch.close()
+    # reconnecting at the same version sends nothing new
+    ch = await Charger(edge.url, "LL1", "1.6", cp_class=ListCharger16).connect()
+    try:
+        ch.cp.list_version = 4
+        ch.cp.entries = {"04000001": "Blocked", "04000003": "Accepted"}
+        await asyncio.sleep(2.5)
+        assert ch.cp.updates == []
+    finally:
+        await ch.close()
+
+
+async def test_201_list_and_chargers_without_lists(edge_factory):
+    edge = edge_factory()
+    change(edge, lambda c: cards.add_card(c, "04000011", "commercial", name="A"))
+    ch = await Charger(edge.url, "LL2", "2.0.1", cp_class=ListCharger201).connect()
+    plain = await Charger(edge.url, "LL3", "1.6").connect()  # answers NotImplemented: left alone
+    try:
+        await until(lambda: ch.cp.version_number == 1)
+        assert ch.cp.entries == {"04000011": "Accepted"}
+        await plain.boot16()
+        await asyncio.sleep(1.5)
+        assert sum('"GetLocalListVersion"' in t for t in plain.received) == 1
+        assert not any('"SendLocalList"' in t for t in plain.received)
+    finally:
+        await ch.close()
+        await plain.close()
