@@ -4,6 +4,7 @@
     sitekeeper simulate --url URL --chargers N --version 1.6|2.0.1
     sitekeeper journal CHARGER [--limit N] [--json]
     sitekeeper hash-password [PASSWORD]
+    sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli_billing.py)
 
 Exit codes: 0 ok, 2 bad input (config, arguments), 1 other failure.
 """
@@ -17,6 +18,7 @@ import json
 import logging
 import sys
 
+from edge import cli_billing
 from edge import config as config_mod
 
 
@@ -49,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
+
+    cli_billing.register(sub, common)  # cards, topup, users, sessions, report
     return p
 
 
@@ -141,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    if getattr(args, "handler", None) is not None:
+        return cli_billing.run(args.handler, args)
     handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal,
                "hash-password": cmd_hash_password}[args.command]
     return handler(args)

@@ -23,9 +23,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from edge import billing, local_list, store_ops
-from edge.controller import (
+from edge.actions import (
     Ask,
-    ChargerLink,
     CloseCharger,
     EdgeCallDone,
     LinkSettings,
@@ -36,6 +35,7 @@ from edge.controller import (
     SendCharger,
     SendUpstream,
 )
+from edge.controller import ChargerLink
 from edge.security import basic_auth_header, check_password, parse_basic_auth
 from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL
 

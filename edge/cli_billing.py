@@ -1,0 +1,452 @@
+"""The site owner's `sitekeeper` commands: cards, top-ups, users, sessions and reports.
+
+A thin face over `edge.owner` (changes) and `edge.reports` (reads); the web backend calls the same functions.
+
+    sitekeeper cards add UID --kind personal|commercial (--name NAME [--phone P] [--email E] | --account ID)
+                         [--chargers A,B]
+    sitekeeper cards list | show UID | block UID | unblock UID | lost UID
+    sitekeeper topup UID AMOUNT [--note N] [--key K]
+    sitekeeper users list | show ID
+    sitekeeper sessions list [--charger C] [--card UID] [--since DATE] [--limit N]
+    sitekeeper report daily [--date D]
+    sitekeeper report user ID [--history]
+
+Every command takes `--config PATH` and `--json` (amounts in integer minor units, `*_minor`, with the
+`currency`); lists and reports also take `--csv` (amounts in major units, times in the site's zone, for
+spreadsheets). Card UIDs are shown in full (this is the owner's tool) and accepted in any case, with spaces,
+colons or dashes. Bad input prints one line on stderr, writes nothing and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from edge import billing, cards, config, ledger, owner, reports
+from edge.money import MoneyError, UidError, format_minor, normalise_uid
+from edge.store import Store
+from edge.tariff import parse_ts
+
+BAD_INPUT = (cards.CardError, ledger.LedgerError, MoneyError, UidError, owner.OwnerError, reports.ReportError)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# -- plumbing --------------------------------------------------------------------------------------------
+
+class _Site:
+    """The loaded config with billing configured; the store is opened only once the input is checked."""
+
+    def __init__(self, args: argparse.Namespace):
+        from edge.cli import _load  # late: edge.cli imports this module
+
+        self.cfg = _load(args)
+        self.settings = config.billing_settings(self.cfg)
+        billing.configure(self.settings)
+        self.tz = self.cfg.site.timezone
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Store]:
+        store = Store.open(self.cfg.store.path)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run the read `fn` in one snapshot of the database."""
+        with self.store() as store:
+            conn = store.db.conn
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("ROLLBACK")
+
+    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn` in one committed transaction (nothing is written if it raises)."""
+        with self.store() as store:
+            return store.write_now(fn)
+
+    # display helpers
+    def amount(self, minor: int | None) -> str:
+        return "-" if minor is None else format_minor(minor, self.settings.exponent)
+
+    def when(self, ts: str | None, seconds: bool = False) -> str:
+        from zoneinfo import ZoneInfo
+
+        dt = parse_ts(ts)
+        if dt is None:
+            return ts or "-"
+        return dt.astimezone(ZoneInfo(self.tz)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def _table(headers: list[str], rows: list[list[Any]], right: tuple[int, ...] = ()) -> None:
+    cells = [[str(c) for c in headers], *[["-" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+
+
+def _csv(fields: list[str], rows: list[dict]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _kwh(wh: int | None, digits: int = 2) -> str:
+    return "-" if wh is None else f"{wh / 1000:.{digits}f}"
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
+
+
+def _uid_arg(text: str) -> str:
+    return normalise_uid(text)
+
+
+# -- cards -----------------------------------------------------------------------------------------------
+
+def _print_card(site: _Site, d: dict) -> None:
+    acc = d["account"]
+    contact = ", ".join(x for x in (acc.get("phone"), acc.get("email")) if x) or "no contact"
+    cur = d["currency"]
+    print(f"Card       {d['uid']} ({d['kind']}, {d['status']})")
+    print(f"User       {acc['name']} (user {acc['id']}{', blocked' if acc['blocked'] else ''}): {contact}")
+    print(f"Balance    {site.amount(d['balance_minor'])} {cur} (available {site.amount(d['available_minor'])} {cur},"
+          f" held {site.amount(d['held_minor'])} {cur})")
+    print(f"Chargers   {', '.join(d['chargers']) if d['chargers'] else 'all'}")
+    print(f"Last used  {site.when(d['last_used'])}")
+    _print_sessions(site, d["recent_sessions"], title="Recent sessions")
+
+
+def cmd_cards_add(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    uid = _uid_arg(args.uid)
+    chargers = owner.parse_chargers(args.chargers)
+    if args.account is None and not (args.name and args.name.strip()):
+        raise owner.OwnerError("a new card needs --name (or --account ID to add it to an existing user)")
+    site.write(lambda conn: owner.register_card(conn, uid, args.kind, name=args.name, phone=args.phone,
+                                                email=args.email, chargers=chargers, account_id=args.account))
+    d = site.read(lambda conn: reports.card_detail(conn, uid))
+    if args.json:
+        _print_json(d)
+    else:
+        print(f"added {d['kind']} card {uid} for {d['name']} (user {d['account_id']})")
+    return 0
+
+
+def cmd_cards_list(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    d = site.read(reports.card_list)
+    cur = d["currency"]
+    if args.json:
+        _print_json(d)
+    elif args.csv:
+        _csv(["uid", "kind", "status", "name", "account_id", "chargers", "balance", "available", "currency",
+              "last_used"],
+             [{**r, "chargers": ",".join(r["chargers"] or []), "balance": site.amount(r["balance_minor"]),
+               "available": site.amount(r["available_minor"]), "currency": cur,
+               "last_used": site.when(r["last_used"], seconds=True) if r["last_used"] else ""}
+              for r in d["cards"]])
+    elif not d["cards"]:
+        print("no cards registered")
+    else:
+        _table(["UID", "KIND", "STATUS", "USER", "CHARGERS", f"BALANCE {cur}", f"AVAILABLE {cur}", "LAST USED"],
+               [[r["uid"], r["kind"], r["status"], f"{r['name']} ({r['account_id']})",
+                 ",".join(r["chargers"]) if r["chargers"] else "all", site.amount(r["balance_minor"]),
+                 site.amount(r["available_minor"]), site.when(r["last_used"])] for r in d["cards"]], right=(5, 6))
+    return 0
+
+
+def cmd_cards_show(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    uid = _uid_arg(args.uid)
+    d = site.read(lambda conn: reports.card_detail(conn, uid, recent=args.recent))
+    if args.json:
+        _print_json(d)
+    else:
+        _print_card(site, d)
+    return 0
+
+
+def _status_command(status: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        site = _Site(args)
+        uid = _uid_arg(args.uid)
+
+        def change(conn: sqlite3.Connection) -> str:
+            before = cards.get_card(conn, uid)
+            owner.set_card_status(conn, uid, status)  # an unknown card raises here: nothing written
+            assert before is not None
+            return before.status
+
+        was = site.write(change)
+        d = site.read(lambda conn: reports.card_detail(conn, uid))
+        if args.json:
+            _print_json(d)
+        elif was == status:
+            print(f"card {uid} was already {status}")
+        else:
+            print(f"card {uid} ({d['name']}): {was} → {status}")
+        return 0
+    return handler
+
+
+# -- top-up ----------------------------------------------------------------------------------------------
+
+def cmd_topup(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    uid = _uid_arg(args.uid)
+    amount = owner.parse_amount(args.amount, site.settings.exponent)
+    cur = site.settings.currency
+    r = site.write(lambda conn: owner.topup(conn, uid, amount, currency=cur, key=args.key, note=args.note))
+    if r["card_status"] != "active":
+        print(f"sitekeeper: note: card {uid} is {r['card_status']}; the money is on user {r['account_id']}'s"
+              " account, for its active cards", file=sys.stderr)
+    if args.json:
+        _print_json(r)
+        return 0
+    head = (f"topped up {site.amount(amount)} {cur}" if r["applied"]
+            else f"already applied (key {args.key!r}): nothing changed")
+    print(f"{head}; {r['name']} (user {r['account_id']}, card {uid}): balance {site.amount(r['balance_minor'])}"
+          f" {cur}, available {site.amount(r['available_minor'])} {cur}")
+    return 0
+
+
+# -- users -----------------------------------------------------------------------------------------------
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    d = site.read(reports.user_list)
+    cur = d["currency"]
+    if args.json:
+        _print_json(d)
+    elif args.csv:
+        _csv(["id", "name", "phone", "email", "cards", "balance", "available", "currency", "blocked"],
+             [{**r, "balance": site.amount(r["balance_minor"]), "available": site.amount(r["available_minor"]),
+               "currency": cur} for r in d["users"]])
+    elif not d["users"]:
+        print("no users registered")
+    else:
+        _table(["ID", "NAME", "PHONE", "EMAIL", "CARDS", f"BALANCE {cur}", f"AVAILABLE {cur}"],
+               [[r["id"], r["name"] + (" (blocked)" if r["blocked"] else ""), r["phone"], r["email"], r["cards"],
+                 site.amount(r["balance_minor"]), site.amount(r["available_minor"])] for r in d["users"]],
+               right=(0, 4, 5, 6))
+    return 0
+
+
+def _print_user_head(site: _Site, acc: dict, d: dict) -> None:
+    cur = d["currency"]
+    print(f"User       {acc['name']} (user {acc['id']}{', blocked' if acc['blocked'] else ''})")
+    print(f"Contact    {', '.join(x for x in (acc.get('phone'), acc.get('email')) if x) or '-'}")
+    print(f"Balance    {site.amount(d['balance_minor'])} {cur} (available {site.amount(d['available_minor'])} {cur},"
+          f" held {site.amount(d['held_minor'])} {cur})")
+    print("Cards      " + ("; ".join(f"{c['uid']} ({c['kind']}, {c['status']})" for c in d["cards"]) or "none"))
+
+
+def cmd_users_show(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    d = site.read(lambda conn: reports.user_detail(conn, args.id, recent=args.recent))
+    if args.json:
+        _print_json(d)
+    else:
+        _print_user_head(site, d, d)
+        _print_sessions(site, d["recent_sessions"], title="Recent sessions")
+    return 0
+
+
+# -- sessions --------------------------------------------------------------------------------------------
+
+_SESSION_CSV = ["id", "charger_id", "id_tag", "name", "account_id", "card_kind", "started", "stopped",
+                "duration_seconds", "energy_kwh", "cost", "captured", "uncollected", "currency", "stop_reason"]
+
+
+def _session_csv_rows(site: _Site, rows: list[dict]) -> list[dict]:
+    return [{**r, "started": site.when(r["started_at"], seconds=True) if r["started_at"] else "",
+             "stopped": site.when(r["stopped_at"], seconds=True) if r["stopped_at"] else "",
+             "energy_kwh": "" if r["energy_wh"] is None else _kwh(r["energy_wh"], 3),
+             "cost": "" if r["cost_minor"] is None else site.amount(r["cost_minor"]),
+             "captured": "" if r["captured_minor"] is None else site.amount(r["captured_minor"]),
+             "uncollected": "" if r["uncollected_minor"] is None else site.amount(r["uncollected_minor"]),
+             "currency": site.settings.currency} for r in rows]
+
+
+def _print_sessions(site: _Site, rows: list[dict], title: str | None = None) -> None:
+    if title:
+        print(f"\n{title}:" if rows else f"\n{title}: none")
+    if not rows:
+        return
+    cur = site.settings.currency
+    _table(["ID", "CHARGER", "CARD", "USER", "STARTED", "STOPPED", "H:MM", "kWh", f"PAID {cur}"],
+           [[r["id"], r["charger_id"], r["id_tag"], r["name"], site.when(r["started_at"]),
+             "charging" if r["open"] else site.when(r["stopped_at"]), _duration(r["duration_seconds"]),
+             _kwh(r["energy_wh"]), site.amount(r["captured_minor"])] for r in rows], right=(0, 6, 7, 8))
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    uid = _uid_arg(args.card) if args.card is not None else None
+    since = reports.parse_since(args.since, site.tz) if args.since is not None else None
+    if args.limit < 0:
+        raise reports.ReportError("--limit must not be negative (0: no limit)")
+    rows = site.read(lambda conn: reports.sessions(conn, charger_id=args.charger, uid=uid, since=since,
+                                                   limit=args.limit or None))
+    if args.json:
+        _print_json({"currency": site.settings.currency, "sessions": rows})
+    elif args.csv:
+        _csv(_SESSION_CSV, _session_csv_rows(site, rows))
+    elif not rows:
+        print("no sessions")
+    else:
+        _print_sessions(site, rows)
+    return 0
+
+
+# -- reports ---------------------------------------------------------------------------------------------
+
+def cmd_report_daily(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    day = reports.parse_day(args.date, site.tz)
+    d = site.read(lambda conn: reports.daily(conn, day, site.tz))
+    cur = d["currency"]
+    if args.json:
+        _print_json(d)
+        return 0
+    if args.csv:
+        _csv(["date", "charger_id", "sessions", "open_sessions", "charging_seconds", "charging_hours",
+              "energy_kwh", "fees", "uncollected", "currency"],
+             [{**r, "date": d["date"], "charging_hours": f"{r['charging_seconds'] / 3600:.3f}",
+               "energy_kwh": _kwh(r["energy_wh"], 3), "fees": site.amount(r["fees_minor"]),
+               "uncollected": site.amount(r["uncollected_minor"]), "currency": cur} for r in d["chargers"]])
+        return 0
+    print(f"Daily report {d['date']} ({d['timezone']}); energy and fees of the sessions that ended that day")
+    t = d["totals"]
+    rows = [[r["charger_id"], r["sessions"], r["open_sessions"] or "", _duration(r["charging_seconds"]),
+             _kwh(r["energy_wh"]), site.amount(r["fees_minor"])] for r in d["chargers"]]
+    rows.append(["TOTAL", t["sessions"], t["open_sessions"] or "", _duration(t["charging_seconds"]),
+                 _kwh(t["energy_wh"]), site.amount(t["fees_minor"])])
+    _table(["CHARGER", "SESSIONS", "OPEN", "CHARGING H:MM", "kWh", f"FEES {cur}"], rows, right=(1, 2, 3, 4, 5))
+    if t["uncollected_minor"]:
+        print(f"uncollected (over the holds): {site.amount(t['uncollected_minor'])} {cur}")
+    return 0
+
+
+def cmd_report_user(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    d = site.read(lambda conn: reports.user_report(conn, args.id))
+    cur = d["currency"]
+    if args.json:
+        _print_json(d)
+        return 0
+    if args.csv and args.history:
+        _csv(["id", "created", "kind", "amount", "change", "balance", "currency", "session_id", "note", "key"],
+             [{**e, "created": site.when(e["created"], seconds=True), "amount": site.amount(e["amount_minor"]),
+               "change": site.amount(e["delta_minor"]), "balance": site.amount(e["balance_minor"]),
+               "currency": cur} for e in d["history"]])
+        return 0
+    if args.csv:
+        _csv(_SESSION_CSV, _session_csv_rows(site, d["sessions"]))
+        return 0
+    _print_user_head(site, d["account"], d)
+    t = d["totals"]
+    print(f"Totals     {t['sessions']} session(s), {_kwh(t['energy_wh'])} kWh, spent {site.amount(t['spend_minor'])}"
+          f" {cur}" + (f", uncollected {site.amount(t['uncollected_minor'])} {cur}" if t["uncollected_minor"] else ""))
+    _print_sessions(site, d["sessions"], title="Sessions")
+    print("\nBalance history:" if d["history"] else "\nBalance history: none")
+    if d["history"]:
+        _table(["WHEN", "ENTRY", "AMOUNT", "CHANGE", f"BALANCE {cur}", "SESSION", "NOTE"],
+               [[site.when(e["created"]), e["kind"], site.amount(e["amount_minor"]),
+                 site.amount(e["delta_minor"]) if e["delta_minor"] else "", site.amount(e["balance_minor"]),
+                 e["session_id"], e["note"]] for e in d["history"]], right=(2, 3, 4, 5))
+    return 0
+
+
+# -- registration ----------------------------------------------------------------------------------------
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the owner's commands to the `sitekeeper` subparsers; each leaf sets `handler`."""
+    js = argparse.ArgumentParser(add_help=False)
+    js.add_argument("--json", action="store_true", help="JSON for machines (amounts in minor units)")
+    table = argparse.ArgumentParser(add_help=False)
+    group = table.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="JSON for machines (amounts in minor units)")
+    group.add_argument("--csv", action="store_true", help="CSV for spreadsheets (amounts in major units)")
+
+    def leaf(parent: Any, name: str, handler: Handler, help: str, out: argparse.ArgumentParser = js,
+             **kw: Any) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, parents=[common, out], help=help, **kw)
+        p.set_defaults(handler=handler)
+        return p
+
+    c = sub.add_parser("cards", parents=[common], help="register, list, show and block cards")
+    cs = c.add_subparsers(dest="action", required=True)
+    p = leaf(cs, "add", cmd_cards_add, "register a card (on a new user, or an existing one with --account)")
+    p.add_argument("uid", help="card UID in hex (any case; spaces, colons, dashes ignored)")
+    p.add_argument("--kind", required=True, choices=cards.KINDS)
+    p.add_argument("--name", help="the new user's name")
+    p.add_argument("--phone")
+    p.add_argument("--email")
+    p.add_argument("--account", type=int, metavar="ID", help="add the card to this existing user")
+    p.add_argument("--chargers", metavar="A,B", help="personal cards: the only chargers it may use")
+    leaf(cs, "list", cmd_cards_list, "list all cards", out=table)
+    p = leaf(cs, "show", cmd_cards_show, "a card, its user, balance and recent sessions")
+    p.add_argument("uid")
+    p.add_argument("--recent", type=int, default=10, metavar="N", help="recent sessions to show")
+    for name, status, text in (("block", "blocked", "block a card"), ("unblock", "active", "make a card active"),
+                               ("lost", "lost", "mark a card lost (refused like a blocked one)")):
+        leaf(cs, name, _status_command(status), text).add_argument("uid")
+
+    p = leaf(sub, "topup", cmd_topup, "add money to the account of a commercial card")
+    p.add_argument("uid")
+    p.add_argument("amount", help="in major units: 250 or 250.50")
+    p.add_argument("--note")
+    p.add_argument("--key", help="idempotency key: a top-up repeated with the same key is applied once")
+
+    u = sub.add_parser("users", parents=[common], help="the site's users (accounts)")
+    us = u.add_subparsers(dest="action", required=True)
+    leaf(us, "list", cmd_users_list, "list all users", out=table)
+    p = leaf(us, "show", cmd_users_show, "a user, their cards, balance and recent sessions")
+    p.add_argument("id", type=int)
+    p.add_argument("--recent", type=int, default=10, metavar="N", help="recent sessions to show")
+
+    s = sub.add_parser("sessions", parents=[common], help="charging sessions")
+    ss = s.add_subparsers(dest="action", required=True)
+    p = leaf(ss, "list", cmd_sessions_list, "list sessions, newest first", out=table)
+    p.add_argument("--charger", metavar="ID")
+    p.add_argument("--card", metavar="UID")
+    p.add_argument("--since", metavar="DATE", help="started on or after (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local)")
+    p.add_argument("--limit", type=int, default=100, help="at most N sessions (0: all)")
+
+    r = sub.add_parser("report", parents=[common], help="daily charger report, per-user report")
+    rs = r.add_subparsers(dest="action", required=True)
+    p = leaf(rs, "daily", cmd_report_daily, "per charger for one local day: charging hours, kWh, fees",
+             out=table)
+    p.add_argument("--date", metavar="D", help="YYYY-MM-DD, today or yesterday (default: today, site time)")
+    p = leaf(rs, "user", cmd_report_user, "a user's sessions, kWh, spend, balance and balance history",
+             out=table)
+    p.add_argument("id", type=int)
+    p.add_argument("--history", action="store_true", help="with --csv: the balance history instead of sessions")
+
+
+def run(handler: Handler, args: argparse.Namespace) -> int:
+    """Call `handler`; bad input becomes one line on stderr and exit code 2."""
+    try:
+        return handler(args)
+    except BAD_INPUT as e:
+        print(f"sitekeeper: {e}", file=sys.stderr)
+        return 2

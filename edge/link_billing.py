@@ -1,0 +1,123 @@
+"""The local controller's part for the site's own cards: ask `edge.billing` to decide, hold, watch the
+running cost and stop a session at its hold. A mixin of `ChargerLink` (it shares the link's state); kept
+apart so that the protocol core reads on its own.
+"""
+
+from __future__ import annotations
+
+from edge import observe
+from edge.actions import LIVE, Action, Ask, Asked, Persist, SendCharger
+from edge.authorize import id_token_of
+from edge.money import lookup_key
+from edge.wire import Call, CallResult, result_text
+
+
+class BillingPart:
+    def _card_of(self, call: Call) -> str | None:
+        """The known card in an Authorize / StartTransaction / TransactionEvent that starts or authorizes."""
+        a, p = call.action, call.payload
+        if a not in ("Authorize", "StartTransaction", "TransactionEvent"):
+            return None
+        if a == "TransactionEvent" and p.get("eventType") == "Ended":
+            return None
+        token = id_token_of(p)
+        if not token:
+            return None
+        uid = lookup_key(token)
+        return uid if self.authorizer.knows(uid) else None
+
+    def _ask(self, asked: Asked, kind: str, data: dict) -> list[Action]:
+        ask_id = next(self._ask_ids)
+        self.asks[ask_id] = asked
+        return [Ask(ask_id, kind, data)]
+
+    def _ask_decision(self, call: Call) -> list[Action]:
+        uid = self._card_of(call)
+        if uid is None:
+            return []
+        if not self.settings.standalone:
+            if self.state == LIVE and self.authorizer.authority == "upstream":
+                return []  # upstream decides; a start is recorded and held when its answer comes
+            if self.state != LIVE and self.settings.strict:
+                return []
+        kind = "authorize" if call.action == "Authorize" else "start"
+        tx = self._start_record(call, uid) if kind == "start" else None
+        return self._ask(Asked(call, kind), "decide", {"uid": uid, "charger_id": self.charger_id,
+                                                        "version": self.version, "kind": kind, "tx": tx})
+
+    def _start_record(self, call: Call, uid: str, upstream_id: int | None = None,
+                      upstream_status: str | None = None) -> dict:
+        offline = not self.settings.standalone and self.state != LIVE
+        p = call.payload
+        if call.action == "StartTransaction":
+            tx_id = self.new_tx_id()
+            _, tx = observe.start_op_16(self.charger_id, tx_id, p, offline=offline, upstream_tx_id=upstream_id,
+                                        upstream_status=upstream_status)
+            return tx
+        key = (p.get("transactionInfo") or {}).get("transactionId")
+        self.open_tx_keys.add(key)
+        evse = p.get("evse") or {}
+        return {"id": self.new_tx_id(), "charger_id": self.charger_id, "tx_key": key, "version": self.version,
+                "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": uid,
+                "meter_start": observe.energy_wh(p.get("meterValue")), "started_at": p.get("timestamp"),
+                "started_offline": int(offline), "upstream_tx_id": None, "upstream_status": None}
+
+    def _tx_key_of(self, call: Call, result: dict) -> str:
+        if call.action == "StartTransaction":
+            return str(result["tx_id"])
+        return (call.payload.get("transactionInfo") or {}).get("transactionId")
+
+    def _after_upstream_start(self, asked: Asked, result: dict) -> list[Action]:
+        """Authority "upstream": upstream's answer to a start of a known card, now recorded and held."""
+        reply = asked.upstream_reply
+        assert reply is not None
+        if result.get("hold_minor"):
+            self.billed_tx.add(self._tx_key_of(asked.call, result))
+        if asked.call.action == "StartTransaction":
+            local = result["tx_id"]
+            upstream_id = reply.payload.get("transactionId")
+            self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
+            return [SendCharger(result_text(reply.msg_id, {**reply.payload, "transactionId": local}))]
+        return [SendCharger(reply.text)]
+
+    def _watch_cost(self, call: Call) -> list[Action]:
+        """After meter values of a session on a hold: ask for its running cost (to stop it at the hold)."""
+        p = call.payload
+        if call.action == "MeterValues" and self.version == "1.6":
+            key = p.get("transactionId")
+        elif call.action == "TransactionEvent" and p.get("eventType") == "Updated":
+            key = (p.get("transactionInfo") or {}).get("transactionId")
+        else:
+            return []
+        key = None if key is None else str(key)
+        if key not in self.billed_tx or key in self.stop_requested or not p.get("meterValue"):
+            return []
+        return self._ask(Asked(call, "running", tx_key=key), "running",
+                         {"charger_id": self.charger_id, "tx_key": key})
+
+    def _stop_if_exhausted(self, tx_key: str | None, result: dict) -> list[Action]:
+        if not result.get("stop") or tx_key is None or tx_key in self.stop_requested:
+            return []
+        self.stop_requested.add(tx_key)
+        if self.version == "1.6":
+            _, actions = self.call("RemoteStopTransaction", {"transactionId": int(tx_key)})
+        else:
+            _, actions = self.call("RequestStopTransaction", {"transactionId": tx_key})
+        return actions
+
+    def _decided_reply(self, call: Call, frame: CallResult, decided: dict) -> list[Action]:
+        """Upstream's answer to a forwarded start of a card the edge decided: upstream's ids, the edge's status."""
+        p = frame.payload
+        if call.action == "StartTransaction":
+            local = decided["tx_id"]
+            upstream_id = p.get("transactionId")
+            upstream_id = upstream_id if isinstance(upstream_id, int) else 0
+            self.tx_map[local] = upstream_id
+            info = {**(p.get("idTagInfo") or {}), "status": decided["status"]}
+            return [Persist([("tx_map", {"id": local, "upstream_tx_id": upstream_id,
+                                         "upstream_status": (p.get("idTagInfo") or {}).get("status")})]),
+                    SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
+        if "idTokenInfo" in p or call.payload.get("idToken"):
+            info = {**(p.get("idTokenInfo") or {}), "status": decided["status"]}
+            return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]
+        return [Persist([]), SendCharger(frame.text)]
