@@ -281,3 +281,62 @@ async def test_proxy_live_known_card_decided_by_edge(edge_factory):
     finally:
         await ch.close()
         await csms.stop()
+
+
+async def test_authority_upstream_decides_while_up_and_edge_still_bills(edge_factory):
+    csms = await Csms(free_port()).start()
+    csms.tag_status["04AB0002"] = "Blocked"
+    edge = edge_factory({**site(authority="upstream"), "upstream": {"mode": "proxy", "url": csms.url,
+                                                                    "reconnect_min": 0.1, "reconnect_max": 0.5}})
+    account = add_card(edge, "04AB0002", "commercial", topup=100_000)
+    add_card(edge, "04AB0003", "commercial", topup=100_000)
+    ch = await Charger(edge.url, "CP-UP", "1.6").connect()
+    try:
+        auth = await ch.call(call16.Authorize(id_tag="04AB0002"))
+        assert auth.id_tag_info["status"] == "Blocked", "upstream's word while it is up"
+        assert len(csms.calls("CP-UP", "Authorize")) == 1
+        res = await ch.call(call16.StartTransaction(connector_id=1, id_tag="04AB0003", meter_start=0, timestamp=ts(0)))
+        assert res.id_tag_info["status"] == "Accepted"
+        assert money(edge, account) == (100_000, 100_000)
+        other = edge.query("SELECT account_id, hold_minor, upstream_tx_id FROM transactions WHERE id = ?",
+                           (res.transaction_id,))
+        assert other[0][1:] == (50_000, 1000), "a known card started under upstream's authority is still held"
+        await ch.call(call16.StopTransaction(transaction_id=res.transaction_id, meter_stop=1000, timestamp=ts(5)))
+        assert edge.query("SELECT captured_minor FROM transactions WHERE id = ?", (res.transaction_id,)) == [(2_000,)]
+        await csms.stop()
+        for _ in range(100):
+            if "sitekeeper_upstream_links_up 0" in edge.http("/metrics"):
+                break
+            await asyncio.sleep(0.05)
+        auth = await ch.call(call16.Authorize(id_tag="04AB0002"))
+        assert auth.id_tag_info["status"] == "Accepted", "offline, the edge's own cards decide"
+    finally:
+        await ch.close()
+        await csms.stop()
+
+
+async def test_201_hold_exhausted_request_stop(edge_factory):
+    edge = edge_factory(site(max_hold="60.00", tariff={"per_kwh": "20.00"}))
+    add_card(edge, "04EE0201", "commercial", topup=100_000)
+    ch = await Charger(edge.url, "CS-X", "2.0.1").connect()
+
+    def event(kind: str, seq: int, wh: int, minutes: float):
+        return call201.TransactionEvent(
+            event_type=kind, timestamp=ts(minutes), trigger_reason="Authorized" if kind == "Started" else
+            "MeterValuePeriodic", seq_no=seq, transaction_info={"transaction_id": "X-201"},
+            evse={"id": 1, "connector_id": 1}, meter_value=[{"timestamp": ts(minutes), "sampled_value": [
+                {"value": wh, "measurand": "Energy.Active.Import.Register"}]}],
+            **({"id_token": {"id_token": "04EE0201", "type": "ISO14443"}} if kind == "Started" else {}))
+    try:
+        res = await ch.call(event("Started", 0, 0, 0))
+        assert res.id_token_info["status"] == "Accepted"
+        await ch.call(event("Updated", 1, 3500, 10))  # 70.00 ≥ the 60.00 hold
+        for _ in range(100):
+            if any('"RequestStopTransaction"' in t for t in ch.received):
+                break
+            await asyncio.sleep(0.05)
+        frame = json.loads(next(t for t in ch.received if '"RequestStopTransaction"' in t))
+        assert frame[3] == {"transactionId": "X-201"}
+    finally:
+        await ch.close()
+    assert edge.query("SELECT billing_stop IS NOT NULL FROM transactions") == [(1,)]
