@@ -11,7 +11,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from edge.local_csms import now_iso
+from edge.clock import now_iso
 from edge.money import normalise_uid
 
 KINDS = ("personal", "commercial")

@@ -119,6 +119,14 @@ def _uid_arg(text: str) -> str:
     return normalise_uid(text)
 
 
+def count(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 # -- cards -----------------------------------------------------------------------------------------------
 
 def _print_card(site: _Site, d: dict) -> None:
@@ -191,7 +199,8 @@ def _status_command(status: str) -> Handler:
 
         def change(conn: sqlite3.Connection) -> str:
             before = cards.get_card(conn, uid)
-            owner.set_card_status(conn, uid, status)  # an unknown card raises here: nothing written
+            if before is None or before.status != status:  # unchanged: no new local-list version either
+                owner.set_card_status(conn, uid, status)  # an unknown card raises here: nothing written
             assert before is not None
             return before.status
 
@@ -302,8 +311,6 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
     site = _Site(args)
     uid = _uid_arg(args.card) if args.card is not None else None
     since = reports.parse_since(args.since, site.tz) if args.since is not None else None
-    if args.limit < 0:
-        raise reports.ReportError("--limit must not be negative (0: no limit)")
     rows = site.read(lambda conn: reports.sessions(conn, charger_id=args.charger, uid=uid, since=since,
                                                    limit=args.limit or None))
     if args.json:
@@ -406,7 +413,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     leaf(cs, "list", cmd_cards_list, "list all cards", out=table)
     p = leaf(cs, "show", cmd_cards_show, "a card, its user, balance and recent sessions")
     p.add_argument("uid")
-    p.add_argument("--recent", type=int, default=10, metavar="N", help="recent sessions to show")
+    p.add_argument("--recent", type=count, default=10, metavar="N", help="recent sessions to show")
     for name, status, text in (("block", "blocked", "block a card"), ("unblock", "active", "make a card active"),
                                ("lost", "lost", "mark a card lost (refused like a blocked one)")):
         leaf(cs, name, _status_command(status), text).add_argument("uid")
@@ -422,7 +429,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     leaf(us, "list", cmd_users_list, "list all users", out=table)
     p = leaf(us, "show", cmd_users_show, "a user, their cards, balance and recent sessions")
     p.add_argument("id", type=int)
-    p.add_argument("--recent", type=int, default=10, metavar="N", help="recent sessions to show")
+    p.add_argument("--recent", type=count, default=10, metavar="N", help="recent sessions to show")
 
     s = sub.add_parser("sessions", parents=[common], help="charging sessions")
     ss = s.add_subparsers(dest="action", required=True)
@@ -430,7 +437,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--charger", metavar="ID")
     p.add_argument("--card", metavar="UID")
     p.add_argument("--since", metavar="DATE", help="started on or after (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local)")
-    p.add_argument("--limit", type=int, default=100, help="at most N sessions (0: all)")
+    p.add_argument("--limit", type=count, default=100, help="at most N sessions (0: all)")
 
     r = sub.add_parser("report", parents=[common], help="daily charger report, per-user report")
     rs = r.add_subparsers(dest="action", required=True)
@@ -448,5 +455,6 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
     try:
         return handler(args)
     except BAD_INPUT as e:
-        print(f"sitekeeper: {e}", file=sys.stderr)
+        command = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
+        print(f"sitekeeper {command}: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""Facts about this machine's clock that every record carries (a Pi has no RTC): the boot id and whether the
-kernel says the clock is synchronised (adjtimex: TIME_ERROR means not synchronised)."""
+"""Time: `now_iso()` for every timestamp the edge writes, and facts about this machine's clock that every
+record carries (a Pi has no RTC): the boot id and whether the kernel says the clock is synchronised
+(adjtimex: TIME_ERROR means not synchronised)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ctypes
 import ctypes.util
 import functools
 import uuid
+from datetime import UTC, datetime
 
 TIME_ERROR = 5
 
@@ -33,3 +35,9 @@ def clock_synced() -> bool:
     buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
     state = libc.adjtimex(buf)
     return 0 <= state != TIME_ERROR
+
+
+def now_iso(now: float | None = None) -> str:
+    """UTC time as ISO-8601 with milliseconds and a ``Z``."""
+    dt = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

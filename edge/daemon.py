@@ -15,9 +15,9 @@ from websockets.asyncio.server import serve
 
 from edge import billing, local_list
 from edge.authorize import Authorizer, CacheEntry
+from edge.clock import now_iso
 from edge.config import Config, billing_settings
 from edge.journal import Journal
-from edge.local_csms import now_iso
 from edge.metrics import Metrics
 from edge.server import ChargerServer
 from edge.store import Store

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections import deque
 
-from edge.local_csms import now_iso
+from edge.clock import now_iso
 from edge.store import Store
 
 _CARD = re.compile(r'("(?:idTag|idToken|parentIdTag|groupIdToken)"\s*:\s*)"([^"]*)"')

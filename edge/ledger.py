@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.local_csms import now_iso
+from edge.clock import now_iso
 
 POSTED_SIGN = {"topup": 1, "refund": 1, "adjustment": 1, "capture": -1}
 

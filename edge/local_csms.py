@@ -7,8 +7,7 @@ described by the `Persist` records the controller emits, not done here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from edge.clock import now_iso
 from edge.wire import Call
 
 # Messages a charger sends whose answer is an empty object, by version.
@@ -37,12 +36,6 @@ QUEUED_201 = {"TransactionEvent", "MeterValues", "DataTransfer", "FirmwareStatus
               "LogStatusNotification", "SecurityEventNotification", "NotifyEvent", "NotifyReport",
               "NotifyMonitoringReport", "NotifyChargingLimit", "ClearedChargingLimit",
               "ReservationStatusUpdate", "NotifyCustomerInformation", "PublishFirmwareStatusNotification"}
-
-
-def now_iso(now: float | None = None) -> str:
-    """UTC time as ISO-8601 with milliseconds and a ``Z``."""
-    dt = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def is_queued(version: str, action: str) -> bool:

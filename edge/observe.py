@@ -6,7 +6,7 @@ They are shared by standalone mode, offline answering and passive observation in
 
 from __future__ import annotations
 
-from edge.local_csms import now_iso
+from edge.clock import now_iso
 
 Op = tuple[str, dict]
 

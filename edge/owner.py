@@ -22,6 +22,8 @@ import uuid
 from edge import cards, ledger
 from edge.money import MoneyError, normalise_uid, to_minor
 
+MAX_TOPUP_MINOR = 10**12  # far above any real top-up, far below SQLite's 64-bit integers
+
 
 class OwnerError(ValueError):
     """A change the owner asked for that cannot be made; the message says why."""
@@ -30,9 +32,15 @@ class OwnerError(ValueError):
 def parse_amount(text: str, exponent: int = 2) -> int:
     """A top-up amount in major units ('250', '250.50') → minor units; zero, negative or malformed is an error."""
     amount = to_minor(text, exponent)
-    if amount <= 0:
-        raise MoneyError(f"the amount must be above zero, got {text!r}")
+    _check_amount(amount, text)
     return amount
+
+
+def _check_amount(amount: int, shown: object) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise MoneyError(f"the amount must be above zero, got {shown!r}")
+    if amount > MAX_TOPUP_MINOR:
+        raise MoneyError(f"the amount is too large: {shown!r}")
 
 
 def parse_chargers(text: str | None) -> list[str] | None:
@@ -69,8 +77,7 @@ def topup(conn: sqlite3.Connection, uid: str, amount_minor: int, *, currency: st
         raise cards.CardError(f"unknown card {uid}")
     if card.kind == "personal":
         raise OwnerError(f"card {uid} is a personal card: personal cards charge free and hold no money")
-    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
-        raise MoneyError(f"the amount must be above zero, got {amount_minor!r}")
+    _check_amount(amount_minor, amount_minor)
     if key is not None and not key.strip():
         raise OwnerError("an empty key")
     ledger_key = f"topup:{key}" if key is not None else f"topup:auto:{uuid.uuid4().hex}"

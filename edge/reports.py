@@ -101,7 +101,10 @@ def _session(row: dict) -> dict:
 
 def sessions(conn: sqlite3.Connection, *, charger_id: str | None = None, uid: str | None = None,
              account_id: int | None = None, since: datetime | None = None, limit: int | None = 100) -> list[dict]:
-    """Sessions, newest first, filtered by charger, card (any spelling of the UID), account and start time."""
+    """Sessions, newest first, filtered by charger, card (any spelling of the UID), account and start time;
+    at most `limit` (None: all)."""
+    if limit is not None and limit <= 0:
+        return []
     where, args = [], []
     if charger_id is not None:
         where.append("t.charger_id = ?")
@@ -124,7 +127,7 @@ def sessions(conn: sqlite3.Connection, *, charger_id: str | None = None, uid: st
             if start is None or start < since:
                 continue
         out.append(_session(row))
-        if limit and len(out) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     return out
 

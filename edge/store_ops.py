@@ -11,8 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 from edge import billing
-from edge.clock import boot_id, clock_synced
-from edge.local_csms import now_iso
+from edge.clock import boot_id, clock_synced, now_iso
 
 
 def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
