@@ -11,6 +11,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from edge import outbox
 from edge.clock import now_iso
 from edge.money import normalise_uid
 
@@ -63,6 +64,12 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
     version = list_version(conn)
     if uid is not None:
         conn.execute("UPDATE cards SET list_version = ? WHERE uid = ?", (version, uid))
+        card = get_card(conn, uid)
+        assert card is not None
+        outbox.add(conn, "card", f"card:{uid}:{version}", {
+            "uid": uid, "account_id": card.account_id, "name": card.name, "kind": card.kind, "status": card.status,
+            "chargers": card.chargers, "account_blocked": card.account_blocked, "list_version": version,
+            "changed": now_iso()})
     return version
 
 

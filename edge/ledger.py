@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from edge import outbox
 from edge.clock import now_iso
 
 POSTED_SIGN = {"topup": 1, "refund": 1, "adjustment": 1, "capture": -1}
@@ -39,11 +40,19 @@ def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int
     row = conn.execute("SELECT id FROM ledger WHERE key = ?", (key,)).fetchone()
     if row is not None:
         return row[0], False
+    created = now_iso()
     cur = conn.execute(
         "INSERT INTO ledger (account_id, kind, amount_minor, currency, session_id, key, note, created)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount_minor, currency, session_id, key, note,
-                                             now_iso()))
-    return int(cur.lastrowid or 0), True
+                                             created))
+    entry_id = int(cur.lastrowid or 0)
+    if kind in POSTED_SIGN:  # holds and releases are the edge's own bookkeeping; the cloud gets what is posted
+        outbox.add(conn, "ledger", f"ledger:{key}", {
+            "entry_id": entry_id, "entry_key": key, "account_id": account_id, "entry_kind": kind,
+            "amount_minor": amount_minor, "signed_minor": POSTED_SIGN[kind] * amount_minor, "currency": currency,
+            "session_id": session_id, "note": note, "created": created,
+            "balance_minor": balance(conn, account_id)})
+    return entry_id, True
 
 
 def balance(conn: sqlite3.Connection, account_id: int) -> int:

@@ -128,6 +128,28 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('local_list_version', '0');
     """,
+    # 3: cloud sync: the outbox (written in the same transaction as the change), commands applied once,
+    # tariffs replaced by the cloud
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the per-site sequence: gap-free, never reused
+        key TEXT NOT NULL UNIQUE,            -- idempotency key of the record
+        kind TEXT NOT NULL CHECK (kind IN ('session', 'ledger', 'card')),
+        body TEXT NOT NULL,                  -- the record's fields (JSON)
+        created TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'sent', 'done')),
+        sent_at TEXT, done_at TEXT
+    );
+    CREATE INDEX outbox_state ON outbox (state, seq);
+    CREATE TABLE applied_commands (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT, applied_at TEXT NOT NULL
+    );
+    CREATE TABLE tariffs (
+        id INTEGER PRIMARY KEY, valid_from TEXT NOT NULL, body TEXT NOT NULL, command_id TEXT,
+        created TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('sync_last_ack', '0');
+    """,
 ]
 
 

@@ -10,7 +10,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-from edge import billing
+from edge import billing, outbox
 from edge.clock import boot_id, clock_synced, now_iso
 
 
@@ -69,6 +69,7 @@ def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
         " ELSE :meter_stop - meter_start END"
         " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
     billing.settle_session(conn, d["charger_id"], d["tx_key"])
+    outbox.session_record(conn, d["charger_id"], d["tx_key"], billing.SETTINGS.currency)
 
 
 def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
@@ -87,6 +88,7 @@ def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
         conn.execute("UPDATE transactions SET stopped_at=:ts, stop_reason=COALESCE(:reason, 'Local')"
                      " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
         billing.settle_session(conn, d["charger_id"], d["tx_key"])
+        outbox.session_record(conn, d["charger_id"], d["tx_key"], billing.SETTINGS.currency)
 
 
 def _meter(conn: sqlite3.Connection, d: dict) -> None:
