@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sitekeeper's one install script.
 #   ./setup.sh          runtime: Python packages into .venv (a Pi or any Debian machine)
-#   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers
+#   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers,
+#                       mosquitto (+ clients) and openssl
 # Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
 # through sudo when it is available).
 set -euo pipefail
@@ -67,6 +68,9 @@ if [ $DEV -eq 1 ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
   fi
+  # a real MQTT broker for the cloud_sync tests (they start their own mosquitto on a free port; the
+  # system's mosquitto service is not needed) and openssl for the tests' throwaway CA
+  apt_install mosquitto mosquitto-clients openssl
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from edge import cards, ledger
-from edge.tariff import Tariff, parse_ts, session_cost
+from edge.tariff import Tariff, build_tariff, parse_ts, session_cost, utc_key
 
 
 @dataclass
@@ -139,6 +139,24 @@ def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None) -
     return session_id
 
 
+_TARIFFS: dict[int, Tariff] = {}
+
+
+def tariff_for(conn: sqlite3.Connection, started_at: str) -> Tariff:
+    """The tariff in force when a session started: the cloud's latest replacement valid by then (`tariffs`),
+    else the config file's."""
+    when = parse_ts(started_at)
+    if when is None:
+        return SETTINGS.tariff
+    row = conn.execute("SELECT id, body FROM tariffs WHERE valid_from <= ? ORDER BY valid_from DESC, id DESC"
+                       " LIMIT 1", (utc_key(when),)).fetchone()
+    if row is None:
+        return SETTINGS.tariff
+    if row[0] not in _TARIFFS:
+        _TARIFFS[row[0]] = build_tariff(json.loads(row[1]), SETTINGS.exponent, SETTINGS.tariff.timezone)
+    return _TARIFFS[row[0]]
+
+
 def _readings(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> list:
     out = []
     for ts, value, unit in conn.execute(
@@ -163,7 +181,7 @@ def _cost(conn: sqlite3.Connection, row: sqlite3.Row | tuple, *, stop_ts: str | 
     readings = _readings(conn, charger_id, tx_key)
     if stop_wh is None:
         stop_wh = max([wh for _, wh in readings], default=meter_start)
-    return session_cost(SETTINGS.tariff, start_ts=start, start_wh=meter_start, readings=readings, stop_ts=stop,
+    return session_cost(tariff_for(conn, started_at), start_ts=start, start_wh=meter_start, readings=readings, stop_ts=stop,
                         stop_wh=stop_wh)
 
 

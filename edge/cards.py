@@ -67,7 +67,7 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
         card = get_card(conn, uid)
         assert card is not None
         outbox.add(conn, "card", f"card:{uid}:{version}", {
-            "uid": uid, "account_id": card.account_id, "name": card.name, "kind": card.kind, "status": card.status,
+            "uid": uid, "account_id": card.account_id, "name": card.name, "card_kind": card.kind, "status": card.status,
             "chargers": card.chargers, "account_blocked": card.account_blocked, "list_version": version,
             "changed": now_iso()})
     return version

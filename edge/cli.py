@@ -3,6 +3,7 @@
     sitekeeper [--config PATH] run
     sitekeeper simulate --url URL --chargers N --version 1.6|2.0.1
     sitekeeper journal CHARGER [--limit N] [--json]
+    sitekeeper sync [--status [--json]]
     sitekeeper hash-password [PASSWORD]
     sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli_billing.py)
 
@@ -51,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
+
+    y = sub.add_parser("sync", parents=[common], help="run the MQTT cloud sync (or show its state)")
+    y.add_argument("--status", action="store_true", help="show broker connection, backlog, last ack and exit")
+    y.add_argument("--json", action="store_true", help="with --status: as JSON")
 
     cli_billing.register(sub, common)  # cards, topup, users, sessions, report
     return p
@@ -129,6 +134,35 @@ def cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if not args.status:
+        from cloud_sync.service import run
+
+        run(cfg)
+        return 0
+    from cloud_sync.records import status
+    from edge.store import Store
+
+    store = Store.open(cfg.store.path)
+    try:
+        st = status(store.db.conn)
+    finally:
+        store.close()
+    st["configured"] = bool(cfg.mqtt.host)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.host else "none configured ([mqtt] host)"
+    state = "connected" if st["connected"] else "running, not connected" if st["running"] else "not running"
+    print(f"broker         {broker}")
+    print(f"sync           {state}" + (f" ({st['last_error']})" if st["last_error"] else ""))
+    print(f"backlog        {st['backlog']} record(s) not acknowledged by the cloud, {st['unsent']} not yet sent")
+    print(f"oldest unsent  {st['oldest_unsent_age_s']:.0f} s")
+    print(f"last ack       seq {st['last_ack_seq']} of {st['last_seq']}")
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from edge.security import hash_password
 
@@ -147,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     if getattr(args, "handler", None) is not None:
         return cli_billing.run(args.handler, args)
-    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal,
+    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "sync": cmd_sync,
                "hash-password": cmd_hash_password}[args.command]
     return handler(args)
 

@@ -94,6 +94,24 @@ class TariffConfig:
 
 
 @dataclass
+class MqttConfig:
+    host: str = ""  # empty: cloud_sync stays idle and the outbox simply grows
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""  # client certificate (optional)
+    key_file: str = ""
+    client_id: str = ""  # default: sitekeeper-<site.id>
+    keepalive: int = 60
+    topic_prefix: str = "sitekeeper"
+    max_inflight: int = 100  # records published and not yet PUBACKed
+    session_expiry_hours: float = 168.0  # how long the broker keeps commands for an offline site
+    retention_days: float = 7.0  # done outbox rows are pruned after this
+
+
+@dataclass
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -108,6 +126,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     tariff: TariffConfig = field(default_factory=TariffConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     source: str = ""  # the file it came from, "" for defaults
 
 
@@ -186,26 +205,15 @@ def _bands(prefix: str, value: Any) -> list:
     return out
 
 
-def _minutes(key: str, text: str) -> int:
-    try:
-        hours, minutes = text.split(":")
-        value = int(hours) * 60 + int(minutes)
-    except ValueError:
-        raise ConfigError(f"{key}: expected HH:MM, got {text!r}") from None
-    if not 0 <= int(hours) <= 24 or not 0 <= int(minutes) < 60 or value > 1440:
-        raise ConfigError(f"{key}: expected HH:MM, got {text!r}")
-    return value
-
-
 def billing_settings(cfg: Config):
     """The checked billing settings and tariff in minor units (raises `ConfigError` naming the key)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from edge.billing import BillingSettings
-    from edge.money import MoneyError, rate_to_minor, to_minor
-    from edge.tariff import Band, Tariff
+    from edge.money import MoneyError, to_minor
+    from edge.tariff import TariffError, build_tariff
 
-    b, t = cfg.billing, cfg.tariff
+    b = cfg.billing
     exp = b.currency_exponent
 
     def amount(key: str, value: str) -> int:
@@ -214,25 +222,14 @@ def billing_settings(cfg: Config):
         except MoneyError as e:
             raise ConfigError(f"{key}: {e}") from None
 
-    def rate(key: str, value: str):
-        try:
-            return rate_to_minor(value, exp)
-        except MoneyError as e:
-            raise ConfigError(f"{key}: {e}") from None
-
     try:
         ZoneInfo(cfg.site.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"site.timezone: unknown time zone {cfg.site.timezone!r}") from None
-    bands = tuple(Band(_minutes(f"tariff.bands[{i}].start", band["start"]) % 1440,
-                       _minutes(f"tariff.bands[{i}].end", band["end"]) % 1440,
-                       rate(f"tariff.bands[{i}].per_kwh", band["per_kwh"])) for i, band in enumerate(t.bands))
-    if t.idle_grace_minutes < 0:
-        raise ConfigError("tariff.idle_grace_minutes: must not be negative")
-    tariff = Tariff(per_kwh=rate("tariff.per_kwh", t.per_kwh), per_minute=rate("tariff.per_minute", t.per_minute),
-                    session_fee=rate("tariff.session_fee", t.session_fee),
-                    idle_per_minute=rate("tariff.idle_per_minute", t.idle_per_minute),
-                    idle_grace_minutes=t.idle_grace_minutes, bands=bands, timezone=cfg.site.timezone)
+    try:
+        tariff = build_tariff(dataclasses.asdict(cfg.tariff), exp, cfg.site.timezone, prefix="tariff")
+    except TariffError as e:
+        raise ConfigError(str(e)) from None
     return BillingSettings(currency=b.currency, exponent=exp,
                            min_start_balance=amount("billing.min_start_balance", b.min_start_balance),
                            max_hold=amount("billing.max_hold", b.max_hold),
@@ -250,7 +247,8 @@ def _validate(cfg: Config) -> None:
     if cfg.ocpp.security_profile == 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
         raise ConfigError("ocpp.tls_cert: security profile 2 needs ocpp.tls_cert and ocpp.tls_key")
     for key, value in (("ocpp.tls_cert", cfg.ocpp.tls_cert), ("ocpp.tls_key", cfg.ocpp.tls_key),
-                       ("upstream.ca_file", cfg.upstream.ca_file)):
+                       ("upstream.ca_file", cfg.upstream.ca_file), ("mqtt.ca_file", cfg.mqtt.ca_file),
+                       ("mqtt.cert_file", cfg.mqtt.cert_file), ("mqtt.key_file", cfg.mqtt.key_file)):
         if value and not os.access(value, os.R_OK):
             raise ConfigError(f"{key}: cannot read {value!r}")
     if cfg.upstream.mode not in ("standalone", "proxy"):
@@ -259,6 +257,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"upstream.url: proxy mode needs a ws:// or wss:// URL, got {cfg.upstream.url!r}")
     if cfg.upstream.call_timeout <= 0:
         raise ConfigError("upstream.call_timeout: must be above 0")
+    if not 0 < cfg.mqtt.port <= 65535:
+        raise ConfigError(f"mqtt.port: expected 1..65535, got {cfg.mqtt.port}")
+    if cfg.mqtt.max_inflight < 1 or cfg.mqtt.keepalive < 5:
+        raise ConfigError("mqtt.max_inflight: must be ≥ 1 (and mqtt.keepalive ≥ 5)")
+    if "/" in cfg.site.id or "+" in cfg.site.id or "#" in cfg.site.id or not cfg.site.id:
+        raise ConfigError(f"site.id: must be non-empty without '/', '+' or '#' (it is an MQTT topic level), "
+                          f"got {cfg.site.id!r}")
     if cfg.billing.authority not in ("edge", "upstream"):
         raise ConfigError(f"billing.authority: expected 'edge' or 'upstream', got {cfg.billing.authority!r}")
     if not (len(cfg.billing.currency) == 3 and cfg.billing.currency.isalpha() and cfg.billing.currency.isupper()):
@@ -290,7 +295,8 @@ def load(path: str | Path | None = None) -> Config:
         _fill(getattr(cfg, key), value, key)
     cfg.source = str(p)
     # Relative paths are relative to the config file (a service's working directory is often /).
-    for section, key in (("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("upstream", "ca_file")):
+    for section, key in (("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("upstream", "ca_file"),
+                         ("mqtt", "ca_file"), ("mqtt", "cert_file"), ("mqtt", "key_file")):
         value = getattr(getattr(cfg, section), key)
         if value and not Path(value).is_absolute():
             setattr(getattr(cfg, section), key, str((p.parent / value).resolve()))

@@ -17,9 +17,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from edge.money import round_minor
+from edge.money import MoneyError, rate_to_minor, round_minor
 
 _ZERO = Decimal(0)
+RATE_KEYS = ("per_kwh", "per_minute", "session_fee", "idle_per_minute")
+
+
+class TariffError(ValueError):
+    """A tariff that cannot be used; the message names the key (``tariff.per_kwh: ...``)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,52 @@ class Cost:
                 "fee_minor": round_minor(self.fee_minor), "cost_minor": self.total_minor}
 
 
+def _minutes(key: str, text: object) -> int:
+    try:
+        hours, minutes = str(text).split(":")
+        h, m = int(hours), int(minutes)
+    except ValueError:
+        raise TariffError(f"{key}: expected HH:MM, got {text!r}") from None
+    if not (0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440):
+        raise TariffError(f"{key}: expected HH:MM, got {text!r}")
+    return (h * 60 + m) % 1440
+
+
+def build_tariff(spec: dict, exponent: int, timezone: str, prefix: str = "tariff") -> Tariff:
+    """A `Tariff` from its written form: rates as decimal strings in major units, bands as HH:MM.
+    Shared by the config file and the cloud's tariff command; errors name the key."""
+    known = set(RATE_KEYS) | {"idle_grace_minutes", "bands"}
+    for key in spec:
+        if key not in known:
+            raise TariffError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(known))})")
+
+    def rate(key: str, value: object) -> Decimal:
+        if not isinstance(value, str):
+            raise TariffError(f"{key}: expected a decimal string such as \"12.50\", got {value!r}")
+        try:
+            return rate_to_minor(value, exponent)
+        except MoneyError as e:
+            raise TariffError(f"{key}: {e}") from None
+
+    rates = {k: rate(f"{prefix}.{k}", spec.get(k, "0")) for k in RATE_KEYS}
+    grace = spec.get("idle_grace_minutes", 0)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        raise TariffError(f"{prefix}.idle_grace_minutes: expected a number of minutes ≥ 0, got {grace!r}")
+    bands_in = spec.get("bands") or []
+    if not isinstance(bands_in, list):
+        raise TariffError(f"{prefix}.bands: expected a list")
+    bands = []
+    for i, band in enumerate(bands_in):
+        name = f"{prefix}.bands[{i}]"
+        if not isinstance(band, dict) or set(band) - {"start", "end", "per_kwh"}:
+            raise TariffError(f"{name}: expected a table with start, end and per_kwh")
+        bands.append(Band(_minutes(f"{name}.start", band.get("start")), _minutes(f"{name}.end", band.get("end")),
+                          rate(f"{name}.per_kwh", band.get("per_kwh"))))
+    return Tariff(per_kwh=rates["per_kwh"], per_minute=rates["per_minute"], session_fee=rates["session_fee"],
+                  idle_per_minute=rates["idle_per_minute"], idle_grace_minutes=float(grace), bands=tuple(bands),
+                  timezone=timezone)
+
+
 def parse_ts(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -82,6 +133,11 @@ def parse_ts(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # a charger without a zone means UTC
+
+
+def utc_key(when: datetime) -> str:
+    """A sortable UTC text form of a time (``2026-03-02T17:30:00.000000Z``), for comparisons in SQL."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _band_edges(tariff: Tariff, a: datetime, b: datetime) -> list[datetime]:

@@ -152,3 +152,27 @@ def edge_factory(tmp_path):
     for proc in started:
         if proc.proc is not None:
             proc.stop()
+
+
+# -- MQTT: a real mosquitto broker (tests/broker.py) --------------------------------------------------------
+@pytest.fixture
+def broker_factory(tmp_path):
+    """make(users=None, tls=False, **kw) -> a started Broker in tmp_path; all are stopped at the end."""
+    from broker import Broker
+
+    made: list[Broker] = []
+
+    def make(start: bool = True, **kwargs) -> Broker:
+        b = Broker(tmp_path / f"mosquitto{len(made)}", **kwargs)
+        made.append(b)
+        return b.start() if start else b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    """A started anonymous plain-TCP mosquitto on 127.0.0.1:<free port> with persistence; stopped at the end."""
+    return broker_factory()

@@ -1,0 +1,137 @@
+"""The cloud's commands (`sitekeeper/<site>/cmd/<kind>`), applied once through the owner's functions.
+
+    topup   {"id", "uid", "amount_minor", "note"}
+    card    {"id", "action": "add" | "update" | "block", "uid", "kind", "name", "phone", "email",
+             "chargers", "status"}
+    tariff  {"id", "valid_from", "tariff": {"per_kwh": "12.50", ..., "bands": [...]}}
+
+`apply(conn, kind, raw)` runs in the caller's transaction: the change and the `applied_commands` row commit
+together, so a command delivered twice (the broker's at-least-once, a restart in between) is applied once and
+answered the same way both times. A malformed or invalid command changes nothing and is answered
+`ok: false` with the reason (also remembered, so its answer does not change either).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from edge import billing, cards, owner
+from edge.clock import now_iso
+from edge.money import MoneyError, UidError
+from edge.tariff import TariffError, build_tariff, parse_ts, utc_key
+
+KINDS = ("topup", "card", "tariff")
+
+
+class CommandError(ValueError):
+    """A command that cannot be applied; the message is sent back as `error`."""
+
+
+def parse(raw: bytes) -> tuple[str | None, dict]:
+    """(id, command) from a payload; raises CommandError (with the id when it could be read)."""
+    try:
+        cmd = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CommandError("payload is not JSON") from None
+    if not isinstance(cmd, dict):
+        raise CommandError("payload is not a JSON object")
+    cmd_id = cmd.get("id")
+    if not isinstance(cmd_id, str) or not cmd_id or len(cmd_id) > 100 or any(c in cmd_id for c in "/+#"):
+        raise CommandError("id must be a string of 1 to 100 characters without '/', '+' or '#'")
+    return cmd_id, cmd
+
+
+def _str(cmd: dict, key: str, required: bool = True) -> str | None:
+    value = cmd.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise CommandError(f"{key} must be a non-empty string")
+    return value
+
+
+def _topup(conn: sqlite3.Connection, cmd_id: str, cmd: dict) -> dict:
+    amount = cmd.get("amount_minor")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise CommandError("amount_minor must be a positive integer")
+    note = cmd.get("note")
+    if note is not None and not isinstance(note, str):
+        raise CommandError("note must be a string")
+    result = owner.topup(conn, _str(cmd, "uid") or "", amount, currency=billing.SETTINGS.currency,
+                         key=f"cmd:{cmd_id}", note=note)
+    return {"balance_minor": result["balance_minor"], "available_minor": result["available_minor"]}
+
+
+def _card(conn: sqlite3.Connection, cmd: dict) -> dict:
+    action = cmd.get("action")
+    uid = _str(cmd, "uid") or ""
+    chargers = cmd.get("chargers")
+    if chargers is not None and (not isinstance(chargers, list) or not all(isinstance(c, str) for c in chargers)):
+        raise CommandError("chargers must be a list of charger ids")
+    if action == "add":
+        card = owner.register_card(conn, uid, _str(cmd, "kind") or "", name=_str(cmd, "name"),
+                                   phone=_str(cmd, "phone", False), email=_str(cmd, "email", False),
+                                   chargers=chargers or None)
+    elif action == "update":
+        changes: dict = {}
+        if "status" in cmd:
+            changes["status"] = _str(cmd, "status")
+        if "kind" in cmd:
+            changes["kind"] = _str(cmd, "kind")
+        if "chargers" in cmd:
+            changes["chargers"] = chargers or None
+        if not changes:
+            raise CommandError("update needs status, kind or chargers")
+        card = cards.update_card(conn, uid, **changes)
+    elif action == "block":
+        card = owner.set_card_status(conn, uid, "blocked")
+    else:
+        raise CommandError("action must be add, update or block")
+    return {"uid": card.uid, "status": card.status, "kind": card.kind}
+
+
+def _tariff(conn: sqlite3.Connection, cmd_id: str, cmd: dict) -> dict:
+    when = parse_ts(_str(cmd, "valid_from"))
+    if when is None:
+        raise CommandError("valid_from must be an ISO-8601 time")
+    spec = cmd.get("tariff")
+    if not isinstance(spec, dict):
+        raise CommandError("tariff must be an object")
+    try:
+        build_tariff(spec, billing.SETTINGS.exponent, billing.SETTINGS.tariff.timezone)
+    except TariffError as e:
+        raise CommandError(str(e)) from None
+    conn.execute("INSERT INTO tariffs (valid_from, body, command_id, created) VALUES (?, ?, ?, ?)",
+                 (utc_key(when), json.dumps(spec), cmd_id, now_iso()))
+    return {"valid_from": utc_key(when)}
+
+
+def apply(conn: sqlite3.Connection, kind: str, raw: bytes) -> dict:
+    """Apply one command once; return the answer for `cmd_ack/<id>` ({"id", "ok", "error", ...})."""
+    try:
+        cmd_id, cmd = parse(raw)
+    except CommandError as e:
+        return {"id": None, "ok": False, "error": str(e)}
+    done = conn.execute("SELECT ok, error FROM applied_commands WHERE id = ?", (cmd_id,)).fetchone()
+    if done is not None:
+        return {"id": cmd_id, "ok": bool(done[0]), "error": done[1], "repeat": True}
+    conn.execute("SAVEPOINT command")
+    try:
+        if kind == "topup":
+            result = _topup(conn, cmd_id, cmd)
+        elif kind == "card":
+            result = _card(conn, cmd)
+        elif kind == "tariff":
+            result = _tariff(conn, cmd_id, cmd)
+        else:
+            raise CommandError(f"unknown command kind {kind!r} (known: {', '.join(KINDS)})")
+        conn.execute("RELEASE command")
+        answer = {"id": cmd_id, "ok": True, "error": None, **result}
+    except (CommandError, owner.OwnerError, cards.CardError, MoneyError, UidError, ValueError) as e:
+        conn.execute("ROLLBACK TO command")
+        conn.execute("RELEASE command")
+        answer = {"id": cmd_id, "ok": False, "error": str(e)}
+    conn.execute("INSERT INTO applied_commands (id, kind, ok, error, applied_at) VALUES (?, ?, ?, ?, ?)",
+                 (cmd_id, kind, int(answer["ok"]), answer["error"], now_iso()))
+    return answer

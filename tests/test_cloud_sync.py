@@ -1,0 +1,234 @@
+"""cloud_sync against a real Mosquitto started by the tests: records out in order, acks, outages, kill -9,
+commands applied once, TLS, wrong passwords, and the operator's view."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SITEKEEPER, to_toml
+
+from edge import cards, ledger
+from edge.store import Store
+
+SITE = "depot-7"
+
+
+class Sync:
+    """`sitekeeper sync` as a subprocess with its own config and database."""
+
+    def __init__(self, tmp: Path, broker=None, **mqtt):
+        self.db = str(tmp / "site.db")
+        cfg: dict = {"site": {"id": SITE}, "store": {"path": self.db}, "billing": {"currency": "PHP"}}
+        if broker is not None:
+            cfg["mqtt"] = {"host": broker.host, "port": broker.port, "max_inflight": 50, **mqtt}
+        self.config = tmp / "sitekeeper.toml"
+        self.config.write_text(to_toml(cfg))
+        self.log = tmp / "sync.log"
+        self.proc: subprocess.Popen | None = None
+        Store.open(self.db).close()  # the schema exists before the test writes records
+
+    def start(self) -> Sync:
+        self.proc = subprocess.Popen([SITEKEEPER, "--config", str(self.config), "sync"],
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(15)
+            self.proc = None
+
+    def status(self) -> dict:
+        out = subprocess.run([SITEKEEPER, "--config", str(self.config), "sync", "--status", "--json"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def write(self, fn):
+        store = Store.open(self.db)
+        try:
+            return store.write_now(fn)
+        finally:
+            store.close()
+
+    def topups(self, uid: str, n: int, amount: int = 100) -> list[str]:
+        def fn(conn):
+            card = cards.get_card(conn, uid) or cards.add_card(conn, uid, "commercial", name=f"Owner {uid}")
+            return [ledger.post(conn, card.account_id, "topup", amount, key=f"t:{uid}:{i}", currency="PHP")[0]
+                    for i in range(n)]
+        return self.write(fn)
+
+    def balance(self, uid: str) -> int:
+        return self.write(lambda c: ledger.balance(c, cards.get_card(c, uid).account_id))
+
+
+@pytest.fixture
+def sync_factory(tmp_path):
+    made: list[Sync] = []
+
+    def make(broker=None, **mqtt) -> Sync:
+        d = tmp_path / f"sync{len(made)}"
+        d.mkdir()
+        s = Sync(d, broker, **mqtt)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def records(sub) -> list:
+    return [m for m in sub.snapshot() if "/records/" in m.topic]
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_records_published_in_order_with_payloads_then_acked(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.topups("04A1B2C3", 3, amount=2500)
+    sub = broker.subscriber(f"sitekeeper/{SITE}/#")
+    sync.start()
+    wait_until(lambda: len(records(sub)) == 4, what="4 records")  # the card, then three top-ups
+    got = records(sub)
+    assert [m.topic.rsplit("/", 1)[1] for m in got] == ["card", "ledger", "ledger", "ledger"]
+    bodies = [json.loads(m.payload) for m in got]
+    assert [b["seq"] for b in bodies] == [1, 2, 3, 4], "gap-free, in order"
+    assert all(b["site"] == SITE for b in bodies)
+    assert bodies[1]["kind"] == "ledger" and bodies[1]["entry_kind"] == "topup"
+    assert bodies[1]["amount_minor"] == 2500 and bodies[3]["balance_minor"] == 7500
+    assert bodies[1]["key"] == "ledger:t:04A1B2C3:0" and isinstance(bodies[1]["clock_synced"], bool)
+    assert got[1].user_properties == {"key": bodies[1]["key"], "seq": "2"}
+    assert bodies[0]["uid"] == "04A1B2C3" and bodies[0]["kind"] == "card" and bodies[0]["card_kind"] == "commercial"
+    online = sub.wait_for(lambda m: m.topic == f"sitekeeper/{SITE}/status")
+    assert json.loads(online.payload)["online"] is True
+    wait_until(lambda: sync.status()["unsent"] == 0, what="PUBACKs")
+    st = sync.status()
+    assert st["connected"] and st["backlog"] == 4 and st["last_ack_seq"] == 0
+    sub.publish(f"sitekeeper/{SITE}/ack", json.dumps({"seq": 3}))
+    wait_until(lambda: sync.status()["last_ack_seq"] == 3, what="ack")
+    assert sync.status()["backlog"] == 1
+    sync.stop()
+    offline = [m for m in sub.snapshot() if m.topic == f"sitekeeper/{SITE}/status"][-1]
+    assert json.loads(offline.payload)["online"] is False
+
+
+def test_broker_down_then_everything_arrives(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.start()
+    wait_until(lambda: sync.status()["connected"], what="connected")
+    broker.stop()
+    wait_until(lambda: not sync.status()["connected"], what="disconnect noticed")
+    sync.topups("04B00001", 20)
+    assert sync.status()["unsent"] == 21
+    broker.restart()
+    sub = broker.subscriber(f"sitekeeper/{SITE}/records/#")
+    wait_until(lambda: len({json.loads(m.payload)["seq"] for m in records(sub)}) == 21, what="all records")
+    assert sorted({json.loads(m.payload)["seq"] for m in records(sub)}) == list(range(1, 22))
+
+
+def test_kill9_mid_drain_loses_nothing_and_duplicates_only_as_resends(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.topups("04C00001", 1500)
+    keys = {f"ledger:t:04C00001:{i}" for i in range(1500)} | {"card:04C00001:1"}
+    sub = broker.subscriber(f"sitekeeper/{SITE}/records/#")
+    sync.start()
+    wait_until(lambda: len(records(sub)) >= 200, what="a part of the backlog")
+    sync.stop(signal.SIGKILL)
+    sync.start()
+    wait_until(lambda: {json.loads(m.payload)["key"] for m in records(sub)} >= keys, timeout=60,
+               what="everything after the restart")
+    seen: dict[str, bytes] = {}
+    for m in records(sub):
+        key = json.loads(m.payload)["key"]
+        assert seen.setdefault(key, m.payload) == m.payload, "a duplicate is the same record, re-sent"
+    assert set(seen) == keys
+
+
+def test_command_applied_once_and_bad_commands_refused(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.topups("04D00001", 1, amount=1000)
+    sub = broker.subscriber(f"sitekeeper/{SITE}/cmd_ack/#")
+    sync.start()
+    wait_until(lambda: sync.status()["connected"], what="connected")
+    cmd = json.dumps({"id": "c-1", "uid": "04d0:0001", "amount_minor": 5000, "note": "cloud"})
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", cmd)
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", cmd)  # delivered twice
+    wait_until(lambda: len([m for m in sub.snapshot() if m.topic.endswith("/c-1")]) == 2, what="two acks")
+    acks = [json.loads(m.payload) for m in sub.snapshot() if m.topic.endswith("/c-1")]
+    assert [a["ok"] for a in acks] == [True, True] and acks[0]["balance_minor"] == 6000
+    assert sync.balance("04D00001") == 6000, "applied once"
+    for cmd_id, kind, body, reason in [
+        ("c-2", "topup", {"uid": "04D00001", "amount_minor": -5}, "amount_minor"),
+        ("c-3", "topup", {"uid": "04FFFFFF", "amount_minor": 100}, "unknown card"),
+        ("c-4", "card", {"action": "add", "uid": "not-a-uid", "kind": "commercial", "name": "X"}, "card id"),
+        ("c-5", "tariff", {"valid_from": "2026-01-01T00:00:00Z", "tariff": {"per_kwh": 12}}, "tariff.per_kwh"),
+        ("c-6", "dance", {}, "unknown command kind"),
+    ]:
+        sub.publish(f"sitekeeper/{SITE}/cmd/{kind}", json.dumps({"id": cmd_id, **body}))
+        ack = json.loads(sub.wait_for(lambda m, cmd_id=cmd_id: m.topic.endswith("/" + cmd_id)).payload)
+        assert ack["ok"] is False and reason in ack["error"], ack
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", b"{not json")
+    assert json.loads(sub.wait_for(lambda m: m.topic.endswith("/invalid")).payload)["ok"] is False
+    assert sync.balance("04D00001") == 6000, "bad commands changed nothing"
+    sub.publish(f"sitekeeper/{SITE}/cmd/card", json.dumps({"id": "c-7", "action": "block", "uid": "04D00001"}))
+    assert json.loads(sub.wait_for(lambda m: m.topic.endswith("/c-7")).payload)["ok"] is True
+    assert sync.write(lambda c: cards.get_card(c, "04D00001").status) == "blocked"
+
+
+def test_commands_wait_at_the_broker_while_the_site_is_offline(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.topups("04E00001", 1, amount=1000)
+    sync.start()
+    wait_until(lambda: sync.status()["connected"], what="first connection (makes the persistent session)")
+    sync.stop()
+    cloud = broker.subscriber(None)
+    cloud.publish(f"sitekeeper/{SITE}/cmd/topup", json.dumps({"id": "late-1", "uid": "04E00001",
+                                                              "amount_minor": 700}))
+    broker.restart()  # even across a broker restart
+    sync.start()
+    wait_until(lambda: sync.balance("04E00001") == 1700, what="the queued command applied")
+
+
+def test_tls_with_a_test_ca(broker_factory, sync_factory):
+    tls_broker = broker_factory(tls=True)
+    sync = sync_factory(tls_broker, tls=True, ca_file=str(tls_broker.ca_file))
+    sync.topups("04F00001", 2)
+    sub = tls_broker.subscriber(f"sitekeeper/{SITE}/records/#")
+    sync.start()
+    wait_until(lambda: len(records(sub)) == 3, what="records over TLS")
+
+
+def test_wrong_password_refused_and_reported(broker_factory, sync_factory):
+    secured = broker_factory(users={"site": "right-pass"})
+    sync = sync_factory(secured, username="site", password="wrong-pass")
+    sync.topups("04F00002", 1)
+    sync.start()
+    wait_until(lambda: "refused" in sync.status()["last_error"], what="the refusal reported")
+    st = sync.status()
+    assert not st["connected"] and st["unsent"] == 2
+    out = subprocess.run([SITEKEEPER, "--config", str(sync.config), "sync", "--status"], capture_output=True,
+                         text=True, timeout=30).stdout
+    assert "refused" in out and "2 not yet sent" in out
+
+
+def test_no_broker_configured_stays_idle_and_says_so(sync_factory):
+    sync = sync_factory(None)
+    sync.topups("04F00003", 2)
+    sync.start()
+    wait_until(lambda: sync.status()["running"], what="running")
+    st = sync.status()
+    assert st["configured"] is False and st["unsent"] == 3 and "no [mqtt] host" in st["last_error"]
+    assert os.path.exists(sync.db)
