@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,61 @@ def test_no_broker_configured_stays_idle_and_says_so(sync_factory):
     st = sync.status()
     assert st["configured"] is False and st["unsent"] == 3 and "no [mqtt] host" in st["last_error"]
     assert os.path.exists(sync.db)
+
+
+def test_sessions_and_charger_status_reach_the_cloud(broker, sync_factory):
+    from edge import billing
+    from edge.observe import start_op_16
+    from edge.store_ops import OPS
+
+    sync = sync_factory(broker)
+    billing.configure(billing.BillingSettings(currency="PHP"))
+
+    def session(conn):
+        OPS["charger_boot"](conn, {"charger_id": "CP-9", "version": "1.6", "vendor": "v", "model": "m",
+                                   "serial": None, "firmware": None, "ts": "2026-03-01T10:00:00.000Z"})
+        OPS["status"](conn, {"charger_id": "CP-9", "evse_id": 0, "connector_id": 1, "status": "Charging",
+                             "error_code": "NoError", "ts": "2026-03-01T10:00:00.000Z"})
+        OPS["tx_start"](conn, start_op_16("CP-9", 41, {"connectorId": 1, "idTag": "ABCDEF01", "meterStart": 100,
+                                                      "timestamp": "2026-03-01T10:00:00Z"}, offline=False)[1])
+        OPS["tx_stop"](conn, {"charger_id": "CP-9", "tx_key": "41", "meter_stop": 2100,
+                              "stopped_at": "2026-03-01T11:00:00Z", "reason": "Local"})
+    sync.write(session)
+    sub = broker.subscriber(f"sitekeeper/{SITE}/#")
+    sync.start()
+    rec = json.loads(sub.wait_for(lambda m: m.topic.endswith("/records/session"), timeout=20).payload)
+    assert (rec["session_id"], rec["charger_id"], rec["energy_wh"], rec["card_uid"]) == (41, "CP-9", 2000, "ABCDEF01")
+    assert rec["started_at"] == "2026-03-01T10:00:00Z" and rec["key"] == "session:CP-9:41"
+    status = sub.wait_for(lambda m: m.topic == f"sitekeeper/{SITE}/chargers/CP-9/status", timeout=20)
+    assert json.loads(status.payload)["connectors"][0]["status"] == "Charging"
+    late = broker.subscriber(f"sitekeeper/{SITE}/chargers/+/status")
+    assert late.wait_for(timeout=10).retain, "retained for whoever subscribes later"
+
+
+def test_tariff_command_prices_sessions_started_after_it(tmp_path):
+    from cloud_sync import commands
+    from edge import billing
+    from edge.observe import start_op_16
+    from edge.store_ops import OPS
+    from edge.tariff import Tariff
+
+    store = Store.open(str(tmp_path / "t.db"))
+    billing.configure(billing.BillingSettings(currency="PHP", min_start_balance=0,
+                                              tariff=Tariff(per_kwh=Decimal(1000))))
+    cmd = {"id": "tariff-1", "valid_from": "2026-03-01T12:00:00Z", "tariff": {"per_kwh": "30.00", "session_fee": "5.00"}}
+    assert store.write_now(lambda c: commands.apply(c, "tariff", json.dumps(cmd).encode()))["ok"] is True
+
+    def one(conn, tx_id: int, start: str, stop: str) -> int:
+        cards.get_card(conn, "04AB0A0B") or cards.add_card(conn, "04AB0A0B", "commercial", name="T")
+        card = cards.get_card(conn, "04AB0A0B")
+        ledger.post(conn, card.account_id, "topup", 100_000, key=f"t{tx_id}", currency="PHP")
+        tx = start_op_16("CP", tx_id, {"connectorId": 1, "idTag": "04AB0A0B", "meterStart": 0, "timestamp": start},
+                         offline=False)[1]
+        billing.decide(conn, uid="04AB0A0B", charger_id="CP", version="1.6", kind="start", tx=tx)
+        OPS["tx_stop"](conn, {"charger_id": "CP", "tx_key": str(tx_id), "meter_stop": 1000, "stopped_at": stop,
+                              "reason": "Local"})
+        return conn.execute("SELECT cost_minor FROM transactions WHERE id = ?", (tx_id,)).fetchone()[0]
+
+    assert store.write_now(lambda c: one(c, 1, "2026-03-01T11:00:00Z", "2026-03-01T11:30:00Z")) == 1000
+    assert store.write_now(lambda c: one(c, 2, "2026-03-01T12:30:00Z", "2026-03-01T13:00:00Z")) == 3500
+    store.close()

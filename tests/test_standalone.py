@@ -127,6 +127,19 @@ def test_metrics_and_healthz(edge_factory):
     for name in ("sitekeeper_chargers_connected", "sitekeeper_upstream_links_up",
                  "sitekeeper_upstream_queue_messages", "sitekeeper_frames_total", "sitekeeper_errors_total"):
         assert name in metrics
+    assert "sitekeeper_outbox_backlog 0" in metrics and "sitekeeper_sync_connected 0" in metrics
+
+
+async def test_completed_sessions_wait_in_the_outbox_without_a_broker(edge_factory):
+    edge = edge_factory()
+    ch = await Charger(edge.url, "OB1", "1.6").connect()
+    try:
+        tx = (await ch.start16("04AABB0011", meter_start=0)).transaction_id
+        await ch.stop16(tx, 500)
+    finally:
+        await ch.close()
+    assert edge.query("SELECT kind, key FROM outbox") == [("session", f"session:OB1:{tx}")]
+    assert "sitekeeper_outbox_backlog 1" in edge.http("/metrics")
 
 
 def test_simulate_command_runs_a_site(edge_factory):
