@@ -2,7 +2,7 @@
 # sitekeeper's one install script.
 #   ./setup.sh          runtime: Python packages into .venv (a Pi or any Debian machine)
 #   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers,
-#                       mosquitto (+ clients) and openssl
+#                       mosquitto (+ clients), openssl and the virtual smart-card reader (vsmartcard-vpcd)
 # Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
 # through sudo when it is available).
 set -euo pipefail
@@ -55,6 +55,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# the PC/SC card reader (ACR1252U / ACR122U): the pcscd service, and what pyscard needs to build from source
+# (it has no Linux wheels): the PC/SC headers, swig, a C compiler and Python's headers
+apt_install pcscd libpcsclite-dev swig gcc python3-dev pkg-config
 if [ $DEV -eq 1 ]; then
   say "installing sitekeeper with its dev and test packages into .venv"
   .venv/bin/python -m pip install -q -e '.[dev]'
@@ -71,6 +74,10 @@ if [ $DEV -eq 1 ]; then
   # a real MQTT broker for the cloud_sync tests (they start their own mosquitto on a free port; the
   # system's mosquitto service is not needed) and openssl for the tests' throwaway CA
   apt_install mosquitto mosquitto-clients openssl
+  # the PC/SC tests' virtual reader: a pcscd driver whose stock config listens on all interfaces, so it is
+  # for test machines only, never a Pi (the tests run their own pcscd in a private network namespace,
+  # which iproute2 gives its loopback interface)
+  apt_install vsmartcard-vpcd iproute2
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

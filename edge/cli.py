@@ -4,6 +4,7 @@
     sitekeeper simulate --url URL --chargers N --version 1.6|2.0.1
     sitekeeper journal CHARGER [--limit N] [--json]
     sitekeeper sync [--status [--json]]
+    sitekeeper tap UID [--reader NAME]
     sitekeeper hash-password [PASSWORD]
     sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli_billing.py)
 
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
+
+    t = sub.add_parser("tap", parents=[common], help="tap a card on a sim reader of the running edge")
+    t.add_argument("uid")
+    t.add_argument("--reader", default="kiosk", help="the sim reader's name (default: kiosk)")
+    t.add_argument("--json", action="store_true")
 
     y = sub.add_parser("sync", parents=[common], help="run the MQTT cloud sync (or show its state)")
     y.add_argument("--status", action="store_true", help="show broker connection, backlog, last ack and exit")
@@ -134,6 +140,41 @@ def cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tap(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from edge.money import UidError, normalise_uid
+
+    cfg = _load(args)
+    try:
+        uid = normalise_uid(args.uid)
+    except UidError as e:
+        print(f"sitekeeper tap: {e}", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "::", "") else cfg.web.host
+    req = urllib.request.Request(f"http://{host}:{cfg.web.port}/api/taps", method="POST",
+                                 data=json.dumps({"uid": uid, "reader": args.reader}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            event = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        detail = json.loads(e.read() or b"{}").get("detail", e.reason)
+        print(f"sitekeeper tap: {detail}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"sitekeeper tap: the edge is not reachable at {host}:{cfg.web.port} ({e})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(event, indent=1))
+    else:
+        who = f"{event.get('name')} ({event.get('kind')})" if event.get("known") else "unknown card"
+        print(f"{event['uid_masked']} on {event['reader']}: {who}: {event['result']}"
+              + (f" ({event['message']})" if event.get("message") else ""))
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if not args.status:
@@ -181,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     if getattr(args, "handler", None) is not None:
         return cli_billing.run(args.handler, args)
-    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "sync": cmd_sync,
+    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "sync": cmd_sync, "tap": cmd_tap,
                "hash-password": cmd_hash_password}[args.command]
     return handler(args)
 

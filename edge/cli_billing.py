@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from edge import billing, cards, config, ledger, owner, reports
+from edge import billing, cards, config, ledger, owner, reports, taps
 from edge.money import MoneyError, UidError, format_minor, normalise_uid
 from edge.store import Store
 from edge.tariff import parse_ts
@@ -144,7 +144,15 @@ def _print_card(site: _Site, d: dict) -> None:
 
 def cmd_cards_add(args: argparse.Namespace) -> int:
     site = _Site(args)
-    uid = _uid_arg(args.uid)
+    if args.last_tap == (args.uid is not None):
+        raise owner.OwnerError("give a UID or --last-tap (the newest unknown card tapped), not both or neither")
+    if args.last_tap:
+        newest = site.read(taps.last_unknown)
+        if newest is None:
+            raise owner.OwnerError("no unknown card has been tapped lately: tap it, then try again")
+        uid = newest["uid"]
+    else:
+        uid = _uid_arg(args.uid)
     chargers = owner.parse_chargers(args.chargers)
     if args.account is None and not (args.name and args.name.strip()):
         raise owner.OwnerError("a new card needs --name (or --account ID to add it to an existing user)")
@@ -155,6 +163,21 @@ def cmd_cards_add(args: argparse.Namespace) -> int:
         _print_json(d)
     else:
         print(f"added {d['kind']} card {uid} for {d['name']} (user {d['account_id']})")
+    return 0
+
+
+def cmd_cards_unknown(args: argparse.Namespace) -> int:
+    site = _Site(args)
+    rows = site.read(taps.unknown)
+    if args.json:
+        _print_json({"unknown": rows})
+    elif not rows:
+        print("no unknown cards tapped lately")
+    else:
+        print(f"{'UID':<22}{'READER':<12}{'TAPS':>5}  LAST TAP")
+        for r in rows:
+            print(f"{r['uid']:<22}{r['reader']:<12}{r['taps']:>5}  {site.when(r['at'], seconds=True)}")
+        print("enrol the newest with: sitekeeper cards add --last-tap --kind KIND --name NAME")
     return 0
 
 
@@ -403,7 +426,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("cards", parents=[common], help="register, list, show and block cards")
     cs = c.add_subparsers(dest="action", required=True)
     p = leaf(cs, "add", cmd_cards_add, "register a card (on a new user, or an existing one with --account)")
-    p.add_argument("uid", help="card UID in hex (any case; spaces, colons, dashes ignored)")
+    p.add_argument("uid", nargs="?", help="card UID in hex (any case; spaces, colons, dashes ignored)")
+    p.add_argument("--last-tap", action="store_true", help="the newest unknown card tapped on a reader")
     p.add_argument("--kind", required=True, choices=cards.KINDS)
     p.add_argument("--name", help="the new user's name")
     p.add_argument("--phone")
@@ -411,6 +435,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--account", type=int, metavar="ID", help="add the card to this existing user")
     p.add_argument("--chargers", metavar="A,B", help="personal cards: the only chargers it may use")
     leaf(cs, "list", cmd_cards_list, "list all cards", out=table)
+    leaf(cs, "unknown", cmd_cards_unknown, "unknown cards tapped lately (to enrol with add --last-tap)")
     p = leaf(cs, "show", cmd_cards_show, "a card, its user, balance and recent sessions")
     p.add_argument("uid")
     p.add_argument("--recent", type=count, default=10, metavar="N", help="recent sessions to show")

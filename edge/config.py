@@ -112,6 +112,29 @@ class MqttConfig:
 
 
 @dataclass
+class ReaderConfig:
+    backend: str = "sim"  # "pcsc" (pyscard over pcscd), "mfrc522" (SPI RC522 on a Pi), "sim" (`sitekeeper tap`)
+    connector: str = ""  # "<charger-id>:<connector>": a tap starts/stops charging there; "" = the kiosk's reader
+    device: str = ""  # pcsc: part of the reader's name to pick (e.g. "ACR122"); "" = the first reader
+    key: str = ""  # pcsc: a MIFARE Classic key (12 hex digits) to read `block` with
+    block: int = -1  # pcsc: the block to read after the UID (-1: none)
+    spi_bus: int = 0  # mfrc522
+    spi_device: int = 0
+    rst_pin: int = 25  # mfrc522 reset (BCM numbering)
+    poll_interval: float = 0.15  # seconds
+
+
+@dataclass
+class GpioConfig:
+    enabled: bool = False  # true on a Pi with the feedback parts wired
+    green_led: int = 17  # BCM pin numbers; 0 = not fitted
+    red_led: int = 27
+    buzzer: int = 22
+    relay: int = 0
+    relay_seconds: float = 3.0
+
+
+@dataclass
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -127,6 +150,8 @@ class Config:
     tariff: TariffConfig = field(default_factory=TariffConfig)
     web: WebConfig = field(default_factory=WebConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    reader: dict[str, ReaderConfig] = field(default_factory=lambda: {"kiosk": ReaderConfig()})
+    gpio: GpioConfig = field(default_factory=GpioConfig)
     source: str = ""  # the file it came from, "" for defaults
 
 
@@ -184,6 +209,29 @@ def _chargers(prefix: str, table: Any, owner: type) -> dict:
             out[cid] = ChargerAuth(password_hash=hash_password(password) if password else "")
         else:
             out[cid] = UpstreamCharger(password=password)
+    return out
+
+
+def _readers(table: Any) -> dict[str, ReaderConfig]:
+    """[reader.<name>] tables (several allowed); when any is given, they replace the default sim reader."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError("reader: expected tables such as [reader.kiosk] backend = \"pcsc\"")
+    out = {}
+    for name, entry in table.items():
+        rc = ReaderConfig()
+        _fill(rc, entry, f"reader.{name}")
+        if rc.backend not in ("pcsc", "mfrc522", "sim"):
+            raise ConfigError(f"reader.{name}.backend: expected 'pcsc', 'mfrc522' or 'sim', got {rc.backend!r}")
+        if rc.connector:
+            charger, _, number = rc.connector.rpartition(":")
+            if not charger or not number.isdigit() or int(number) < 1:
+                raise ConfigError(f"reader.{name}.connector: expected '<charger-id>:<connector number>', "
+                                  f"got {rc.connector!r}")
+        if rc.key and (len(rc.key) != 12 or any(c not in "0123456789abcdefABCDEF" for c in rc.key)):
+            raise ConfigError(f"reader.{name}.key: expected 12 hex digits (a MIFARE key), got {rc.key!r}")
+        if rc.poll_interval <= 0:
+            raise ConfigError(f"reader.{name}.poll_interval: must be above 0")
+        out[name] = rc
     return out
 
 
@@ -292,7 +340,10 @@ def load(path: str | Path | None = None) -> Config:
     for key, value in data.items():
         if key not in sections:
             raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(sections))})")
-        _fill(getattr(cfg, key), value, key)
+        if key == "reader":
+            cfg.reader = _readers(value)
+        else:
+            _fill(getattr(cfg, key), value, key)
     cfg.source = str(p)
     # Relative paths are relative to the config file (a service's working directory is often /).
     for section, key in (("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("upstream", "ca_file"),

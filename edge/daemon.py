@@ -18,10 +18,14 @@ from edge import billing, local_list
 from edge.authorize import Authorizer, CacheEntry
 from edge.clock import now_iso
 from edge.config import Config, billing_settings
+from edge.events import EventBus
+from edge.gpio import Feedback
 from edge.journal import Journal
 from edge.metrics import Metrics
+from edge.readers.loop import run_reader
 from edge.server import ChargerServer
 from edge.store import Store
+from edge.taps import TapService
 
 log = logging.getLogger("sitekeeper")
 
@@ -48,6 +52,9 @@ class Edge:
         self.list_version = local_list.current_version(self.store.db.conn)
         self.list_changed = asyncio.Condition()
         self.chargers = ChargerServer(self)
+        self.events = EventBus()
+        self.feedback = Feedback(cfg.gpio)
+        self.taps = TapService(self)
         self.started = time.time()
         self._server = None
         self._web = None
@@ -100,6 +107,10 @@ class Edge:
             ping_interval=60, ping_timeout=60, server_header="sitekeeper")
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        for name, rc in self.cfg.reader.items():
+            if rc.backend != "sim":
+                self._tasks.append(asyncio.create_task(run_reader(name, rc, self.taps.handle),
+                                                       name=f"reader-{name}"))
         if self.cfg.web.port:
             from edge.web import start_web
 

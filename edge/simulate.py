@@ -58,6 +58,7 @@ class SimCharger:
         self._reader: asyncio.Task | None = None
         self.transaction_id: int | str | None = None
         self.remote_stop = asyncio.Event()
+        self.remote_starts: asyncio.Queue[str] = asyncio.Queue()
 
     async def connect(self) -> None:
         headers = {}
@@ -79,21 +80,34 @@ class SimCharger:
         async for raw in self.ws:
             msg = json.loads(raw)
             if msg[0] == 2:
-                await self.ws.send(json.dumps([3, msg[1], self._answer(msg[2], msg[3])]))
+                answer = self._answer(msg[2], msg[3])
+                if answer is None:
+                    reply = [4, msg[1], "NotImplemented", f"the simulator does not do {msg[2]}", {}]
+                else:
+                    reply = [3, msg[1], answer]
+                await self.ws.send(json.dumps(reply))
             elif msg[1] in self._pending:
                 fut = self._pending.pop(msg[1])
                 if not fut.done():
                     fut.set_result(msg)
 
-    def _answer(self, action: str, payload: dict) -> dict:
+    def _answer(self, action: str, payload: dict) -> dict | None:
         if action in ("RemoteStopTransaction", "RequestStopTransaction"):
+            if self.transaction_id is None or payload.get("transactionId") != self.transaction_id:
+                return {"status": "Rejected"}
             self.remote_stop.set()
             return {"status": "Accepted"}
         if action in ("RemoteStartTransaction", "RequestStartTransaction"):
+            if self.transaction_id is not None:
+                return {"status": "Rejected"}
+            tag = payload.get("idTag") or (payload.get("idToken") or {}).get("idToken")
+            self.remote_starts.put_nowait(tag)
             return {"status": "Accepted"}
         if action == "GetTransactionStatus":
             return {"messagesInQueue": False}
-        return {"status": "Rejected"} if action not in ("DataTransfer",) else {"status": "UnknownVendorId"}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        return None
 
     async def call(self, action: str, payload: dict) -> dict:
         assert self.ws is not None
@@ -166,7 +180,7 @@ class SimCharger:
         return payload
 
     async def meter(self, seconds: float) -> None:
-        self.meter_wh += int(self.power_w * seconds / 3600)
+        self.meter_wh += int(self.power_w * max(seconds, 60.0) / 3600)  # a sample stands for ≥ 1 minute
         if self.version == "1.6":
             await self.call("MeterValues", {"connectorId": 1, "transactionId": self.transaction_id,
                                             "meterValue": self._sample()})
@@ -182,6 +196,25 @@ class SimCharger:
         self.stats.energy_wh += self.meter_wh - self.start_wh
         self.stats.sessions += 1
         self.transaction_id = None
+
+    async def serve_remote(self, meter_samples: int = 1000) -> None:
+        """Charge whenever the CSMS asks (RemoteStart / RequestStart), until it asks to stop."""
+        while True:
+            self.id_tag = await self.remote_starts.get()
+            await self.status("Preparing")
+            if await self.start() != "Accepted":
+                self.stats.refused += 1
+            await self.status("Charging")
+            for _ in range(meter_samples):
+                if self.remote_stop.is_set():
+                    break
+                try:
+                    await asyncio.wait_for(self.remote_stop.wait(), self.meter_interval)
+                except TimeoutError:
+                    await self.meter(self.meter_interval)
+            await self.stop("Remote" if self.remote_stop.is_set() else "Local")
+            self.remote_stop.clear()
+            await self.status("Available")
 
     async def session(self, meter_samples: int = 3) -> bool:
         """One card session: authorize, start, meter values, stop. False if the card was refused."""

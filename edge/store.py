@@ -150,6 +150,12 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta (key, value) VALUES ('sync_last_ack', '0');
     """,
+    # 4: taps of cards the site does not know, kept briefly so that an owner can enrol a card by tapping it
+    """
+    CREATE TABLE unknown_taps (
+        id INTEGER PRIMARY KEY, uid TEXT NOT NULL, reader TEXT NOT NULL, at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
 
 from edge import journal
+from edge.money import UidError, normalise_uid
+from edge.readers import Tap
 
 if TYPE_CHECKING:
     from edge.daemon import Edge
+
+
+class TapIn(BaseModel):
+    uid: str
+    reader: str = "kiosk"
 
 
 def build_app(edge: Edge) -> FastAPI:
@@ -42,6 +51,26 @@ def build_app(edge: Edge) -> FastAPI:
         if limit < 1 or limit > 10000:
             raise HTTPException(422, "limit must be 1..10000")
         return journal.read(edge.store, charger_id, limit)
+
+    @app.get("/api/events")
+    async def events() -> StreamingResponse:
+        """Live events (taps and decisions) as Server-Sent Events, for the kiosk."""
+        return StreamingResponse(edge.events.stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/taps")
+    async def tap(body: TapIn) -> dict:
+        """A tap on a `sim` reader (what `sitekeeper tap` sends): decided like a tap on a real one."""
+        rc = edge.cfg.reader.get(body.reader)
+        if rc is None:
+            raise HTTPException(404, f"no reader {body.reader!r} (configured: {', '.join(edge.cfg.reader)})")
+        if rc.backend != "sim":
+            raise HTTPException(409, f"reader {body.reader!r} is a {rc.backend} reader, not a sim one")
+        try:
+            uid = normalise_uid(body.uid)
+        except UidError as e:
+            raise HTTPException(422, str(e)) from None
+        return await edge.taps.handle(Tap(body.reader, uid, time.time()))
 
     @app.get("/api/transactions")
     def transactions(limit: int = 100) -> list[dict]:
