@@ -66,6 +66,19 @@ else
   .venv/bin/python -m pip install -q -e .
 fi
 
+# -- a Raspberry Pi: SPI card reader (RC522) and GPIO feedback drivers ------------------------------------
+if grep -qs "Raspberry Pi" /proc/device-tree/model; then
+  say "Raspberry Pi: installing the SPI/GPIO drivers (spidev, lgpio, rpi-lgpio, mfrc522)"
+  apt_install gcc python3-dev
+  .venv/bin/python -m pip install -q -e '.[pi]'
+  # mfrc522 requires RPi.GPIO, which fails on a Pi 5; rpi-lgpio provides the same API on every Pi
+  .venv/bin/python -m pip install -q --no-deps mfrc522==0.0.7
+  if .venv/bin/python -m pip show -q RPi.GPIO >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -q -y RPi.GPIO
+    .venv/bin/python -m pip install -q --force-reinstall --no-deps rpi-lgpio
+  fi
+fi
+
 # -- test peers (dev only) ---------------------------------------------------------------------------
 if [ $DEV -eq 1 ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -144,6 +144,7 @@ class Edge:
                 await asyncio.wait_for(self._server.wait_closed(), 10)
         if self._web is not None:
             await self._web.stop()
+        self.feedback.close()
         await self.store.aclose()
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from edge.config import ReaderConfig
@@ -36,7 +35,7 @@ GPIO_BCM = 11  # RPi.GPIO.BCM: config pins are BCM numbers (the package's defaul
 INSTALL_HINT = ".venv/bin/pip install -e '.[pi]' && .venv/bin/pip install --no-deps mfrc522==0.0.7"
 
 
-def uid_from_anticoll(data: Sequence[int] | bytes) -> str | None:
+def uid_from_anticoll(data: list[int] | bytes) -> str | None:
     """The normalised UID from an anticollision answer (4 UID bytes + BCC), or None if it is not one.
 
     None when the length is not 5, a value is not a byte, the BCC does not match (a garbled read), or the
