@@ -94,6 +94,8 @@ class TapService:
         published = edge.events.publish(event)
         if event["result"] in ("starting", "stopping", "accepted"):
             edge.feedback.accepted()
+            if event["result"] == "starting":
+                edge.feedback.relay_pulse()  # a door or contactor, where one is wired
         else:
             edge.feedback.refused()
         log.info("tap %s on %s: %s %s", mask_uid(tap.uid), tap.reader, event["result"], event.get("message", ""))
