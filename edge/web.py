@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -59,8 +59,11 @@ def build_app(edge: Edge) -> FastAPI:
                                  headers={"Cache-Control": "no-store"})
 
     @app.post("/api/taps")
-    async def tap(body: TapIn) -> dict:
-        """A tap on a `sim` reader (what `sitekeeper tap` sends): decided like a tap on a real one."""
+    async def tap(body: TapIn, request: Request) -> dict:
+        """A tap on a `sim` reader (what `sitekeeper tap` sends): decided like a tap on a real one.
+        Only from this machine: a tap starts charging, so it must not come from the network."""
+        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
+            raise HTTPException(403, "taps are accepted from this machine only")
         rc = edge.cfg.reader.get(body.reader)
         if rc is None:
             raise HTTPException(404, f"no reader {body.reader!r} (configured: {', '.join(edge.cfg.reader)})")
