@@ -115,14 +115,18 @@ class SyncService:
                                   properties=props)
         self.client.loop_start()
         log.info("cloud sync: broker %s:%d, topics under %s/", self.mq.host, self.mq.port, self.prefix)
-        last_beat = last_prune = 0.0
+        last_beat = last_prune = last_status = 0.0
         try:
             while not stop.is_set():
-                self._handle_events(timeout=0.2)
+                sent = self._handle_events(timeout=0.2)
                 if self.connected:
-                    self._publish_more()
-                    self._publish_charger_status()
+                    self._publish_more()  # refill the window first: the marks' fsync need not hold it up
+                if sent:
+                    self.store.write_now(lambda c, sent=sent: records.mark_sent(c, sent))
                 now = time.monotonic()
+                if self.connected and now - last_status >= 1.0:
+                    last_status = now
+                    self._publish_charger_status()
                 if now - last_beat > 5:
                     last_beat = now
                     self.store.write_now(lambda c: records.set_meta(c, heartbeat=now_iso(),
@@ -144,12 +148,13 @@ class SyncService:
         self.store.write_now(lambda c: records.set_meta(c, connected="0", heartbeat=now_iso()))
         self.store.close()
 
-    def _handle_events(self, timeout: float) -> None:
+    def _handle_events(self, timeout: float) -> list[int]:
+        """Handle what paho reported; return the seqs PUBACKed (for the caller to mark sent)."""
         sent: list[int] = []
         try:
             event = self.events.get(timeout=timeout)
         except queue.Empty:
-            return
+            return sent
         while True:
             kind = event[0]
             if kind == "connect":
@@ -172,8 +177,7 @@ class SyncService:
                 event = self.events.get_nowait()
             except queue.Empty:
                 break
-        if sent:
-            self.store.write_now(lambda c: records.mark_sent(c, sent))
+        return sent
 
     def _connected(self, failed: bool, reason: str) -> None:
         if failed:
