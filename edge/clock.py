@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -37,7 +38,15 @@ def clock_synced() -> bool:
     return 0 <= state != TIME_ERROR
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def now_iso(now: float | None = None) -> str:
-    """UTC time as ISO-8601 with milliseconds and a ``Z``."""
-    dt = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """UTC time as ISO-8601 with milliseconds and a ``Z`` (the part up to the second is cached: this runs
+    for every frame)."""
+    global _second
+    now = time.time() if now is None else now
+    whole = int(now)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{_second[1]}{int((now - whole) * 1000):03d}Z"

@@ -26,6 +26,7 @@ from edge.readers.loop import run_reader
 from edge.server import ChargerServer
 from edge.store import Store
 from edge.taps import TapService
+from edge.wire import precompile_schemas
 
 log = logging.getLogger("sitekeeper")
 
@@ -99,6 +100,7 @@ class Edge:
         return ctx
 
     async def start(self) -> None:
+        precompile_schemas()  # not on the first message of each kind, in the middle of traffic
         self.store.start()
         cs = self.chargers
         self._server = await serve(
@@ -107,6 +109,7 @@ class Edge:
             ping_interval=60, ping_timeout=60, server_header="sitekeeper")
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self._tasks.append(asyncio.create_task(self._ticker()))
         for name, rc in self.cfg.reader.items():
             if rc.backend != "sim":
                 self._tasks.append(asyncio.create_task(run_reader(name, rc, self.taps.handle),
@@ -120,6 +123,15 @@ class Edge:
         log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at http://%s:%d/",
                  scheme, self.cfg.ocpp.host, self.ocpp_port, mode, self.cfg.web.host, self.web_port)
         print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
+
+    async def _ticker(self) -> None:
+        """Time passes for every charger link with something waiting on a deadline (one timer per site)."""
+        while True:
+            await asyncio.sleep(1.0)
+            for session in list(self.chargers.sessions.values()):
+                link = session.link
+                if link is not None and (link.up_pending or link.to_charger):
+                    await session.feed(link.tick)
 
     async def _housekeeping(self) -> None:
         ticks = 0
@@ -145,6 +157,7 @@ class Edge:
         if self._web is not None:
             await self._web.stop()
         self.feedback.close()
+        self.journal.flush()
         await self.store.aclose()
 
 

@@ -6,10 +6,10 @@ most `max_rows` per charger and nothing older than `max_age_days`. `read` masks 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
-from collections import deque
 
 from edge.clock import now_iso
 from edge.store import Store
@@ -27,27 +27,30 @@ def mask_frame(text: str) -> str:
 
 
 class Journal:
-    def __init__(self, store: Store, max_rows: int = 2000, max_age_days: int = 14):
+    """Frames are kept in memory for a moment and written every `interval` seconds in one batch of their own,
+    so they never sit in the transactions that answers wait for."""
+
+    def __init__(self, store: Store, max_rows: int = 2000, max_age_days: int = 14, interval: float = 0.5):
         self.store = store
         self.max_rows = max_rows
         self.max_age_days = max_age_days
-        self._rows: deque[tuple[str, str, str, str]] = deque()
-        self._scheduled = False
+        self.interval = interval
+        self._rows: list[tuple[str, float, str, str | bytes]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def add(self, charger_id: str, direction: str, frame: str | bytes) -> None:
-        if isinstance(frame, bytes):
-            frame = frame.decode("utf-8", "replace")
-        self._rows.append((charger_id, now_iso(), direction, frame))
-        if not self._scheduled:
-            self._scheduled = True
-            self.store.write_soon(self._flush)
+        self._rows.append((charger_id, time.time(), direction, frame))
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+            except RuntimeError:  # no loop (a script, a test): write at once
+                self.flush()
 
-    def _flush(self, conn: sqlite3.Connection) -> None:
-        self._scheduled = False
-        rows = []
-        while self._rows:
-            rows.append(self._rows.popleft())
-        conn.executemany("INSERT INTO journal (charger_id, ts, direction, frame) VALUES (?, ?, ?, ?)", rows)
+    def flush(self) -> None:
+        self._timer = None
+        rows, self._rows = self._rows, []
+        if rows:
+            self.store.write_soon(lambda conn: _insert(conn, rows))
 
     def prune(self, conn: sqlite3.Connection) -> int:
         cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.max_age_days * 86400))
@@ -58,6 +61,12 @@ class Journal:
                 "DELETE FROM journal WHERE charger_id = ? AND id <= (SELECT id FROM journal WHERE charger_id = ?"
                 " ORDER BY id DESC LIMIT 1 OFFSET ?)", (charger_id, charger_id, self.max_rows)).rowcount
         return n
+
+
+def _insert(conn: sqlite3.Connection, rows: list) -> None:
+    conn.executemany("INSERT INTO journal (charger_id, ts, direction, frame) VALUES (?, ?, ?, ?)",
+                     [(cid, now_iso(at), direction, frame.decode("utf-8", "replace") if isinstance(frame, bytes)
+                       else frame) for cid, at, direction, frame in rows])
 
 
 def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:

@@ -203,7 +203,6 @@ class ChargerSession:
             " ON CONFLICT (id) DO UPDATE SET connected = 1, ocpp_version = excluded.ocpp_version,"
             " last_seen = excluded.last_seen", (self.charger_id, self.version, *[edge.now()] * 2)))
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
-        self._tasks.append(asyncio.create_task(self._ticker()))
         if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
             self._tasks.append(asyncio.create_task(self._local_list_loop()))
         if not settings.standalone:
@@ -308,12 +307,6 @@ class ChargerSession:
                     return  # the charger has no local list
             async with self.edge.list_changed:
                 await self.edge.list_changed.wait()
-
-    async def _ticker(self) -> None:
-        assert self.link is not None
-        while True:
-            await asyncio.sleep(1.0)
-            await self.feed(self.link.tick)
 
     async def _attach_upstream(self, ws: ClientConnection) -> None:
         self.up = ws

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,8 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 class Store:
-    """The site's database. Create with `Store.open(path)`; `close()` flushes pending writes."""
+    """The site's database. Create with `Store.open(path)`; in asyncio, `start()` the writer thread and
+    `await aclose()` at the end (it commits what is queued)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -193,10 +194,9 @@ class Store:
         self._wconn = _connect(path)
         self.version = migrate(self._wconn)
         self.db = sqlite_utils.Database(_connect(path))
-        self._pending: list[tuple[WriteFn, asyncio.Future | None]] = []
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.commits = 0
 
@@ -204,7 +204,7 @@ class Store:
     def open(cls, path: str) -> Store:
         return cls(path)
 
-    # -- synchronous use (CLI, start-up, tests) ---------------------------------------------------
+    # -- synchronous use (CLI, start-up, other threads) ----------------------------------------------------
     def write_now(self, fn: WriteFn) -> Any:
         """Run `fn` in its own committed transaction, on the calling thread."""
         with self._lock:
@@ -217,92 +217,102 @@ class Store:
                 raise
         return result
 
-    # -- asyncio use --------------------------------------------------------------------------------
+    # -- asyncio use: a writer thread commits batches --------------------------------------------------------
     def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
+        self._thread.start()
 
     async def write(self, fn: WriteFn) -> Any:
         """Commit `fn`'s changes (batched with other writers) and return its result once durable."""
+        if self._thread is None:
+            return self.write_now(fn)
         fut = asyncio.get_running_loop().create_future()
-        self._pending.append((fn, fut))
-        self._kick()
+        self._queue.put((fn, fut))
         return await fut
 
     def write_soon(self, fn: WriteFn) -> None:
-        """Queue `fn` for the next batch without waiting (for the journal and other best-effort rows)."""
-        self._pending.append((fn, None))
-        self._kick()
+        """Queue `fn` for the next batch without waiting (journal rows and other best-effort writes)."""
+        if self._thread is None:
+            self.write_now(fn)
+        else:
+            self._queue.put((fn, None))
 
-    def _kick(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-        elif self._task is None:
-            # Not started in a loop (tests, CLI): apply at once.
-            fn, fut = self._pending.pop()
-            result = self.write_now(fn)
-            if fut is not None:
-                fut.set_result(result)
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
+    def _writer(self) -> None:
+        """The writer thread: take what is queued, commit it as one transaction, hand the results back."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(0)  # let the writers that are ready in this loop turn join the batch
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            results = await loop.run_in_executor(self._executor, self._apply, batch)
-            for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                if fut is None or fut.done():
-                    if not ok and fut is None:
-                        log.error("store: background write failed: %s", value)
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            results = self._apply(batch)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_deliver, batch, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+            if stop:
+                return
 
-    def _apply(self, batch: list[tuple[WriteFn, asyncio.Future | None]]) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
+    def _apply(self, batch: list) -> list[tuple[bool, Any]]:
+        """All of `batch` in one transaction; if one write fails, each is run again in its own, so that one
+        bad write does not sink the others."""
         with self._lock:
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for fn, _ in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        results.append((True, fn(conn)))
-                        conn.execute("RELEASE op")
-                    except Exception as e:  # one bad write must not sink the batch
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((False, e))
+                results = [(True, fn(conn)) for fn, _ in batch]
                 conn.execute("COMMIT")
                 self.commits += 1
-            except BaseException as e:
+                return results
+            except Exception:
                 conn.execute("ROLLBACK")
-                return [(False, e)] * len(batch)
-        return results
+            results = []
+            for fn, _ in batch:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("COMMIT")
+                    self.commits += 1
+                except Exception as e:
+                    conn.execute("ROLLBACK")
+                    results.append((False, e))
+            return results
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         await self.write(lambda conn: None)
 
     async def aclose(self) -> None:
-        if self._task is not None:
+        if self._thread is not None:
             await self.flush()
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            self._thread = None
         self.close()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
         self._wconn.close()
         self.db.conn.close()
+
+
+def _deliver(batch: list, results: list[tuple[bool, Any]]) -> None:
+    for (_, fut), (ok, value) in zip(batch, results, strict=True):
+        if fut is None:
+            if not ok:
+                log.error("store: background write failed: %s", value)
+        elif not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -100,9 +101,13 @@ async def test_journal_shows_frames_with_cards_masked(edge_factory):
         await ch.start16("04A1B2C3D4E5F6")
     finally:
         await ch.close()
-    out = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "J1", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = json.loads(out)
+    for _ in range(50):  # the journal is written within half a second, apart from the answers
+        out = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "J1", "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        rows = json.loads(out)
+        if len(rows) == 4:
+            break
+        await asyncio.sleep(0.1)
     actions = [json.loads(r["frame"])[2] for r in rows if r["direction"] == "c>e"]
     assert actions == ["BootNotification", "StartTransaction"]
     assert "04A1B2C3D4E5F6" not in out and "D4E5F6"[-4:] in out

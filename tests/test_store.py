@@ -53,6 +53,7 @@ async def test_journal_keeps_newest_rows_per_charger_and_masks_cards(tmp_path):
     for i in range(25):
         journal.add("A", "c>e", f'[2,"{i}","Authorize",{{"idTag":"04AABBCCDD{i:02d}"}}]')
     journal.add("B", "c>e", '[2,"x","Heartbeat",{}]')
+    journal.flush()
     await store.flush()
     store.write_now(lambda c: c.execute("INSERT INTO journal (charger_id, ts, direction, frame)"
                                         " VALUES ('B', '2000-01-01T00:00:00.000Z', 'c>e', 'old')"))
