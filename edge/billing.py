@@ -18,7 +18,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 
-from edge import cards, ledger
+from edge import cards, ledger, outbox
 from edge.tariff import Tariff, build_tariff, parse_ts, session_cost, utc_key
 
 
@@ -48,6 +48,7 @@ def _status(version: str, v16: str, v201: str) -> str:
 
 def _open_session_of(conn: sqlite3.Connection, uid: str, *, charger_id: str, tx_key: str | None) -> int | None:
     row = conn.execute("SELECT id FROM transactions WHERE id_tag = ? AND stopped_at IS NULL"
+                       " AND coalesce(auth_status, 'Accepted') = 'Accepted'"
                        " AND NOT (charger_id = ? AND tx_key IS ?) LIMIT 1", (uid, charger_id, tx_key)).fetchone()
     return None if row is None else row[0]
 
@@ -81,6 +82,8 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
     card = cards.get_card(conn, uid)
     if card is None:
         return {"known": False}
+    if tx is not None:
+        tx = {**tx, "id_tag": card.uid}  # the normalised UID, whatever case or separators the charger sent
     out: dict = {"known": True, "kind": card.kind, "account_id": card.account_id, "name": card.name}
     if kind != "start":
         out["status"], out["reason"] = check(conn, card, charger_id=charger_id, version=version)
@@ -93,7 +96,7 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
     if upstream_status is not None:
         status, reason = upstream_status, "decided upstream"
     out.update(status=status, reason=reason, hold_minor=0)
-    session_id = _record_start(conn, tx, card if status == "Accepted" else None)
+    session_id = _record_start(conn, tx, card if status == "Accepted" else None, status)
     out["tx_id"] = session_id
     if status == "Accepted":
         cards.touch(conn, uid)
@@ -109,20 +112,19 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
 def _same_start(conn: sqlite3.Connection, charger_id: str, tx: dict) -> dict | None:
     if tx.get("version") == "1.6":
         row = conn.execute(
-            "SELECT id, hold_minor, account_id FROM transactions WHERE charger_id = ? AND ocpp_version = '1.6'"
+            "SELECT id, hold_minor, auth_status FROM transactions WHERE charger_id = ? AND ocpp_version = '1.6'"
             " AND connector_id IS ? AND id_tag IS ? AND meter_start IS ? AND started_at IS ? AND stopped_at IS NULL",
             (charger_id, tx.get("connector_id"), tx.get("id_tag"), tx.get("meter_start"),
              tx.get("started_at"))).fetchone()
     else:
-        row = conn.execute("SELECT id, hold_minor, account_id FROM transactions WHERE charger_id = ?"
-                           " AND tx_key = ? AND account_id IS NOT NULL", (charger_id, tx.get("tx_key"))).fetchone()
-    if row is None:
+        row = conn.execute("SELECT id, hold_minor, auth_status FROM transactions WHERE charger_id = ?"
+                           " AND tx_key = ? AND auth_status IS NOT NULL", (charger_id, tx.get("tx_key"))).fetchone()
+    if row is None or row[2] is None:
         return None
-    return {"status": "Accepted" if row[2] is not None else "Invalid", "reason": "", "tx_id": row[0],
-            "hold_minor": row[1] or 0}
+    return {"status": row[2], "reason": "the same start, seen again", "tx_id": row[0], "hold_minor": row[1] or 0}
 
 
-def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None) -> int:
+def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None, status: str) -> int:
     """Insert (1.6) or complete (2.0.1, the event may have come first) the session row; return its id."""
     from edge.store_ops import OPS
 
@@ -133,6 +135,7 @@ def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None) -
         existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                                 (tx["charger_id"], tx["tx_key"])).fetchone()
     session_id = int(existing[0])
+    conn.execute("UPDATE transactions SET auth_status = ? WHERE id = ?", (status, session_id))
     if card is not None:
         conn.execute("UPDATE transactions SET account_id = ?, card_kind = ?, id_tag = ? WHERE id = ?",
                      (card.account_id, card.kind, card.uid, session_id))
@@ -239,4 +242,5 @@ def reconcile(conn: sqlite3.Connection) -> int:
                         " AND stopped_at IS NOT NULL AND captured_minor IS NULL").fetchall()
     for charger_id, tx_key in rows:
         settle_session(conn, charger_id, tx_key)
+        outbox.session_record(conn, charger_id, tx_key, SETTINGS.currency)
     return len(rows)

@@ -46,6 +46,14 @@ def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount_minor, currency, session_id, key, note,
                                              created))
     entry_id = int(cur.lastrowid or 0)
+    if kind in POSTED_SIGN:
+        conn.execute("UPDATE accounts SET balance_minor = balance_minor + ? WHERE id = ?",
+                     (POSTED_SIGN[kind] * amount_minor, account_id))
+    if kind == "hold":
+        conn.execute("UPDATE accounts SET held_minor = held_minor + ? WHERE id = ?", (amount_minor, account_id))
+    elif kind == "capture" and session_id is not None:  # the capture closes the session's hold
+        conn.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE id = ?",
+                     (session_hold(conn, session_id) or 0, account_id))
     if kind in POSTED_SIGN:  # holds and releases are the edge's own bookkeeping; the cloud gets what is posted
         outbox.add(conn, "ledger", f"ledger:{key}", {
             "entry_id": entry_id, "entry_key": key, "account_id": account_id, "entry_kind": kind,
@@ -56,19 +64,28 @@ def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int
 
 
 def balance(conn: sqlite3.Connection, account_id: int) -> int:
-    row = conn.execute(
-        "SELECT coalesce(sum(CASE kind WHEN 'capture' THEN -amount_minor ELSE amount_minor END), 0)"
-        " FROM ledger WHERE account_id = ? AND kind IN ('topup', 'refund', 'adjustment', 'capture')",
-        (account_id,)).fetchone()
-    return int(row[0])
+    """Σ posted entries (kept on the account by `post`, in the same commit: O(1) however old the account)."""
+    row = conn.execute("SELECT balance_minor FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def held(conn: sqlite3.Connection, account_id: int) -> int:
-    row = conn.execute(
+    """Σ holds of sessions not yet captured (kept on the account by `post`)."""
+    row = conn.execute("SELECT held_minor FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def balance_from_entries(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
+    """(balance, held) summed from the entries themselves: the audit of the figures kept on the account."""
+    posted = conn.execute(
+        "SELECT coalesce(sum(CASE kind WHEN 'capture' THEN -amount_minor ELSE amount_minor END), 0)"
+        " FROM ledger WHERE account_id = ? AND kind IN ('topup', 'refund', 'adjustment', 'capture')",
+        (account_id,)).fetchone()[0]
+    holds = conn.execute(
         "SELECT coalesce(sum(h.amount_minor), 0) FROM ledger h WHERE h.account_id = ? AND h.kind = 'hold'"
         " AND NOT EXISTS (SELECT 1 FROM ledger c WHERE c.session_id = h.session_id AND c.kind = 'capture')",
-        (account_id,)).fetchone()
-    return int(row[0])
+        (account_id,)).fetchone()[0]
+    return int(posted), int(holds)
 
 
 def available(conn: sqlite3.Connection, account_id: int) -> int:
@@ -85,11 +102,16 @@ def settle(conn: sqlite3.Connection, *, account_id: int, session_id: int, cost_m
            currency: str) -> dict:
     """Capture a session's cost against its hold and release the rest, once.
 
-    The capture never exceeds hold + `overdraft_limit`; what is left of the cost is returned as
-    `uncollected_minor` for the caller to record. A second call finds the capture's key and changes nothing.
+    The capture never exceeds hold + `overdraft_limit`, nor what the account can still pay (its available
+    balance with this hold + `overdraft_limit`: the overdraft limit is per account, not per session). What
+    is left of the cost is returned as `uncollected_minor` for the caller to record. A second call finds the
+    capture's key and changes nothing.
     """
     hold = session_hold(conn, session_id) or 0
-    capture = min(cost_minor, hold + overdraft_limit)
+    open_hold = hold if not conn.execute("SELECT 1 FROM ledger WHERE key = ?",
+                                         (f"session:{session_id}:capture",)).fetchone() else 0
+    can_pay = available(conn, account_id) + open_hold + overdraft_limit
+    capture = max(0, min(cost_minor, hold + overdraft_limit, can_pay))
     _, added = post(conn, account_id, "capture", capture, key=f"session:{session_id}:capture", currency=currency,
                     session_id=session_id)
     if not added:

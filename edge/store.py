@@ -91,7 +91,9 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL, phone TEXT, email TEXT,
         created TEXT NOT NULL,
-        blocked INTEGER NOT NULL DEFAULT 0
+        blocked INTEGER NOT NULL DEFAULT 0,
+        balance_minor INTEGER NOT NULL DEFAULT 0,  -- Σ posted entries, kept by ledger.post (same commit)
+        held_minor INTEGER NOT NULL DEFAULT 0      -- Σ open holds, kept by ledger.post
     );
     CREATE TABLE cards (
         uid TEXT PRIMARY KEY,                -- upper-case hex of the UID bytes
@@ -124,6 +126,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE transactions ADD COLUMN uncollected_minor INTEGER;
     ALTER TABLE transactions ADD COLUMN cost_detail TEXT;
     ALTER TABLE transactions ADD COLUMN billing_stop TEXT;  -- why the edge itself stopped the session
+    ALTER TABLE transactions ADD COLUMN auth_status TEXT;   -- the edge's decision at start (a retry gets it)
     CREATE INDEX transactions_open_card ON transactions (id_tag) WHERE stopped_at IS NULL;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('local_list_version', '0');
