@@ -212,8 +212,9 @@ def no_driver_modules() -> Iterator[None]:
 
 @pytest.fixture
 def rig(no_driver_modules: None) -> Rig:
-    if importlib.util.find_spec("mfrc522") is None:  # found, not imported: that must come after the fakes
-        pytest.skip("the mfrc522 package (a dev dependency) is not installed")
+    # found, not imported: that must come after the fakes
+    assert importlib.util.find_spec("mfrc522") is not None, \
+        "the mfrc522 package (a dev dependency) is not installed: run ./setup.sh --dev"
     r = Rig()
     rpi = types.ModuleType("RPi")
     gpio = r.gpio.module()
