@@ -134,7 +134,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
         print(f"no frames recorded for charger {args.charger!r}")
         return 0
     names = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edge → upstream",
-             "u>e": "upstream → edge"}
+             "u>e": "upstream → edge", "c>u": "charger → upstream", "u>c": "upstream → charger"}
     for row in rows:
         print(f"{row['ts']}  {names.get(row['direction'], row['direction']):<16}  {row['frame']}")
     return 0

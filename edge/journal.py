@@ -46,6 +46,18 @@ class Journal:
             except RuntimeError:  # no loop (a script, a test): write at once
                 self.flush()
 
+    def passed_through(self, charger_id: str, frame: str | bytes, direction: str) -> bool:
+        """The edge forwards `frame` unchanged (the very text it just journaled as received): relabel that row
+        ('c>u' charger → upstream, 'u>c' upstream → charger) instead of writing the text twice. False if
+        the row has been written already; then the caller journals the send as usual."""
+        rows = self._rows
+        for i in range(len(rows) - 1, max(-1, len(rows) - 64), -1):
+            cid, at, _, f = rows[i]
+            if f is frame and cid == charger_id:
+                rows[i] = (cid, at, direction, f)
+                return True
+        return False
+
     def flush(self) -> None:
         self._timer = None
         rows, self._rows = self._rows, []

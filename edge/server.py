@@ -257,14 +257,16 @@ class ChargerSession:
         for a in actions:
             if isinstance(a, SendCharger):
                 edge.metrics.frames["e>c"] += 1
-                edge.journal.add(self.charger_id, "e>c", a.text)
+                if not edge.journal.passed_through(self.charger_id, a.text, "u>c"):
+                    edge.journal.add(self.charger_id, "e>c", a.text)
                 with contextlib.suppress(ConnectionClosed):
                     await self.ws.send(a.text)
             elif isinstance(a, SendUpstream):
                 if self.up is None:
                     continue
                 edge.metrics.frames["e>u"] += 1
-                edge.journal.add(self.charger_id, "e>u", a.text)
+                if not edge.journal.passed_through(self.charger_id, a.text, "c>u"):
+                    edge.journal.add(self.charger_id, "e>u", a.text)
                 with contextlib.suppress(ConnectionClosed):
                     await self.up.send(a.text)
             elif isinstance(a, Persist):

@@ -80,7 +80,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE journal (
         id INTEGER PRIMARY KEY,
         charger_id TEXT NOT NULL, ts TEXT NOT NULL,
-        direction TEXT NOT NULL,             -- 'c>e' charger to edge, 'e>c', 'e>u' edge to upstream, 'u>e'
+        direction TEXT NOT NULL,             -- 'c>e' charger to edge, 'e>c', 'e>u', 'u>e'; 'c>u'/'u>c':
+                                             -- passed through unchanged
         frame TEXT NOT NULL
     );
     CREATE INDEX journal_charger ON journal (charger_id, id);

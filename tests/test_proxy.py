@@ -218,3 +218,29 @@ async def test_silent_upstream_is_answered_locally_after_timeout(edge_factory, c
         assert 0.9 <= waited < 5
     finally:
         await ch.close()
+
+
+async def test_journal_records_passed_through_frames_once(edge_factory, csms):
+    import subprocess
+
+    from conftest import SITEKEEPER
+
+    edge = edge_factory(proxy_config(csms))
+    ch = await Charger(edge.url, "JP1", "1.6").connect()
+    try:
+        await wait_for(lambda: "sitekeeper_upstream_links_up 1" in edge.http("/metrics"), what="link up")
+        await ch.call(call16.Heartbeat())
+        start = await ch.start16("TAG-J")  # its answer is rewritten (the edge's id): journaled as the edge's
+        assert start.transaction_id
+    finally:
+        await ch.close()
+    rows: list = []
+    for _ in range(50):
+        out = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "JP1", "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        rows = json.loads(out)
+        if len(rows) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    directions = [(r["direction"], json.loads(r["frame"])[0]) for r in rows]
+    assert directions == [("c>u", 2), ("u>c", 3), ("c>u", 2), ("u>e", 3), ("e>c", 3)]
