@@ -236,21 +236,10 @@ def _readers(table: Any) -> dict[str, ReaderConfig]:
 
 
 def _bands(prefix: str, value: Any) -> list:
+    """[[tariff.bands]]: the tables themselves are checked with the rest of the tariff (`build_tariff`)."""
     if not isinstance(value, list):
         raise ConfigError(f"{prefix}: expected a list of tables ([[tariff.bands]]), got {value!r}")
-    out = []
-    for i, band in enumerate(value):
-        name = f"{prefix}[{i}]"
-        if not isinstance(band, dict):
-            raise ConfigError(f"{name}: expected a table, got {band!r}")
-        unknown = set(band) - {"start", "end", "per_kwh"}
-        if unknown:
-            raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: start, end, per_kwh)")
-        for key in ("start", "end", "per_kwh"):
-            if not isinstance(band.get(key), str):
-                raise ConfigError(f"{name}.{key}: expected a string")
-        out.append(dict(band))
-    return out
+    return [dict(band) if isinstance(band, dict) else band for band in value]
 
 
 def billing_settings(cfg: Config):

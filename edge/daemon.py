@@ -68,15 +68,13 @@ class Edge:
         m.gauge("sitekeeper_upstream_links_up", "Upstream CSMS links that are open", lambda: self.upstream_links)
         m.gauge("sitekeeper_upstream_queue_messages", "Charger messages waiting to be replayed upstream",
                 lambda: self.store.db.execute("SELECT count(*) FROM upstream_queue").fetchone()[0])
-        sync = lambda key: status(self.store.db.conn)[key]  # noqa: E731
-        m.gauge("sitekeeper_outbox_backlog", "Records the cloud has not acknowledged yet", lambda: sync("backlog"))
-        m.gauge("sitekeeper_outbox_unsent", "Records not yet sent to the broker", lambda: sync("unsent"))
-        m.gauge("sitekeeper_outbox_oldest_unsent_seconds", "Age of the oldest record not yet sent",
-                lambda: sync("oldest_unsent_age_s"))
-        m.gauge("sitekeeper_sync_connected", "1 if cloud_sync is connected to the broker",
-                lambda: int(sync("connected")))
-        m.gauge("sitekeeper_sync_last_ack_seq", "Highest record sequence the cloud acknowledged",
-                lambda: sync("last_ack_seq"))
+        m.gauge_group(lambda: status(self.store.db.conn), {
+            "sitekeeper_outbox_backlog": ("Records the cloud has not acknowledged yet", "backlog"),
+            "sitekeeper_outbox_unsent": ("Records not yet sent to the broker", "unsent"),
+            "sitekeeper_outbox_oldest_unsent_seconds": ("Age of the oldest record not yet sent", "oldest_unsent_age_s"),
+            "sitekeeper_sync_connected": ("1 if cloud_sync is connected to the broker", "connected"),
+            "sitekeeper_sync_last_ack_seq": ("Highest record sequence the cloud acknowledged", "last_ack_seq"),
+        })
         m.gauge("sitekeeper_uptime_seconds", "Seconds since the daemon started", lambda: round(time.time() - self.started))
 
     def knows_card(self, uid: str) -> bool:

@@ -116,8 +116,11 @@ def build_tariff(spec: dict, exponent: int, timezone: str, prefix: str = "tariff
     bands = []
     for i, band in enumerate(bands_in):
         name = f"{prefix}.bands[{i}]"
-        if not isinstance(band, dict) or set(band) - {"start", "end", "per_kwh"}:
+        if not isinstance(band, dict):
             raise TariffError(f"{name}: expected a table with start, end and per_kwh")
+        unknown = sorted(set(band) - {"start", "end", "per_kwh"})
+        if unknown:
+            raise TariffError(f"{name}.{unknown[0]}: unknown key (known: start, end, per_kwh)")
         bands.append(Band(_minutes(f"{name}.start", band.get("start")), _minutes(f"{name}.end", band.get("end")),
                           rate(f"{name}.per_kwh", band.get("per_kwh"))))
     return Tariff(per_kwh=rates["per_kwh"], per_minute=rates["per_minute"], session_fee=rates["session_fee"],
