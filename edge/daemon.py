@@ -11,13 +11,12 @@ import signal
 import ssl
 import time
 
-from websockets.asyncio.server import serve
-
 from cloud_sync.records import status
 from edge import billing, local_list
 from edge.authorize import Authorizer, CacheEntry
 from edge.clock import now_iso
 from edge.config import Config, billing_settings
+from edge.controller import ChargerLink
 from edge.events import EventBus
 from edge.gpio import Feedback
 from edge.journal import Journal
@@ -26,6 +25,7 @@ from edge.readers.loop import run_reader
 from edge.server import ChargerServer
 from edge.store import Store
 from edge.taps import TapService
+from edge.transport import serve
 from edge.wire import precompile_schemas
 
 log = logging.getLogger("sitekeeper")
@@ -100,11 +100,8 @@ class Edge:
     async def start(self) -> None:
         precompile_schemas()  # not on the first message of each kind, in the middle of traffic
         self.store.start()
-        cs = self.chargers
-        self._server = await serve(
-            cs.handler, self.cfg.ocpp.host, self.cfg.ocpp.port, process_request=cs.process_request,
-            select_subprotocol=cs.select_subprotocol, ssl=self._ssl(), max_size=2**20,
-            ping_interval=60, ping_timeout=60, server_header="sitekeeper")
+        self._server = await serve(self.chargers.prepare, self.cfg.ocpp.host, self.cfg.ocpp.port,
+                                   ssl_context=self._ssl(), ping_interval=60)
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._ticker()))
@@ -129,7 +126,7 @@ class Edge:
             for session in list(self.chargers.sessions.values()):
                 link = session.link
                 if link is not None and (link.up_pending or link.to_charger):
-                    await session.feed(link.tick)
+                    session.submit(ChargerLink.tick)
 
     async def _housekeeping(self) -> None:
         ticks = 0
@@ -150,6 +147,7 @@ class Edge:
             task.cancel()
         if self._server is not None:
             self._server.close()
+            await self.chargers.close_all()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 10)
         if self._web is not None:

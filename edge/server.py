@@ -1,9 +1,15 @@
 """The asyncio shell around `ChargerLink`: the chargers' WebSocket server and one upstream link per charger.
 
-Handshake: the charger id is the last path segment, percent-decoded; security profiles 1 and 2 check HTTP
-Basic credentials against the stored hash (401 otherwise); unknown ids are refused unless allowed. In proxy
-mode the upstream link is opened during the handshake so that the upstream's subprotocol choice can be
-mirrored to the charger; if upstream is away the charger is still served (answered locally) unless strict.
+Handshake (`ChargerServer.prepare`, run by `edge.transport` before the upgrade): the charger id is the last
+path segment, percent-decoded; security profiles 1 and 2 check HTTP Basic credentials against the stored hash
+(401 otherwise); unknown ids are refused unless allowed. In proxy mode the upstream link is opened during the
+handshake so that the upstream's subprotocol choice can be mirrored to the charger; if upstream is away the
+charger is still served (answered locally) unless strict.
+
+Events (a frame from either side, upstream up/down, a tick, the edge's own CALL) go to the link one at a time,
+in arrival order. Most frames are carried out on the spot, inside the transport's callback: sends and
+background writes need no waiting. When an action must wait (a commit before an answer, a billing decision),
+a task carries out the rest, and events arriving meanwhile queue behind it (`_backlog`), so order is kept.
 """
 
 from __future__ import annotations
@@ -12,15 +18,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from edge import billing, local_list, store_ops
 from edge.actions import (
@@ -37,6 +39,7 @@ from edge.actions import (
 )
 from edge.controller import ChargerLink
 from edge.security import basic_auth_header, check_password, parse_basic_auth
+from edge.transport import Accept, Link, Refusal, Request, connect
 from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL
 
 if TYPE_CHECKING:
@@ -51,17 +54,17 @@ def charger_id_from_path(path: str) -> str:
     return unquote(segments[-1]) if segments else ""
 
 
-def offered_subprotocols(headers: Headers) -> list[str]:
-    return [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",") if p.strip()]
+def offered_subprotocols(header: str | None) -> list[str]:
+    return [p.strip() for p in (header or "").split(",") if p.strip()]
 
 
-def _refuse(status: HTTPStatus, text: str, headers: dict[str, str] | None = None) -> Response:
-    h = Headers({"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
-    for k, v in (headers or {}).items():
-        h[k] = v
-    body = (text + "\n").encode()
-    h["Content-Length"] = str(len(body))
-    return Response(status.value, status.phrase, h, body)
+def _text(data: bytes) -> str | bytes:
+    """A received message as text (the very object the journal and the link then share); bytes if it is not
+    UTF-8, for the link to refuse."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
 
 
 class ChargerServer:
@@ -73,43 +76,42 @@ class ChargerServer:
         self.sessions: dict[str, ChargerSession] = {}
 
     # -- handshake -------------------------------------------------------------------------------------
-    async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def prepare(self, request: Request) -> Accept | Refusal:
         charger_id = charger_id_from_path(request.path)
         if not charger_id:
-            return _refuse(HTTPStatus.NOT_FOUND, "connect to /ocpp/<charger-id>")
+            return Refusal(HTTPStatus.NOT_FOUND, "connect to /ocpp/<charger-id>")
         known = self.cfg.ocpp.chargers.get(charger_id)
         if self.cfg.ocpp.security_profile >= 1:
-            creds = parse_basic_auth(request.headers.get("Authorization"))
+            creds = parse_basic_auth(request.headers.get("authorization"))
             stored = known.password_hash if known is not None else ""
             ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
             if not ok:
                 self.edge.metrics.errors["auth"] += 1
                 log.warning("charger %r refused: wrong or missing password", charger_id)
-                return _refuse(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
+                return Refusal(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
                                {"WWW-Authenticate": 'Basic realm="sitekeeper", charset="UTF-8"'})
         elif known is None and not self.cfg.ocpp.allow_unknown_chargers:
             self.edge.metrics.errors["unknown_charger"] += 1
-            return _refuse(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
-        offered = [p for p in offered_subprotocols(request.headers) if p in SUBPROTOCOLS]
-        if offered_subprotocols(request.headers) and not offered:
-            return _refuse(HTTPStatus.BAD_REQUEST, "no supported OCPP subprotocol (ocpp1.6, ocpp2.0.1)")
-        conn.sk_charger_id = charger_id  # type: ignore[attr-defined]
-        conn.sk_upstream = None  # type: ignore[attr-defined]
-        conn.sk_subprotocol = offered[0] if offered else "ocpp1.6"  # type: ignore[attr-defined]
+            return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
+        asked = offered_subprotocols(request.headers.get("sec-websocket-protocol"))
+        offered = [p for p in asked if p in SUBPROTOCOLS]
+        if asked and not offered:
+            return Refusal(HTTPStatus.BAD_REQUEST, "no supported OCPP subprotocol (ocpp1.6, ocpp2.0.1)")
+        subprotocol = offered[0] if offered else "ocpp1.6"
+        session = ChargerSession(self, charger_id)
         if self.cfg.upstream.mode == "proxy":
-            up = await self.open_upstream(charger_id, offered or ["ocpp1.6"])
-            if up is None and self.cfg.upstream.strict:
-                return _refuse(HTTPStatus.BAD_GATEWAY, "upstream CSMS unreachable (strict mode)")
-            if up is not None:
-                conn.sk_upstream = up  # type: ignore[attr-defined]
-                conn.sk_subprotocol = up.subprotocol or conn.sk_subprotocol  # type: ignore[attr-defined]
-        return None
+            chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
+            if chosen is None and self.cfg.upstream.strict:
+                return Refusal(HTTPStatus.BAD_GATEWAY, "upstream CSMS unreachable (strict mode)")
+            if chosen is not None:
+                session.up = session.pending_up
+                subprotocol = chosen
+        session.version = SUBPROTOCOLS[subprotocol]
+        session.task = asyncio.create_task(self.handler(session))  # runs once the upgrade is answered
+        return Accept(session.ws, subprotocol if offered else None, abandon=session.abandon)
 
-    def select_subprotocol(self, conn: ServerConnection, subprotocols: list[str]) -> str | None:
-        chosen = getattr(conn, "sk_subprotocol", None)
-        return chosen if chosen in subprotocols else None
-
-    async def open_upstream(self, charger_id: str, subprotocols: list[str]) -> ClientConnection | None:
+    async def open_upstream(self, charger_id: str, subprotocols: list[str], link: Link) -> str | None:
+        """Connect `link` to upstream for this charger; the subprotocol chosen, or None (not now)."""
         ucfg = self.cfg.upstream
         url = ucfg.url.rstrip("/") + "/" + quote(charger_id, safe="")
         headers = {}
@@ -120,28 +122,24 @@ class ChargerServer:
         if url.startswith("wss://"):
             ssl_ctx = ssl.create_default_context(cafile=ucfg.ca_file or None)
         try:
-            ws = await connect(url, subprotocols=subprotocols, additional_headers=headers,  # type: ignore[arg-type]
-                               ssl=ssl_ctx, proxy=None, open_timeout=min(5.0, ucfg.call_timeout),
-                               max_size=2**20, ping_interval=20, user_agent_header="sitekeeper")
+            chosen = await connect(url, link, subprotocols=subprotocols, headers=headers, ssl_context=ssl_ctx,
+                                   timeout=min(5.0, ucfg.call_timeout))
         except Exception as e:  # refused, unreachable, TLS, HTTP status: all mean 'not now'
-            log.info("upstream for %s unreachable: %s", charger_id, e)
+            log.info("upstream for %s unreachable: %s", charger_id, e or type(e).__name__)
             return None
-        if ws.subprotocol not in subprotocols:
-            log.warning("upstream for %s chose subprotocol %r, not one of %s", charger_id, ws.subprotocol,
-                        subprotocols)
-            await ws.close()
+        if chosen not in subprotocols:
+            log.warning("upstream for %s chose subprotocol %r, not one of %s", charger_id, chosen, subprotocols)
+            link.close()
             return None
-        return ws
+        return chosen
 
     # -- connection ------------------------------------------------------------------------------------
-    async def handler(self, conn: ServerConnection) -> None:
-        charger_id: str = conn.sk_charger_id  # type: ignore[attr-defined]
-        version = SUBPROTOCOLS[conn.sk_subprotocol]  # type: ignore[attr-defined]
+    async def handler(self, session: ChargerSession) -> None:
+        charger_id = session.charger_id
         old = self.sessions.get(charger_id)
         if old is not None:
             log.info("charger %s reconnected: closing its previous connection", charger_id)
             await old.close("replaced by a new connection")
-        session = ChargerSession(self, conn, charger_id, version, conn.sk_upstream)  # type: ignore[attr-defined]
         self.sessions[charger_id] = session
         try:
             await session.run()
@@ -149,23 +147,44 @@ class ChargerServer:
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
 
+    async def close_all(self, timeout: float = 10.0) -> None:
+        sessions = list(self.sessions.values())
+        for s in sessions:
+            s.ws.close(1001, "edge shutting down")
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.done.wait()) for s in sessions], timeout=timeout)
+
 
 class ChargerSession:
     """One charger's connection: feeds its link and carries out the actions, one event at a time."""
 
-    def __init__(self, server: ChargerServer, ws: ServerConnection, charger_id: str, version: str,
-                 upstream: ClientConnection | None):
+    def __init__(self, server: ChargerServer, charger_id: str):
         self.server = server
         self.edge = server.edge
-        self.ws = ws
         self.charger_id = charger_id
-        self.version = version
-        self.up: ClientConnection | None = None
-        self._initial_upstream = upstream
-        self.lock = asyncio.Lock()
+        self.version = "1.6"
+        self.ws = Link(self._from_charger, None)
+        self.up: Link | None = None
+        self.pending_up: Link | None = None
+        self.task: asyncio.Task | None = None
         self.calls: dict[str, asyncio.Future] = {}
         self.link: ChargerLink | None = None
+        self.done = asyncio.Event()
+        self._busy = True  # until `run` has built the link; events wait in the backlog meanwhile
+        self._backlog: deque[tuple[Callable[..., list], tuple]] = deque()
+        self._drainer: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
+
+    def upstream_link(self) -> Link:
+        self.pending_up = Link(self._from_upstream, None)
+        return self.pending_up
+
+    def abandon(self) -> None:
+        """The charger went away during the handshake."""
+        if self.task is not None:
+            self.task.cancel()
+        if self.pending_up is not None:
+            self.pending_up.close()
 
     def load_state(self) -> LinkState:
         db, cid = self.edge.store.db, self.charger_id
@@ -205,83 +224,149 @@ class ChargerSession:
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
             self._tasks.append(asyncio.create_task(self._local_list_loop()))
-        if not settings.standalone:
-            if self._initial_upstream is not None:
-                # Up before the charger's first frame is read, so that frame goes upstream, not answered here.
-                await self._attach_upstream(self._initial_upstream)
-            self._tasks.append(asyncio.create_task(self._upstream_loop()))
         try:
-            async for message in self.ws:
-                edge.metrics.frames["c>e"] += 1
-                edge.journal.add(self.charger_id, "c>e", message)
-                await self.feed(self.link.from_charger, message)
-        except ConnectionClosed:
-            pass
+            if not settings.standalone:
+                if self.up is not None:
+                    # Up before the charger's first frame is handled, so that frame goes upstream.
+                    self._attached(self.up, first=True)
+                self._tasks.append(asyncio.create_task(self._upstream_loop()))
+            self._drainer = asyncio.create_task(self._drain([]))  # what arrived meanwhile, then live
+            await self.ws.closed
+            if self._drainer is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._drainer), 30)
         finally:
+            up = self.up
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
                 with contextlib.suppress(BaseException):
                     await task
-            if self.up is not None:
-                await self.up.close()
+            for link in (up, self.pending_up):
+                if link is not None:
+                    await link.aclose()
             for fut in self.calls.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("charger disconnected"))
             edge.store.write_soon(lambda c: c.execute(
                 "UPDATE chargers SET connected = 0, last_seen = ? WHERE id = ?", (edge.now(), self.charger_id)))
             log.info("charger %s disconnected", self.charger_id)
+            self.done.set()
 
     async def close(self, reason: str) -> None:
-        await self.ws.close(1000, reason[:120])
+        self.ws.close(1000, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), 10)
 
-    async def feed(self, fn: Any, *args: Any) -> None:
-        async with self.lock:
-            await self.execute(fn(*args))
+    # -- events ------------------------------------------------------------------------------------------
+    def _from_charger(self, data: bytes) -> None:
+        message = _text(data)
+        self.edge.metrics.frames["c>e"] += 1
+        self.edge.journal.add(self.charger_id, "c>e", message)
+        self.submit(ChargerLink.from_charger, message)
+
+    def _from_upstream(self, data: bytes) -> None:
+        message = _text(data)
+        self.edge.metrics.frames["u>e"] += 1
+        self.edge.journal.add(self.charger_id, "u>e", message)
+        self.submit(ChargerLink.from_upstream, message)
+
+    def submit(self, fn: Callable[..., list], *args: Any) -> None:
+        """Feed the link `fn(link, *args)` and carry out its actions, after every event before it."""
+        if self._busy:
+            self._backlog.append((fn, args))
+            return
+        try:
+            actions = fn(self.link, *args)
+            for i, a in enumerate(actions):
+                if not self._act(a):
+                    self._busy = True
+                    self._drainer = asyncio.create_task(self._drain(actions[i:]))
+                    return
+        except Exception:
+            log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
+            self.edge.metrics.errors["internal"] += 1
+
+    async def _drain(self, actions: list) -> None:
+        """Carry out `actions` (the first needs waiting), then the events that queued meanwhile."""
+        try:
+            while True:
+                try:
+                    await self._execute(actions)
+                except Exception:
+                    log.exception("charger %s: carrying out actions failed", self.charger_id)
+                    self.edge.metrics.errors["internal"] += 1
+                if not self._backlog:
+                    return
+                fn, args = self._backlog.popleft()
+                try:
+                    actions = fn(self.link, *args)
+                except Exception:
+                    log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
+                    self.edge.metrics.errors["internal"] += 1
+                    actions = []
+        finally:
+            self._busy = False
 
     async def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict:
         """Send a CALL of the edge's own to this charger and return its answer (raises on CALLERROR)."""
-        assert self.link is not None
         fut = asyncio.get_running_loop().create_future()
-        async with self.lock:
-            msg_id, actions = self.link.call(action, payload)
+
+        def start(link: ChargerLink) -> list:
+            msg_id, actions = link.call(action, payload)
             self.calls[msg_id] = fut
-            await self.execute(actions)
+            return actions
+
+        self.submit(start)
         done = await asyncio.wait_for(fut, timeout)
         if done.error is not None:
             raise RuntimeError(f"{action}: {done.error.code}: {done.error.description}")
         return done.result
 
-    async def execute(self, actions: list) -> None:
+    # -- actions -----------------------------------------------------------------------------------------
+    def _act(self, a: Any) -> bool:
+        """Carry out an action that needs no waiting; False if `a` must be awaited (see `_execute`)."""
+        edge, kind = self.edge, type(a)
+        if kind is SendCharger:
+            edge.metrics.frames["e>c"] += 1
+            if not edge.journal.passed_through(self.charger_id, a.text, "u>c"):
+                edge.journal.add(self.charger_id, "e>c", a.text)
+            self.ws.send(a.text)
+        elif kind is SendUpstream:
+            if self.up is None:
+                return True
+            edge.metrics.frames["e>u"] += 1
+            if not edge.journal.passed_through(self.charger_id, a.text, "c>u"):
+                edge.journal.add(self.charger_id, "e>u", a.text)
+            self.up.send(a.text)
+        elif kind is Persist:
+            if a.wait:
+                return False
+            ops = a.ops
+            edge.store.write_soon(lambda c: store_ops.apply(c, ops))
+        elif kind is EdgeCallDone:
+            fut = self.calls.pop(a.msg_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(a)
+        elif kind is CloseCharger:
+            log.warning("closing charger %s: %s", self.charger_id, a.reason)
+            self.ws.close(1011, a.reason)
+        elif kind is ResetUpstream:
+            log.warning("upstream link of %s reset: %s", self.charger_id, a.reason)
+            if self.up is not None:
+                self.up.close(1011, a.reason)
+        else:
+            return False
+        return True
+
+    async def _execute(self, actions: list) -> None:
         edge = self.edge
         for a in actions:
-            if isinstance(a, SendCharger):
-                edge.metrics.frames["e>c"] += 1
-                if not edge.journal.passed_through(self.charger_id, a.text, "u>c"):
-                    edge.journal.add(self.charger_id, "e>c", a.text)
-                with contextlib.suppress(ConnectionClosed):
-                    await self.ws.send(a.text)
-            elif isinstance(a, SendUpstream):
-                if self.up is None:
-                    continue
-                edge.metrics.frames["e>u"] += 1
-                if not edge.journal.passed_through(self.charger_id, a.text, "c>u"):
-                    edge.journal.add(self.charger_id, "e>u", a.text)
-                with contextlib.suppress(ConnectionClosed):
-                    await self.up.send(a.text)
-            elif isinstance(a, Persist):
+            if self._act(a):
+                continue
+            if isinstance(a, Persist):
                 ops = a.ops
-                if a.wait:
-                    await edge.store.write(lambda c, ops=ops: store_ops.apply(c, ops))
-                else:
-                    edge.store.write_soon(lambda c, ops=ops: store_ops.apply(c, ops))
-            elif isinstance(a, CloseCharger):
-                log.warning("closing charger %s: %s", self.charger_id, a.reason)
-                await self.ws.close(1011, a.reason[:120])
-            elif isinstance(a, ResetUpstream):
-                log.warning("upstream link of %s reset: %s", self.charger_id, a.reason)
-                if self.up is not None:
-                    await self.up.close(1011, a.reason[:120])
+                await edge.store.write(lambda c, ops=ops: store_ops.apply(c, ops))
             elif isinstance(a, Ask):
                 fn = billing.decide if a.kind == "decide" else billing.running
                 try:
@@ -290,11 +375,7 @@ class ChargerSession:
                     log.exception("billing %s failed for %s", a.kind, self.charger_id)
                     edge.metrics.errors["billing"] += 1
                     result = {"known": False, "stop": False}
-                await self.execute(self.link.answered(a.ask_id, result))  # type: ignore[union-attr]
-            elif isinstance(a, EdgeCallDone):
-                fut = self.calls.pop(a.msg_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(a)
+                await self._execute(self.link.answered(a.ask_id, result))  # type: ignore[union-attr]
 
     async def _local_list_loop(self) -> None:
         """Keep the charger's local authorization list at the site's version (see `edge.local_list`)."""
@@ -310,22 +391,25 @@ class ChargerSession:
             async with self.edge.list_changed:
                 await self.edge.list_changed.wait()
 
-    async def _attach_upstream(self, ws: ClientConnection) -> None:
-        self.up = ws
+    def _attached(self, link: Link, first: bool = False) -> None:
+        """`link` is up: replay starts. `first`: ahead of whatever the charger sent during the handshake."""
+        self.up = link
         self.edge.upstream_links += 1
         log.info("upstream link of %s up", self.charger_id)
-        await self.feed(self.link.upstream_up)  # type: ignore[union-attr]
+        if first:
+            self._backlog.appendleft((ChargerLink.upstream_up, ()))
+        else:
+            self.submit(ChargerLink.upstream_up)
 
     async def _upstream_loop(self) -> None:
-        """Read the upstream link (already attached if the handshake opened it); reconnect with backoff."""
-        assert self.link is not None
+        """Watch the upstream link (attached already if the handshake opened it); reconnect with backoff."""
         ucfg = self.edge.cfg.upstream
         delay = ucfg.reconnect_min
         subprotocol = VERSION_SUBPROTOCOL[self.version]
         while True:
             if self.up is None:
-                ws = await self.server.open_upstream(self.charger_id, [subprotocol])
-                if ws is None:
+                link = self.upstream_link()
+                if await self.server.open_upstream(self.charger_id, [subprotocol], link) is None:
                     if ucfg.strict:
                         await self.close("upstream CSMS unreachable (strict mode)")
                         return
@@ -333,17 +417,13 @@ class ChargerSession:
                     delay = min(delay * 2, ucfg.reconnect_max)
                     continue
                 delay = ucfg.reconnect_min
-                await self._attach_upstream(ws)
-            ws = self.up
+                self._attached(link)
+            up = self.up
+            assert up is not None
             try:
-                async for message in ws:
-                    self.edge.metrics.frames["u>e"] += 1
-                    self.edge.journal.add(self.charger_id, "u>e", message)
-                    await self.feed(self.link.from_upstream, message)
-            except ConnectionClosed:
-                pass
+                await up.closed
             finally:
                 self.up = None
                 self.edge.upstream_links -= 1
             log.info("upstream link of %s down", self.charger_id)
-            await self.feed(self.link.upstream_down)
+            self.submit(ChargerLink.upstream_down)

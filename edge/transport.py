@@ -1,0 +1,295 @@
+"""The edge's WebSocket transport, on `picows`: a charger-facing server with an async handshake, an upstream
+client, and `Link`, one connection delivering whole text messages to plain callbacks.
+
+Why not `websockets`: a frame through the edge crosses four WebSocket operations (charger in, upstream out,
+upstream in, charger out), and picows (Cython) does each for a fraction of the CPU, on the event loop's own
+callbacks, without a task wake-up per message. Measured in bench/proxy.py.
+
+The server's handshake is ours: picows asks for a listener synchronously, but the edge must first check the
+charger's credentials and, in proxy mode, open the upstream link to learn which subprotocol upstream chose
+(the charger gets the same). So `_Handshake` reads the HTTP request itself, awaits `prepare(request)`, and
+then either answers with a refusal or hands the connection (and the bytes read so far) to picows's protocol,
+whose listener factory now has its answer ready. This uses picows's `WSProtocol` constructor, which is why
+the version is pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_connect,
+)
+from picows.picows import WSProtocol
+
+log = logging.getLogger(__name__)
+logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO
+
+MAX_MESSAGE = 2**20  # bytes; a larger frame or message closes the connection (1009)
+MAX_REQUEST_HEAD = 16 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+TEXT, CONTINUATION, BINARY, CLOSE = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMsgType.BINARY, WSMsgType.CLOSE
+
+
+@dataclass(slots=True)
+class Request:
+    """A WebSocket upgrade request: method, path (with query) and headers (lower-case names; repeated
+    headers joined with ", ")."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class Refusal:
+    status: HTTPStatus
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Accept:
+    """Upgrade with this subprotocol (None: no header) and hand the connection to `link`. `abandon` runs if
+    the client went away while `prepare` was working (to close what it opened)."""
+
+    link: Link
+    subprotocol: str | None
+    abandon: Callable[[], Any] | None = None
+
+
+Prepare = Callable[[Request], Awaitable[Accept | Refusal]]
+
+
+class Link(WSListener):  # type: ignore[misc]
+    """One WebSocket connection, message by message: `on_message(data: bytes)` for each whole text or binary
+    message, `on_closed()` once. `send(text)` and `close(code, reason)` never raise once closed."""
+
+    def __init__(self, on_message: Callable[[bytes], Any] | None = None,
+                 on_closed: Callable[[], Any] | None = None):
+        self.on_message = on_message
+        self.on_closed = on_closed
+        self.transport: WSTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self._parts: list[bytes] | None = None  # a fragmented message being assembled
+        self._size = 0
+
+    # picows callbacks
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is TEXT or kind is BINARY:
+            if frame.fin:
+                if self._parts is not None:
+                    return self._fail(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                if self.on_message is not None:
+                    self.on_message(frame.get_payload_as_bytes())
+                return None
+            self._parts, self._size = [frame.get_payload_as_bytes()], frame.payload_size
+        elif kind is CONTINUATION:
+            if self._parts is None:
+                return self._fail(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+            self._size += frame.payload_size
+            if self._size > MAX_MESSAGE:
+                return self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            self._parts.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                data, self._parts = b"".join(self._parts), None
+                if self.on_message is not None:
+                    self.on_message(data)
+        elif kind is CLOSE:
+            if not transport.is_close_frame_sent:
+                code = frame.get_close_code()
+                transport.send_close(code if code != WSCloseCode.NO_INFO else WSCloseCode.OK)
+            transport.disconnect()
+        return None
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+            if self.on_closed is not None:
+                self.on_closed()
+
+    # ours
+    def _fail(self, code: WSCloseCode, reason: str) -> None:
+        log.info("closing a WebSocket: %s", reason)
+        self.close(code.value, reason)
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.closed.done() and not self.transport.is_close_frame_sent
+
+    def send(self, text: str | bytes) -> None:
+        if self.is_open:
+            self.transport.send(TEXT, text.encode() if isinstance(text, str) else text)  # type: ignore[union-attr]
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        t = self.transport
+        if t is None or self.closed.done():
+            return
+        if not t.is_close_frame_sent:
+            with contextlib.suppress(Exception):
+                t.send_close(WSCloseCode(code), reason.encode()[:120])
+        t.disconnect()
+
+    async def aclose(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
+        """Close and wait until the connection is gone."""
+        self.close(code, reason)
+        if self.transport is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+
+
+# -- server --------------------------------------------------------------------------------------------------
+def _parse_head(head: bytes) -> Request | None:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            return None
+        key, value = name.strip().lower(), value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return Request(parts[0], parts[1], headers)
+
+
+def _refusal_bytes(r: Refusal) -> bytes:
+    body = (r.text + "\n").encode()
+    head = [f"HTTP/1.1 {r.status.value} {r.status.phrase}", "Server: sitekeeper",
+            "Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in r.headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _Handshake(asyncio.Protocol):
+    """Reads the upgrade request, awaits `prepare`, then refuses or hands the connection over to picows."""
+
+    def __init__(self, prepare: Prepare, ping_interval: float):
+        self.prepare = prepare
+        self.ping_interval = ping_interval
+        self.loop = asyncio.get_running_loop()
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.gone = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.timer = self.loop.call_later(HANDSHAKE_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.task is not None:
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_REQUEST_HEAD:
+                self._refuse(Refusal(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
+            return
+        request = _parse_head(bytes(self.buf[:end]))
+        if request is None or request.method != "GET" or "websocket" not in request.headers.get("upgrade", "").lower():
+            self._refuse(Refusal(HTTPStatus.BAD_REQUEST, "expected a WebSocket upgrade (GET, Upgrade: websocket)"))
+            return
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        self.task = self.loop.create_task(self._run(request))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        assert self.transport is not None
+        self.transport.write(_refusal_bytes(refusal))
+        self.transport.close()
+
+    async def _run(self, request: Request) -> None:
+        try:
+            outcome = await self.prepare(request)
+        except Exception:
+            log.exception("handshake of %s failed", request.path)
+            outcome = Refusal(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.gone:
+            if isinstance(outcome, Accept) and outcome.abandon is not None:
+                outcome.abandon()
+            return
+        if isinstance(outcome, Refusal):
+            self._refuse(outcome)
+            return
+        headers = {"Server": "sitekeeper"}
+        if outcome.subprotocol:
+            headers["Sec-WebSocket-Protocol"] = outcome.subprotocol
+        response = WSUpgradeResponse.create_101_response(extra_headers=headers)
+
+        def factory(_request: Any) -> WSUpgradeResponseWithListener:
+            return WSUpgradeResponseWithListener(response, outcome.link)
+
+        proto = WSProtocol(None, None, False, factory, logging.getLogger("picows.server"), True,
+                           HANDSHAKE_TIMEOUT, self.ping_interval > 0, self.ping_interval or 20.0,
+                           self.ping_interval or 20.0, 1, True, MAX_MESSAGE, None, 16 * 1024)
+        transport = self.transport
+        assert transport is not None
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        data = memoryview(bytes(self.buf))
+        while data:
+            buf = proto.get_buffer(len(data))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            proto.buffer_updated(n)
+            data = data[n:]
+        transport.resume_reading()
+
+
+async def serve(prepare: Prepare, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
+                ping_interval: float = 60.0) -> asyncio.Server:
+    """Listen for chargers; each upgrade request goes through `prepare` (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(partial(_Handshake, prepare, ping_interval), host, port, ssl=ssl_context,
+                                    backlog=4096, reuse_address=True)
+
+
+# -- client --------------------------------------------------------------------------------------------------
+class HandshakeFailed(Exception):
+    pass
+
+
+async def connect(url: str, link: Link, *, subprotocols: list[str], headers: dict[str, str] | None = None,
+                  ssl_context: ssl.SSLContext | None = None, timeout: float = 5.0,
+                  ping_interval: float = 20.0) -> str | None:
+    """Open `link` as a client of `url`; return the subprotocol the server chose. Raises on any failure
+    (refused, unreachable, TLS, HTTP status, timeout)."""
+    extra = {"User-Agent": "sitekeeper", **(headers or {})}
+    if subprotocols:
+        extra["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    kwargs: dict[str, Any] = {"ssl_context": ssl_context} if url.startswith("wss://") else {}
+    transport, _ = await asyncio.wait_for(
+        ws_connect(lambda: link, url, extra_headers=extra, websocket_handshake_timeout=timeout,
+                   enable_auto_ping=ping_interval > 0, auto_ping_idle_timeout=ping_interval or 20.0,
+                   auto_ping_reply_timeout=ping_interval or 20.0, max_frame_size=MAX_MESSAGE,
+                   logger_name="client", **kwargs), timeout)
+    chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
+    return chosen.strip() if chosen else None
