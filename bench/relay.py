@@ -1,8 +1,9 @@
 """A bare WebSocket relay: the floor for what any proxy between a charger and its CSMS must cost.
 
-For each charger connection it opens one connection to the target with the same path and subprotocol, then
-forwards every frame both ways as it is (no parsing, no logging, no storage). One asyncio process on
-`websockets`, no compression.
+For each charger connection it opens one connection to the target with the same path and the charger's
+subprotocols, then forwards every message both ways as it is (no parsing, no logging, no storage). One
+asyncio process (uvloop) on the same transport as the edge (`edge.transport`, picows), so that the
+difference between this and the edge is the edge's own work.
 
 Run on its own (bench/proxy.py starts it for you)::
 
@@ -16,40 +17,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
+import uvloop
 from benchutil import READY, raise_nofile
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+
+from edge.transport import Accept, Link, Refusal, Request, connect, serve
 
 
-async def _pump(src: ServerConnection | ClientConnection, dst: ServerConnection | ClientConnection) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        async for message in src:
-            await dst.send(message)
-
-
-def make_handler(target: str) -> Callable[[ServerConnection], Awaitable[None]]:
-    async def handler(ws: ServerConnection) -> None:
-        assert ws.request is not None
-        subprotocols = [ws.subprotocol] if ws.subprotocol else None
+def make_prepare(target: str):  # noqa: ANN201
+    async def prepare(request: Request) -> Accept | Refusal:
+        down = Link()
+        up = Link(down.send, down.close)
+        offered = [p.strip() for p in request.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         try:
-            up = await connect(target.rstrip("/") + ws.request.path, subprotocols=subprotocols,  # type: ignore[arg-type]
-                               compression=None, ping_interval=None, max_size=2**20, proxy=None)
-        except (OSError, TimeoutError, Exception):  # noqa: B014 - any failure: refuse this charger
-            await ws.close(1011, "upstream unreachable")
-            return
-        async with up:
-            tasks = [asyncio.create_task(_pump(ws, up)), asyncio.create_task(_pump(up, ws))]
-            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            await ws.close()
+            chosen = await connect(target.rstrip("/") + request.path, up, subprotocols=offered, ping_interval=0)
+        except Exception:  # noqa: BLE001 - any failure: refuse this charger
+            return Refusal(HTTPStatus.BAD_GATEWAY, "upstream unreachable")
+        down.on_message = up.send
+        down.on_closed = up.close
+        return Accept(down, chosen, abandon=up.close)
 
-    return handler
+    return prepare
 
 
 async def main(target: str, port: int) -> None:
@@ -57,11 +47,10 @@ async def main(target: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(make_handler(target), "127.0.0.1", port,
-                     subprotocols=["ocpp1.6", "ocpp2.0.1"],  # type: ignore[list-item]
-                     compression=None, ping_interval=None, max_size=2**20, backlog=4096) as server:
-        print(f"{READY}{server.sockets[0].getsockname()[1]}", flush=True)
-        await stop.wait()
+    server = await serve(make_prepare(target), "127.0.0.1", port, ping_interval=0)
+    print(f"{READY}{server.sockets[0].getsockname()[1]}", flush=True)
+    await stop.wait()
+    server.close()
 
 
 if __name__ == "__main__":
@@ -70,4 +59,4 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     args = p.parse_args()
     raise_nofile()
-    asyncio.run(main(args.target, args.port))
+    uvloop.run(main(args.target, args.port))

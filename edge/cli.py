@@ -19,6 +19,7 @@ import getpass
 import json
 import logging
 import sys
+from typing import Any
 
 from edge import cli_billing
 from edge import config as config_mod
@@ -75,12 +76,22 @@ def _load(args: argparse.Namespace) -> config_mod.Config:
         raise SystemExit(2) from None
 
 
+def _loop_factory() -> Any:
+    """uvloop's event loop where it is installed (it is a dependency; a Pi has its wheels), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import run
 
     cfg = _load(args)
     try:
-        asyncio.run(run(cfg))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(cfg))
     except OSError as e:
         print(f"sitekeeper: cannot start: {e}", file=sys.stderr)
         return 1

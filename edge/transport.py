@@ -43,6 +43,7 @@ logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connectio
 MAX_MESSAGE = 2**20  # bytes; a larger frame or message closes the connection (1009)
 MAX_REQUEST_HEAD = 16 * 1024
 HANDSHAKE_TIMEOUT = 10.0
+READ_BUFFER = 2048  # initial per-connection read buffer; picows grows it for larger messages
 TEXT, CONTINUATION, BINARY, CLOSE = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMsgType.BINARY, WSMsgType.CLOSE
 
 
@@ -249,7 +250,7 @@ class _Handshake(asyncio.Protocol):
 
         proto = WSProtocol(None, None, False, factory, logging.getLogger("picows.server"), True,
                            HANDSHAKE_TIMEOUT, self.ping_interval > 0, self.ping_interval or 20.0,
-                           self.ping_interval or 20.0, 1, True, MAX_MESSAGE, None, 16 * 1024)
+                           self.ping_interval or 20.0, 1, True, MAX_MESSAGE, None, READ_BUFFER)
         transport = self.transport
         assert transport is not None
         transport.set_protocol(proto)
@@ -290,6 +291,7 @@ async def connect(url: str, link: Link, *, subprotocols: list[str], headers: dic
         ws_connect(lambda: link, url, extra_headers=extra, websocket_handshake_timeout=timeout,
                    enable_auto_ping=ping_interval > 0, auto_ping_idle_timeout=ping_interval or 20.0,
                    auto_ping_reply_timeout=ping_interval or 20.0, max_frame_size=MAX_MESSAGE,
+                   read_buffer_init_size=READ_BUFFER,
                    logger_name="client", **kwargs), timeout)
     chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
     return chosen.strip() if chosen else None
