@@ -412,7 +412,7 @@ class ChargerLink(BillingPart, ReplayPart):
                 "upstream_status": status})
         if self.version == "1.6" and call.action == "StartTransaction":
             upstream_id = p.get("transactionId")
-            local = self.new_tx_id()
+            local = self.new_tx_id(upstream_id) if type(upstream_id) is int and upstream_id > 0 else self.new_tx_id()
             status = (info or {}).get("status")
             self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
             actions.append(Persist([observe.start_op_16(self.charger_id, local, call.payload, offline=False,

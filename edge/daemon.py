@@ -30,6 +30,8 @@ from edge.wire import precompile_schemas
 
 log = logging.getLogger("sitekeeper")
 
+PREFERRED_ID_LIMIT = 2**30  # upstream ids above this are not followed (chargers keep 1.6 ids in 32 bits)
+
 
 class Edge:
     """The running site controller. `await edge.start()`, then `await edge.stop()`."""
@@ -80,7 +82,12 @@ class Edge:
     def knows_card(self, uid: str) -> bool:
         return self.store.db.execute("SELECT 1 FROM cards WHERE uid = ?", [uid]).fetchone() is not None
 
-    def new_tx_id(self) -> int:
+    def new_tx_id(self, prefer: int | None = None) -> int:
+        """A transaction id no session of this site has had. `prefer` (upstream's id for a live 1.6 start) is
+        taken when it is above every id given so far, so that charger and cloud show the same number and
+        frames need no rewriting; ids given later stay above it."""
+        if prefer is not None and self._next_tx <= prefer < PREFERRED_ID_LIMIT:
+            self._next_tx = prefer
         tx_id = self._next_tx
         self._next_tx += 1
         return tx_id

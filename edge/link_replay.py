@@ -86,18 +86,20 @@ class ReplayPart:
             return call.text  # start not yet replayed (cannot happen in order; keep the text)
         if upstream_id == 0:
             return None
+        if upstream_id == local:
+            return call.text  # the edge gave the charger upstream's own id
         return call_text(call.msg_id, call.action, {**call.payload, "transactionId": upstream_id})
 
     def _from_upstream_text(self, call: Call) -> str:
         p = call.payload
         if call.action == "RemoteStopTransaction":
             local = self._u2l(p.get("transactionId"))
-            if local is not None:
+            if local is not None and local != p.get("transactionId"):
                 return call_text(call.msg_id, call.action, {**p, "transactionId": local})
         elif call.action == "SetChargingProfile":
             profile = p.get("csChargingProfiles") or {}
             local = self._u2l(profile.get("transactionId"))
-            if local is not None:
+            if local is not None and local != profile.get("transactionId"):
                 return call_text(call.msg_id, call.action,
                                  {**p, "csChargingProfiles": {**profile, "transactionId": local}})
         return call.text

@@ -34,7 +34,7 @@ def make(version: str = "1.6", *, standalone: bool = False, strict: bool = False
          offline_accept: bool = False, clock: Clock | None = None) -> ChargerLink:
     ids = itertools.count(1)
     return ChargerLink("CP1", version, LinkSettings(standalone=standalone, strict=strict, call_timeout=5),
-                       Authorizer(offline_accept_unknown=offline_accept), lambda: next(ids), state,
+                       Authorizer(offline_accept_unknown=offline_accept), lambda prefer=None: next(ids), state,
                        clock=clock or Clock())
 
 

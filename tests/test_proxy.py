@@ -4,6 +4,7 @@ answering, replay after reconnect and after kill -9, 1.6 id rewriting, strict mo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -152,12 +153,38 @@ async def test_upstream_drop_and_return_mid_session(edge_factory, csms):
         await ch.close()
 
 
+async def test_live_session_keeps_upstreams_id_and_its_frames_pass_unchanged(edge_factory, csms):
+    """Upstream's id is above every id the site has given: the charger gets that very id, and its MeterValues
+    and StopTransaction reach upstream byte-identical (nothing to rewrite)."""
+    edge = edge_factory(proxy_config(csms))
+    ch = await Charger(edge.url, "SAME", "1.6").connect()
+    try:
+        start = await ch.start16("TAG-S", meter_start=0)
+        assert start.transaction_id == 1000  # upstream's own
+        await ch.meter16(1000, 1500)
+        await ch.stop16(1000, 3000)
+    finally:
+        await ch.close()
+    peer = csms.peers["SAME"]
+    assert [json.loads(t)[2] for t in peer.received] == ["StartTransaction", "MeterValues", "StopTransaction"]
+    assert peer.received == ch.sent, "upstream got the charger's own text"
+    row = edge.query("SELECT id, upstream_tx_id FROM transactions WHERE charger_id = 'SAME'")
+    assert row == [(1000, 1000)]
+
+
 async def test_remote_stop_is_rewritten_to_the_chargers_id(edge_factory, csms):
+    """Upstream restarts its numbering and hands out an id the site has used: the charger gets a new one, and
+    upstream's RemoteStopTransaction for its id reaches the charger with the charger's."""
     edge = edge_factory(proxy_config(csms))
     ch = await Charger(edge.url, "RS1", "1.6").connect()
     try:
+        first = await ch.start16("TAG-R")
+        assert first.transaction_id == 1000
+        await ch.stop16(1000, 2000)
+        csms.tx_ids = itertools.count(1000)  # upstream numbers from 1000 again
         start = await ch.start16("TAG-R")
         local = start.transaction_id
+        assert local != 1000
         peer = csms.peers["RS1"]
         ch.received.clear()
         task = asyncio.create_task(peer.cp.call(call16.RemoteStopTransaction(transaction_id=1000), suppress=False))

@@ -49,7 +49,7 @@ def test_parse_only_ever_raises_frame_error(text):
 @settings(max_examples=100, deadline=None)
 def test_controller_survives_anything_and_answers_every_call(version, standalone, texts):
     ids = itertools.count(1)
-    link = ChargerLink("FUZZ", version, LinkSettings(standalone=standalone), Authorizer(), lambda: next(ids))
+    link = ChargerLink("FUZZ", version, LinkSettings(standalone=standalone), Authorizer(), lambda prefer=None: next(ids))
     for text in texts:
         actions = link.from_charger(text)
         for a in actions:
