@@ -276,16 +276,25 @@ class ChargerSession:
         if self._busy:
             self._backlog.append((fn, args))
             return
+        actions = self._event(fn, args)
         try:
-            actions = fn(self.link, *args)
             for i, a in enumerate(actions):
                 if not self._act(a):
                     self._busy = True
                     self._drainer = asyncio.create_task(self._drain(actions[i:]))
                     return
         except Exception:
+            log.exception("charger %s: carrying out actions failed", self.charger_id)
+            self.edge.metrics.errors["internal"] += 1
+
+    def _event(self, fn: Callable[..., list], args: tuple) -> list:
+        """The link's actions for one event; none (logged, counted) if the link failed on it."""
+        try:
+            return fn(self.link, *args)
+        except Exception:
             log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
             self.edge.metrics.errors["internal"] += 1
+            return []
 
     async def _drain(self, actions: list) -> None:
         """Carry out `actions` (the first needs waiting), then the events that queued meanwhile."""
@@ -298,13 +307,7 @@ class ChargerSession:
                     self.edge.metrics.errors["internal"] += 1
                 if not self._backlog:
                     return
-                fn, args = self._backlog.popleft()
-                try:
-                    actions = fn(self.link, *args)
-                except Exception:
-                    log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
-                    self.edge.metrics.errors["internal"] += 1
-                    actions = []
+                actions = self._event(*self._backlog.popleft())
         finally:
             self._busy = False
 
