@@ -31,7 +31,8 @@ Run::
     .venv/bin/python bench/proxy.py --only A --csms-delay 20    # the CSMS answers 20 ms late, like a cloud
 
 ``--py-spy DIR`` records each edge with py-spy (``.venv/bin/pip install py-spy``; not a project dependency)
-while it is under load, GIL-holding samples only, one file of collapsed stacks per turn. ``--json PATH``
+while it is under load, GIL-holding samples only (``PYSPY_ARGS=" "`` for every thread's CPU samples), one file
+of collapsed stacks per turn. ``--json PATH``
 saves every figure (with per-action latencies); ``--keep`` keeps the databases and logs.
 """
 
@@ -220,6 +221,10 @@ def _snapshot(procs: dict[str, psutil.Process]) -> dict[str, float]:
     for n, p in procs.items():
         if n != "gen":
             snap[f"{n} rq"] = _runq_wait(p)
+            try:
+                snap[f"{n} sys"] = p.cpu_times().system
+            except psutil.Error:
+                snap[f"{n} sys"] = float("nan")
     return snap
 
 
@@ -227,7 +232,7 @@ def _window(c0: dict[str, float], c1: dict[str, float], procs: dict[str, psutil.
             wall: float) -> dict[str, float]:
     """% of one core over the window: each process, the machine, the rest of the machine ('other')."""
     out = {k: 100 * (c1[k] - c0[k]) / wall for k in c0}
-    out["other"] = out["machine"] - sum(out[n] for n in procs)
+    out["other"] = out["machine"] - sum(out[n] for n in procs if n in out)
     out["wall"] = wall
     return out
 
@@ -310,7 +315,7 @@ def _start_py_spy(ps: psutil.Process, out: Path) -> subprocess.Popen | None:
         print("  (py-spy not found: no profile)", flush=True)
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([spy, "record", "--pid", str(ps.pid), "--rate", "250", "--nonblocking", "--gil",
+    return subprocess.Popen([spy, "record", "--pid", str(ps.pid), "--rate", "250", "--nonblocking", *os.environ.get("PYSPY_ARGS", "--gil").split(),
                              "--format", "raw", "-o", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -423,7 +428,8 @@ def section_b(opt: argparse.Namespace, csms: Service, workdir: Path, report: dic
                    "vs_direct": ratio(t["rate"], base["rate"]), "rates": [w["rate"] for w in t["windows"]],
                    "cpu": {"gen": c.get("gen"), "mid": c.get(middle) if middle else None,
                            "csms": c.get("csms") if name != "standalone" else None,
-                           "other": c.get("other"), "rq": c.get(f"{middle} rq") if middle else None},
+                           "other": c.get("other"), "rq": c.get(f"{middle} rq") if middle else None,
+                           "sys": c.get(f"{middle} sys") if middle else None},
                    "rss_mb": run.rss_mb.get(name), "errors": t["errors"], "error_kinds": t["error_kinds"],
                    "connected": t["connected"], "connect_s": t["connect_s"], "by_action": t["by_action"],
                    "edge_log_errors": len(edge.log_problems()) if edge else 0,
@@ -436,9 +442,9 @@ def section_b(opt: argparse.Namespace, csms: Service, workdir: Path, report: dic
            f"{opt.seconds:g} s measured each after {opt.warmup:g} s warm-up",
            "   (msg/s = CALLs answered per second, over all turns; per turn in brackets; latency over all turns)",
            "   (CPU: gen, mid = the relay or edge under test, csms, other; rq = mid's threads waiting for a CPU;"
-           " µs/msg = mid's CPU time per CALL)",
+           " µs/msg = mid's CPU time per CALL, sys = its share in the kernel)",
            f"   {'chargers':>8} {'setup':<11}{'msg/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'×direct':>9}{'gen':>6}"
-           f"{'mid':>6}{'csms':>6}{'other':>6}{'rq':>6}{'µs/msg':>7}{'RSS':>8}{'errors':>7}  target / per turn"]
+           f"{'mid':>6}{'csms':>6}{'other':>6}{'rq':>6}{'µs/msg':>7}{'sys':>5}{'RSS':>8}{'errors':>7}  target / per turn"]
     for r in rows:
         target = ""
         if r["setup"] == "edge-proxy" and r["vs_direct"] is not None:
@@ -450,10 +456,11 @@ def section_b(opt: argparse.Namespace, csms: Service, workdir: Path, report: dic
         rss = f"{r['rss_mb']:.0f}MB" if r["rss_mb"] else "-"
         c = r["cpu"]
         us = f"{c['mid'] * 1e4 / r['rate']:.0f}" if c["mid"] is not None and r["rate"] else "-"
+        sys_share = f"{100 * c['sys'] / c['mid']:.0f}%" if c.get("sys") is not None and c["mid"] else "-"
         turns = "[" + " ".join(f"{x:.0f}" for x in r["rates"]) + "]"
         out.append(f"   {r['chargers']:>8} {r['setup']:<11}{r['rate']:>7.0f}{num(r['p50_ms'], 1):>8}"
                    f"{num(r['p99_ms'], 1):>8}{num(r['vs_direct']):>8}×{pct(c['gen']):>6}"
-                   f"{pct(c['mid']):>6}{pct(c['csms']):>6}{pct(c['other']):>6}{pct(c['rq']):>6}{us:>7}"
+                   f"{pct(c['mid']):>6}{pct(c['csms']):>6}{pct(c['other']):>6}{pct(c['rq']):>6}{us:>7}{sys_share:>5}"
                    f"{rss:>8}{r['errors']:>7}  {(target + ' ') if target else ''}{turns}")
     log_errors = sum(r["edge_log_errors"] for r in rows)
     kinds: dict[str, int] = {}

@@ -38,15 +38,17 @@ def clock_synced() -> bool:
     return 0 <= state != TIME_ERROR
 
 
-_second: tuple[int, str] = (-1, "")
+_seconds: dict[int, str] = {}
 
 
 def now_iso(now: float | None = None) -> str:
-    """UTC time as ISO-8601 with milliseconds and a ``Z`` (the part up to the second is cached: this runs
-    for every frame)."""
-    global _second
+    """UTC time as ISO-8601 with milliseconds and a ``Z``. The part up to the second is cached for the last
+    few seconds: this runs for every frame, on the loop for now and on the writer thread for a moment ago."""
     now = time.time() if now is None else now
     whole = int(now)
-    if _second[0] != whole:
-        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
-    return f"{_second[1]}{int((now - whole) * 1000):03d}Z"
+    head = _seconds.get(whole)
+    if head is None:
+        if len(_seconds) > 8:
+            _seconds.clear()
+        head = _seconds[whole] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{head}{int((now - whole) * 1000):03d}Z"

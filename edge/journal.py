@@ -1,12 +1,15 @@
 """The message journal: every OCPP frame the edge sees or sends, per charger, bounded by count and age.
 
-Rows are buffered and written with the store's next batch (they never hold up an answer). `prune` keeps at
-most `max_rows` per charger and nothing older than `max_age_days`. `read` masks card identifiers.
+Frames are buffered and written with the store's next batch (they never hold up an answer), one row per charger
+per flush holding that charger's frames as a JSON array (a row per frame was a fifth of the proxy's CPU).
+`prune` keeps the newest `max_rows` frames per charger and nothing older than `max_age_days`. `read` masks
+card identifiers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 import time
@@ -65,27 +68,51 @@ class Journal:
             self.store.write_soon(lambda conn: _insert(conn, rows))
 
     def prune(self, conn: sqlite3.Connection) -> int:
+        """Drop frames older than `max_age_days` and all but the newest `max_rows` of each charger; return how
+        many frames went."""
         cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.max_age_days * 86400))
-        n = conn.execute("DELETE FROM journal WHERE ts < ?", (cutoff,)).rowcount
-        for (charger_id,) in conn.execute("SELECT charger_id FROM journal GROUP BY charger_id HAVING count(*) > ?",
-                                          (self.max_rows,)).fetchall():
-            n += conn.execute(
-                "DELETE FROM journal WHERE charger_id = ? AND id <= (SELECT id FROM journal WHERE charger_id = ?"
-                " ORDER BY id DESC LIMIT 1 OFFSET ?)", (charger_id, charger_id, self.max_rows)).rowcount
+        n = conn.execute("SELECT coalesce(sum(n), 0) FROM journal_batches WHERE ts < ?", (cutoff,)).fetchone()[0]
+        conn.execute("DELETE FROM journal_batches WHERE ts < ?", (cutoff,))  # (a batch spans half a second)
+        # Per charger, newest first: the frames in newer batches; a batch wholly beyond the limit goes, the one
+        # that straddles it keeps its newest frames.
+        for batch_id, count, frames, newer in conn.execute(
+                "SELECT id, n, frames, newer FROM (SELECT id, n, frames, coalesce(sum(n) OVER (PARTITION BY"
+                " charger_id ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS newer"
+                " FROM journal_batches) WHERE newer + n > ?", (self.max_rows,)).fetchall():
+            keep = max(0, self.max_rows - newer)
+            n += _keep(conn, batch_id, count, json.loads(frames)[count - keep:] if keep else [])
         return n
 
 
+def _keep(conn: sqlite3.Connection, batch_id: int, count: int, frames: list) -> int:
+    """Rewrite a batch with only `frames` (delete it if none); return how many frames were dropped."""
+    if not frames:
+        conn.execute("DELETE FROM journal_batches WHERE id = ?", (batch_id,))
+    elif len(frames) < count:
+        conn.execute("UPDATE journal_batches SET n = ?, frames = ? WHERE id = ?",
+                     (len(frames), json.dumps(frames, ensure_ascii=False), batch_id))
+    return count - len(frames)
+
+
 def _insert(conn: sqlite3.Connection, rows: list) -> None:
-    conn.executemany("INSERT INTO journal (charger_id, ts, direction, frame) VALUES (?, ?, ?, ?)",
-                     [(cid, now_iso(at), direction, frame.decode("utf-8", "replace") if isinstance(frame, bytes)
-                       else frame) for cid, at, direction, frame in rows])
+    batches: dict[str, list] = {}
+    for cid, at, direction, frame in rows:
+        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+        batches.setdefault(cid, []).append((now_iso(at), direction, text))
+    conn.executemany("INSERT INTO journal_batches (charger_id, ts, n, frames) VALUES (?, ?, ?, ?)",
+                     [(cid, frames[-1][0], len(frames), json.dumps(frames, ensure_ascii=False))
+                      for cid, frames in batches.items()])
 
 
 def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:
-    """The newest `limit` frames of a charger, oldest first, card ids masked."""
-    rows = list(store.db.query(
-        "SELECT id, ts, direction, frame FROM journal WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
-        [charger_id, limit]))
-    for row in rows:
-        row["frame"] = mask_frame(row["frame"])
+    """The newest `limit` frames of a charger, oldest first, card ids masked (``id``: batch and place)."""
+    rows: list[dict] = []
+    for batch_id, frames in store.db.execute(
+            "SELECT id, frames FROM journal_batches WHERE charger_id = ? ORDER BY id DESC", [charger_id]):
+        batch = json.loads(frames)
+        for i in range(len(batch) - 1, -1, -1):
+            ts, direction, frame = batch[i]
+            rows.append({"id": f"{batch_id}.{i}", "ts": ts, "direction": direction, "frame": mask_frame(frame)})
+            if len(rows) >= limit:
+                return rows[::-1]
     return rows[::-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 from edge.journal import Journal, mask_frame, read
@@ -55,15 +56,41 @@ async def test_journal_keeps_newest_rows_per_charger_and_masks_cards(tmp_path):
     journal.add("B", "c>e", '[2,"x","Heartbeat",{}]')
     journal.flush()
     await store.flush()
-    store.write_now(lambda c: c.execute("INSERT INTO journal (charger_id, ts, direction, frame)"
-                                        " VALUES ('B', '2000-01-01T00:00:00.000Z', 'c>e', 'old')"))
+    for i in range(25, 30):  # a second batch: the limit falls inside the first
+        journal.add("A", "c>e", f'[2,"{i}","Heartbeat",{{}}]')
+    journal.flush()
+    await store.flush()
+    store.write_now(lambda c: c.execute("INSERT INTO journal_batches (charger_id, ts, n, frames) VALUES"
+                                        " ('B', '2000-01-01T00:00:00.000Z', 2, ?)",
+                                        (json.dumps([["2000-01-01T00:00:00.000Z", "c>e", "old"]] * 2),)))
+    assert len(read(store, "A", 100)) == 30
     removed = store.write_now(journal.prune)
-    assert removed == 16
+    assert removed == 22
     rows = read(store, "A", 100)
-    assert [r["frame"].split('"')[1] for r in rows] == [str(i) for i in range(15, 25)]
-    assert "04AABBCCDD" not in rows[0]["frame"] and rows[0]["frame"].endswith('"********DD15"}]')
+    assert [r["frame"].split('"')[1] for r in rows] == [str(i) for i in range(20, 30)]
+    assert [r["frame"].split('"')[1] for r in read(store, "A", 3)] == ["27", "28", "29"]
+    assert store.write_now(journal.prune) == 0
+    assert "04AABBCCDD" not in rows[0]["frame"] and rows[0]["frame"].endswith('"********DD20"}]')
     assert [r["frame"] for r in read(store, "B")] == ['[2,"x","Heartbeat",{}]']
     await store.aclose()
+
+
+def test_journal_rows_of_an_older_store_survive_the_move_to_batches(tmp_path):
+    path = str(tmp_path / "s.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        conn.executescript(f"BEGIN;{script};PRAGMA user_version={number};COMMIT;")
+    conn.executemany("INSERT INTO journal (charger_id, ts, direction, frame) VALUES (?, ?, ?, ?)",
+                     [("A", "2026-01-01T00:00:00.000Z", "c>e", '[2,"1","Heartbeat",{}]'),
+                      ("B", "2026-01-01T00:00:00.500Z", "c>e", '[2,"x","Heartbeat",{}]'),
+                      ("A", "2026-01-01T00:00:01.000Z", "e>c", '[3,"1",{"currentTime":"2026-01-01T00:00:01Z"}]')])
+    conn.close()
+    store = Store.open(path)
+    rows = read(store, "A")
+    assert [(r["ts"], r["direction"], json.loads(r["frame"])[0]) for r in rows] == [
+        ("2026-01-01T00:00:00.000Z", "c>e", 2), ("2026-01-01T00:00:01.000Z", "e>c", 3)]
+    assert [r["frame"] for r in read(store, "B")] == ['[2,"x","Heartbeat",{}]']
+    store.close()
 
 
 def test_mask_frame_leaves_other_fields():
