@@ -50,6 +50,7 @@ class OcppConfig:
     tls_cert: str = ""
     tls_key: str = ""
     heartbeat_interval: int = 300
+    compression: bool = True  # accept permessage-deflate (RFC 7692) when a charger offers it
     chargers: dict[str, ChargerAuth] = field(default_factory=dict)
 
 
@@ -69,6 +70,7 @@ class UpstreamConfig:
     reconnect_max: float = 30.0
     auth_cache_ttl_hours: float = 24.0
     ca_file: str = ""
+    compression: bool = True  # offer permessage-deflate (RFC 7692); upstream decides
     chargers: dict[str, UpstreamCharger] = field(default_factory=dict)
 
 

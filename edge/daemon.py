@@ -108,7 +108,8 @@ class Edge:
         precompile_schemas()  # not on the first message of each kind, in the middle of traffic
         self.store.start()
         self._server = await serve(self.chargers.prepare, self.cfg.ocpp.host, self.cfg.ocpp.port,
-                                   ssl_context=self._ssl(), ping_interval=60)
+                                   ssl_context=self._ssl(), ping_interval=60,
+                                   compression=self.cfg.ocpp.compression)
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._ticker()))

@@ -123,7 +123,7 @@ class ChargerServer:
             ssl_ctx = ssl.create_default_context(cafile=ucfg.ca_file or None)
         try:
             chosen = await connect(url, link, subprotocols=subprotocols, headers=headers, ssl_context=ssl_ctx,
-                                   timeout=min(5.0, ucfg.call_timeout))
+                                   timeout=min(5.0, ucfg.call_timeout), compression=ucfg.compression)
         except Exception as e:  # refused, unreachable, TLS, HTTP status: all mean 'not now'
             log.info("upstream for %s unreachable: %s", charger_id, e or type(e).__name__)
             return None

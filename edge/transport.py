@@ -11,6 +11,9 @@ charger's credentials and, in proxy mode, open the upstream link to learn which 
 then either answers with a refusal or hands the connection (and the bytes read so far) to picows's protocol,
 whose listener factory now has its answer ready. This uses picows's `WSProtocol` constructor, which is why
 the version is pinned in pyproject.toml.
+
+Compression: picows does not implement permessage-deflate, so this module does (`edge.deflate`): both sides
+negotiate it unless told not to, and `Link` inflates messages whose RSV1 bit is set and deflates what it sends.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +40,8 @@ from picows import (
     ws_connect,
 )
 from picows.picows import WSProtocol
+
+from edge import deflate
 
 log = logging.getLogger(__name__)
 logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO
@@ -89,30 +95,48 @@ class Link(WSListener):  # type: ignore[misc]
         self.closed = asyncio.get_running_loop().create_future()
         self._parts: list[bytes] | None = None  # a fragmented message being assembled
         self._size = 0
+        self._compressed = False  # the message being assembled is deflated
+        self.deflate: deflate.Deflate | None = None  # permessage-deflate, once negotiated
+        self.offered_deflate = False  # a client that offered it: the server's answer decides
+        self.refused_deflate = ""  # why the server's answer was not acceptable
 
     # picows callbacks
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        if self.offered_deflate:
+            try:
+                self.deflate = deflate.client_accept(transport.response.headers.get("Sec-WebSocket-Extensions"))
+            except deflate.NegotiationError as e:
+                self.refused_deflate = str(e)
+                self._fail(WSCloseCode.PROTOCOL_ERROR, str(e))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is TEXT or kind is BINARY:
+            if frame.rsv1 and self.deflate is None:
+                return self._fail(WSCloseCode.PROTOCOL_ERROR, "compressed frame without permessage-deflate")
             if frame.fin:
                 if self._parts is not None:
                     return self._fail(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                data = frame.get_payload_as_bytes()
+                if frame.rsv1 and (data := self._inflate(data)) is None:
+                    return None
                 if self.on_message is not None:
-                    self.on_message(frame.get_payload_as_bytes())
+                    self.on_message(data)
                 return None
             self._parts, self._size = [frame.get_payload_as_bytes()], frame.payload_size
+            self._compressed = frame.rsv1
         elif kind is CONTINUATION:
-            if self._parts is None:
-                return self._fail(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+            if self._parts is None or frame.rsv1:
+                return self._fail(WSCloseCode.PROTOCOL_ERROR, "continuation without a message, or with RSV1")
             self._size += frame.payload_size
             if self._size > MAX_MESSAGE:
                 return self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
             self._parts.append(frame.get_payload_as_bytes())
             if frame.fin:
                 data, self._parts = b"".join(self._parts), None
+                if self._compressed and (data := self._inflate(data)) is None:
+                    return None
                 if self.on_message is not None:
                     self.on_message(data)
         elif kind is CLOSE:
@@ -129,6 +153,15 @@ class Link(WSListener):  # type: ignore[misc]
                 self.on_closed()
 
     # ours
+    def _inflate(self, data: bytes) -> bytes | None:
+        try:
+            return self.deflate.decompress(data, MAX_MESSAGE)  # type: ignore[union-attr]
+        except deflate.TooBig:
+            self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+        except zlib.error:
+            self._fail(WSCloseCode.INVALID_TEXT, "a compressed message does not inflate")
+        return None
+
     def _fail(self, code: WSCloseCode, reason: str) -> None:
         log.info("closing a WebSocket: %s", reason)
         self.close(code.value, reason)
@@ -139,7 +172,11 @@ class Link(WSListener):  # type: ignore[misc]
 
     def send(self, text: str | bytes) -> None:
         if self.is_open:
-            self.transport.send(TEXT, text.encode() if isinstance(text, str) else text)  # type: ignore[union-attr]
+            data = text.encode() if isinstance(text, str) else text
+            if self.deflate is not None and len(data) >= deflate.MIN_SIZE:
+                self.transport.send(TEXT, self.deflate.compress(data), rsv1=True)  # type: ignore[union-attr]
+            else:
+                self.transport.send(TEXT, data)  # type: ignore[union-attr]
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         t = self.transport
@@ -185,9 +222,10 @@ def _refusal_bytes(r: Refusal) -> bytes:
 class _Handshake(asyncio.Protocol):
     """Reads the upgrade request, awaits `prepare`, then refuses or hands the connection over to picows."""
 
-    def __init__(self, prepare: Prepare, ping_interval: float):
+    def __init__(self, prepare: Prepare, ping_interval: float, compression: bool):
         self.prepare = prepare
         self.ping_interval = ping_interval
+        self.compression = compression
         self.loop = asyncio.get_running_loop()
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -243,6 +281,10 @@ class _Handshake(asyncio.Protocol):
         headers = {"Server": "sitekeeper"}
         if outcome.subprotocol:
             headers["Sec-WebSocket-Protocol"] = outcome.subprotocol
+        if self.compression:
+            agreed = deflate.server_accept(request.headers.get("sec-websocket-extensions"))
+            if agreed is not None:
+                headers["Sec-WebSocket-Extensions"], outcome.link.deflate = agreed
         response = WSUpgradeResponse.create_101_response(extra_headers=headers)
 
         def factory(_request: Any) -> WSUpgradeResponseWithListener:
@@ -266,11 +308,12 @@ class _Handshake(asyncio.Protocol):
 
 
 async def serve(prepare: Prepare, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                ping_interval: float = 60.0) -> asyncio.Server:
-    """Listen for chargers; each upgrade request goes through `prepare` (see the module docstring)."""
+                ping_interval: float = 60.0, compression: bool = True) -> asyncio.Server:
+    """Listen for chargers; each upgrade request goes through `prepare` (see the module docstring).
+    `compression`: accept permessage-deflate when a charger offers it."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(partial(_Handshake, prepare, ping_interval), host, port, ssl=ssl_context,
-                                    backlog=4096, reuse_address=True)
+    return await loop.create_server(partial(_Handshake, prepare, ping_interval, compression), host, port,
+                                    ssl=ssl_context, backlog=4096, reuse_address=True)
 
 
 # -- client --------------------------------------------------------------------------------------------------
@@ -280,12 +323,15 @@ class HandshakeFailed(Exception):
 
 async def connect(url: str, link: Link, *, subprotocols: list[str], headers: dict[str, str] | None = None,
                   ssl_context: ssl.SSLContext | None = None, timeout: float = 5.0,
-                  ping_interval: float = 20.0) -> str | None:
+                  ping_interval: float = 20.0, compression: bool = True) -> str | None:
     """Open `link` as a client of `url`; return the subprotocol the server chose. Raises on any failure
-    (refused, unreachable, TLS, HTTP status, timeout)."""
+    (refused, unreachable, TLS, HTTP status, timeout). `compression`: offer permessage-deflate."""
     extra = {"User-Agent": "sitekeeper", **(headers or {})}
     if subprotocols:
         extra["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    if compression:
+        extra["Sec-WebSocket-Extensions"] = deflate.CLIENT_OFFER
+        link.offered_deflate = True
     kwargs: dict[str, Any] = {"ssl_context": ssl_context} if url.startswith("wss://") else {}
     transport, _ = await asyncio.wait_for(
         ws_connect(lambda: link, url, extra_headers=extra, websocket_handshake_timeout=timeout,
@@ -293,5 +339,7 @@ async def connect(url: str, link: Link, *, subprotocols: list[str], headers: dic
                    auto_ping_reply_timeout=ping_interval or 20.0, max_frame_size=MAX_MESSAGE,
                    read_buffer_init_size=READ_BUFFER,
                    logger_name="client", **kwargs), timeout)
+    if link.refused_deflate:
+        raise HandshakeFailed(f"bad permessage-deflate answer: {link.refused_deflate}")
     chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
     return chosen.strip() if chosen else None

@@ -51,6 +51,36 @@ async def test_pass_through_is_byte_identical(edge_factory, csms):
     assert ch.received == peer.sent, "the charger got upstream's own text"
 
 
+async def test_both_links_compressed_and_frames_still_identical(edge_factory, csms):
+    edge = edge_factory(proxy_config(csms))
+    ch = await Charger(edge.url, "DEF1", "1.6").connect()
+    try:
+        assert "permessage-deflate" in ch.ws.response.headers["Sec-WebSocket-Extensions"]
+        assert [type(e).__name__ for e in ch.ws.protocol.extensions] == ["PerMessageDeflate"]
+        await ch.boot16()
+        big = "meter log " * 3000  # 30 kB, compressible: one deflated frame each way
+        await ch.call(call16.DataTransfer(vendor_id="acme", message_id="log", data=big))
+        await ch.call(call16.Heartbeat())  # short messages go uncompressed on the same links
+    finally:
+        await ch.close()
+    peer = csms.peers["DEF1"]
+    assert [type(e).__name__ for e in peer.ws.protocol.extensions] == ["PerMessageDeflate"]
+    assert peer.received == ch.sent and big in peer.received[1]
+    assert ch.received == peer.sent
+
+
+async def test_compression_can_be_turned_off_both_ways(edge_factory, csms):
+    edge = edge_factory({**proxy_config(csms, compression=False), "ocpp": {"compression": False}})
+    ch = await Charger(edge.url, "DEF2", "1.6").connect()
+    try:
+        assert "Sec-WebSocket-Extensions" not in ch.ws.response.headers
+        await ch.call(call16.DataTransfer(vendor_id="acme", data="y" * 5000))
+    finally:
+        await ch.close()
+    assert "sec-websocket-extensions" not in {k.lower() for k in csms.peers["DEF2"].headers}
+    assert csms.peers["DEF2"].ws.protocol.extensions == []
+
+
 async def test_subprotocol_of_upstream_is_mirrored(edge_factory):
     only201 = await Csms(free_port(), subprotocols=["ocpp2.0.1"]).start()
     try:

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import struct
+import zlib
 
 import pytest
 from peers import Charger
@@ -34,9 +35,12 @@ async def test_fragmented_message_is_assembled(edge_factory):
         assert reply[:2] == [3, "f1"] and reply[2]["currentTime"].endswith("Z")
 
 
-async def test_oversized_message_closes_that_connection_only(edge_factory):
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_oversized_message_closes_that_connection_only(edge_factory, compression):
+    """Deflated, the 1 MiB limit holds for what the message inflates to (a few kB on the wire here)."""
     edge = edge_factory()
-    async with connect(f"{edge.url}/BIG1", subprotocols=["ocpp1.6"], max_size=None) as ws:
+    async with connect(f"{edge.url}/BIG1", subprotocols=["ocpp1.6"], max_size=None, compression=compression) as ws:
+        assert bool(ws.protocol.extensions) == (compression is not None)
         await ws.send('[2, "big", "DataTransfer", {"vendorId": "x", "data": "' + "a" * (2**20 + 10) + '"}]')
         with pytest.raises(ConnectionClosed) as caught:
             await asyncio.wait_for(ws.recv(), 5)
@@ -58,10 +62,54 @@ async def test_plain_http_request_gets_400(edge_factory):
     await heartbeat_ok(edge.url, "HTTP1")
 
 
-def _masked_text_frame(payload: bytes) -> bytes:
+def _masked_text_frame(payload: bytes, rsv1: bool = False) -> bytes:
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
+    return struct.pack("!BB", 0x81 | (0x40 if rsv1 else 0), 0x80 | len(payload)) + mask + body
+
+
+async def _raw_upgrade(port: int, charger_id: str, extensions: str | None = None):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    ext = f"Sec-WebSocket-Extensions: {extensions}\r\n".encode() if extensions else b""
+    writer.write(f"GET /ocpp/{charger_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: ocpp1.6\r\n".encode() + ext + b"\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return reader, writer, head
+
+
+async def _close_code(reader: asyncio.StreamReader) -> int:
+    first = await asyncio.wait_for(reader.readexactly(2), 5)
+    assert first[0] & 0x0F == 0x8, "a close frame"
+    body = await reader.readexactly(first[1] & 0x7F)
+    return struct.unpack("!H", body[:2])[0] if len(body) >= 2 else 0
+
+
+async def test_compressed_frames_that_break_the_rules_close_with_their_codes(edge_factory):
+    edge = edge_factory()
+    # compressed (RSV1) though nobody agreed to compression: protocol error
+    reader, writer, head = await _raw_upgrade(edge.ocpp_port, "RSV1")
+    assert b"permessage-deflate" not in head
+    writer.write(_masked_text_frame(zlib.compress(b'[2,"1","Heartbeat",{}]')[2:-4], rsv1=True))
+    assert await _close_code(reader) == 1002
+    writer.close()
+    # agreed, but the bytes do not inflate: invalid data
+    reader, writer, head = await _raw_upgrade(edge.ocpp_port, "RSV2", "permessage-deflate")
+    assert b"permessage-deflate" in head
+    writer.write(_masked_text_frame(b"\xff\xfe not deflate at all", rsv1=True))
+    assert await _close_code(reader) == 1007
+    writer.close()
+    # agreed and well formed: answered (and the answer, being short, comes back uncompressed)
+    reader, writer, _ = await _raw_upgrade(edge.ocpp_port, "RSV3", "permessage-deflate")
+    deflater = zlib.compressobj(wbits=-12)
+    writer.write(_masked_text_frame(deflater.compress(b'[2,"h","Heartbeat",{}]') + deflater.flush(zlib.Z_SYNC_FLUSH)[:-4],
+                                    rsv1=True))
+    first = await asyncio.wait_for(reader.readexactly(2), 5)
+    assert first[0] == 0x81
+    assert json.loads(await reader.readexactly(first[1] & 0x7F))[:2] == [3, "h"]
+    writer.close()
+    await heartbeat_ok(edge.url, "RSV4")
 
 
 async def test_text_frame_not_utf8_gets_callerror(edge_factory):
