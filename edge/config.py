@@ -39,6 +39,7 @@ class StoreConfig:
 @dataclass
 class ChargerAuth:
     password_hash: str = ""
+    serial: str = ""  # security profile 3: the CN its certificate must carry (default: the charger id)
 
 
 @dataclass
@@ -49,6 +50,8 @@ class OcppConfig:
     allow_unknown_chargers: bool = True
     tls_cert: str = ""
     tls_key: str = ""
+    client_ca: str = ""  # security profile 3: the CA(s) the chargers' certificates must chain to
+    cpo_name: str = ""  # security profile 3: when set, a certificate's O must contain it (A00.FR.404)
     heartbeat_interval: int = 300
     compression: bool = True  # accept permessage-deflate (RFC 7692) when a charger offers it
     chargers: dict[str, ChargerAuth] = field(default_factory=dict)
@@ -57,6 +60,8 @@ class OcppConfig:
 @dataclass
 class UpstreamCharger:
     password: str = ""
+    cert_file: str = ""  # this charger's own client certificate toward upstream (else the site's)
+    key_file: str = ""
 
 
 @dataclass
@@ -70,6 +75,8 @@ class UpstreamConfig:
     reconnect_max: float = 30.0
     auth_cache_ttl_hours: float = 24.0
     ca_file: str = ""
+    cert_file: str = ""  # a client certificate for upstream (security profile 3); PEM, key in key_file
+    key_file: str = ""
     compression: bool = True  # offer permessage-deflate (RFC 7692); upstream decides
     chargers: dict[str, UpstreamCharger] = field(default_factory=dict)
 
@@ -201,16 +208,18 @@ def _chargers(prefix: str, table: Any, owner: type) -> dict:
         name = f"{prefix}.{cid}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{name}: expected a table, got {entry!r}")
-        unknown = set(entry) - {"password"}
+        known = ("password", "serial") if owner is OcppConfig else ("password", "cert_file", "key_file")
+        unknown = set(entry) - set(known)
         if unknown:
-            raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: password)")
-        password = _check(f"{name}.password", entry.get("password", ""), str, "")
+            raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: {', '.join(known)})")
+        values = {k: _check(f"{name}.{k}", entry.get(k, ""), str, "") for k in known}
+        password = values.pop("password")
         if owner is OcppConfig:
             if password.startswith(HASH_PREFIX + "$") and not is_valid_hash(password):
                 raise ConfigError(f"{name}.password: malformed hash (make one with `sitekeeper hash-password`)")
-            out[cid] = ChargerAuth(password_hash=hash_password(password) if password else "")
+            out[cid] = ChargerAuth(password_hash=hash_password(password) if password else "", **values)
         else:
-            out[cid] = UpstreamCharger(password=password)
+            out[cid] = UpstreamCharger(password=password, **values)
     return out
 
 
@@ -281,15 +290,29 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"ocpp.port: expected 1..65535, got {cfg.ocpp.port}")
     if not 0 <= cfg.web.port <= 65535:
         raise ConfigError(f"web.port: expected 0..65535 (0 turns the web app off), got {cfg.web.port}")
-    if cfg.ocpp.security_profile not in (0, 1, 2):
-        raise ConfigError(f"ocpp.security_profile: expected 0, 1 or 2, got {cfg.ocpp.security_profile}")
-    if cfg.ocpp.security_profile == 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
-        raise ConfigError("ocpp.tls_cert: security profile 2 needs ocpp.tls_cert and ocpp.tls_key")
-    for key, value in (("ocpp.tls_cert", cfg.ocpp.tls_cert), ("ocpp.tls_key", cfg.ocpp.tls_key),
-                       ("upstream.ca_file", cfg.upstream.ca_file), ("mqtt.ca_file", cfg.mqtt.ca_file),
-                       ("mqtt.cert_file", cfg.mqtt.cert_file), ("mqtt.key_file", cfg.mqtt.key_file)):
+    sp = cfg.ocpp.security_profile
+    if sp not in (0, 1, 2, 3):
+        raise ConfigError(f"ocpp.security_profile: expected 0, 1, 2 or 3, got {sp}")
+    if sp >= 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
+        raise ConfigError(f"ocpp.tls_cert: security profile {sp} needs ocpp.tls_cert and ocpp.tls_key")
+    if sp == 3 and not cfg.ocpp.client_ca:
+        raise ConfigError("ocpp.client_ca: security profile 3 needs the CA file the chargers' certificates chain to")
+    files = [("ocpp.tls_cert", cfg.ocpp.tls_cert), ("ocpp.tls_key", cfg.ocpp.tls_key),
+             ("ocpp.client_ca", cfg.ocpp.client_ca), ("upstream.ca_file", cfg.upstream.ca_file),
+             ("upstream.cert_file", cfg.upstream.cert_file), ("upstream.key_file", cfg.upstream.key_file),
+             ("mqtt.ca_file", cfg.mqtt.ca_file), ("mqtt.cert_file", cfg.mqtt.cert_file),
+             ("mqtt.key_file", cfg.mqtt.key_file)]
+    for cid, uc in cfg.upstream.chargers.items():
+        files += [(f"upstream.chargers.{cid}.cert_file", uc.cert_file), (f"upstream.chargers.{cid}.key_file", uc.key_file)]
+    for key, value in files:
         if value and not os.access(value, os.R_OK):
             raise ConfigError(f"{key}: cannot read {value!r}")
+    for key, cert, pkey in [("upstream", cfg.upstream.cert_file, cfg.upstream.key_file)] + [
+            (f"upstream.chargers.{cid}", uc.cert_file, uc.key_file) for cid, uc in cfg.upstream.chargers.items()]:
+        if pkey and not cert:
+            raise ConfigError(f"{key}.key_file: given without {key}.cert_file")
+        if cert and cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith("wss://"):
+            raise ConfigError(f"{key}.cert_file: a client certificate needs a wss:// upstream.url")
     if cfg.upstream.mode not in ("standalone", "proxy"):
         raise ConfigError(f"upstream.mode: expected 'standalone' or 'proxy', got {cfg.upstream.mode!r}")
     if cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith(("ws://", "wss://")):
@@ -337,10 +360,14 @@ def load(path: str | Path | None = None) -> Config:
             _fill(getattr(cfg, key), value, key)
     cfg.source = str(p)
     # Relative paths are relative to the config file (a service's working directory is often /).
-    for section, key in (("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("upstream", "ca_file"),
-                         ("mqtt", "ca_file"), ("mqtt", "cert_file"), ("mqtt", "key_file")):
-        value = getattr(getattr(cfg, section), key)
+    paths = [(getattr(cfg, section), key) for section, key in (
+        ("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("ocpp", "client_ca"), ("upstream", "ca_file"),
+        ("upstream", "cert_file"), ("upstream", "key_file"), ("mqtt", "ca_file"), ("mqtt", "cert_file"),
+        ("mqtt", "key_file"))]
+    paths += [(uc, key) for uc in cfg.upstream.chargers.values() for key in ("cert_file", "key_file")]
+    for obj, key in paths:
+        value = getattr(obj, key)
         if value and not Path(value).is_absolute():
-            setattr(getattr(cfg, section), key, str((p.parent / value).resolve()))
+            setattr(obj, key, str((p.parent / value).resolve()))
     _validate(cfg)
     return cfg

@@ -102,6 +102,9 @@ class Edge:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.cfg.ocpp.tls_cert, self.cfg.ocpp.tls_key)
+        if self.cfg.ocpp.security_profile == 3:  # TLS with client certificates: no valid one, no handshake
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=self.cfg.ocpp.client_ca)
         return ctx
 
     async def start(self) -> None:

@@ -1,4 +1,5 @@
-"""Charger passwords (OCPP security profiles 1 and 2): hashing, checking, HTTP Basic parsing.
+"""Charger credentials: passwords (OCPP security profiles 1 and 2: hashing, checking, HTTP Basic parsing) and
+client certificates (profile 3: whose they are).
 
 Passwords are kept only as PBKDF2-SHA256 hashes (``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``);
 a config value that already has that form is taken as a hash.
@@ -69,3 +70,23 @@ def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
 def basic_auth_header(user: str, password: str) -> str:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return f"Basic {token}"
+
+
+def certificate_problem(cert: dict | None, serial: str, cpo_name: str = "") -> str | None:
+    """Why a charger's verified TLS client certificate does not admit it, or None if it does: its subject's
+    CN must be the charger's serial number and, if `cpo_name` is set, its O must contain the operator's name
+    (OCPP 1.6 security whitepaper A00.FR.404/405; 2.0.1 A00.FR.4xx alike). `cert` is `getpeercert()`'s dict;
+    the TLS layer has checked the certification path already."""
+    if not cert:
+        return "no client certificate"
+    subject: dict[str, list[str]] = {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            subject.setdefault(key, []).append(value)
+    names = subject.get("commonName", [])
+    if names != [serial]:
+        return f"certificate CN {', '.join(names) or 'missing'!s} is not the charger's serial number {serial!r}"
+    if cpo_name and not any(cpo_name in o for o in subject.get("organizationName", [])):
+        return (f"certificate O {', '.join(subject.get('organizationName', [])) or 'missing'!s} does not name "
+                f"the operator {cpo_name!r}")
+    return None

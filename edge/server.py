@@ -38,7 +38,7 @@ from edge.actions import (
     SendUpstream,
 )
 from edge.controller import ChargerLink
-from edge.security import basic_auth_header, check_password, parse_basic_auth
+from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
 from edge.transport import Accept, Link, Refusal, Request, connect
 from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL
 
@@ -81,7 +81,14 @@ class ChargerServer:
         if not charger_id:
             return Refusal(HTTPStatus.NOT_FOUND, "connect to /ocpp/<charger-id>")
         known = self.cfg.ocpp.chargers.get(charger_id)
-        if self.cfg.ocpp.security_profile >= 1:
+        if self.cfg.ocpp.security_profile == 3:
+            serial = known.serial if known is not None and known.serial else charger_id
+            problem = certificate_problem(request.peer_cert, serial, self.cfg.ocpp.cpo_name)
+            if problem:
+                self.edge.metrics.errors["auth"] += 1
+                log.warning("charger %r refused: %s", charger_id, problem)
+                return Refusal(HTTPStatus.FORBIDDEN, "the client certificate is not this charger's")
+        elif self.cfg.ocpp.security_profile >= 1:
             creds = parse_basic_auth(request.headers.get("authorization"))
             stored = known.password_hash if known is not None else ""
             ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
@@ -121,6 +128,10 @@ class ChargerServer:
         ssl_ctx = None
         if url.startswith("wss://"):
             ssl_ctx = ssl.create_default_context(cafile=ucfg.ca_file or None)
+            cert, key = (creds.cert_file, creds.key_file) if creds and creds.cert_file else (ucfg.cert_file,
+                                                                                              ucfg.key_file)
+            if cert:
+                ssl_ctx.load_cert_chain(cert, key or None)
         try:
             chosen = await connect(url, link, subprotocols=subprotocols, headers=headers, ssl_context=ssl_ctx,
                                    timeout=min(5.0, ucfg.call_timeout), compression=ucfg.compression)

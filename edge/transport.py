@@ -55,12 +55,14 @@ TEXT, CONTINUATION, BINARY, CLOSE = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMs
 
 @dataclass(slots=True)
 class Request:
-    """A WebSocket upgrade request: method, path (with query) and headers (lower-case names; repeated
-    headers joined with ", ")."""
+    """A WebSocket upgrade request: method, path (with query), headers (lower-case names; repeated
+    headers joined with ", ") and, over TLS with a verified client certificate, that certificate as
+    `ssl.SSLSocket.getpeercert()` gives it."""
 
     method: str
     path: str
     headers: dict[str, str]
+    peer_cert: dict | None = None
 
 
 @dataclass(slots=True)
@@ -250,6 +252,9 @@ class _Handshake(asyncio.Protocol):
         if request is None or request.method != "GET" or "websocket" not in request.headers.get("upgrade", "").lower():
             self._refuse(Refusal(HTTPStatus.BAD_REQUEST, "expected a WebSocket upgrade (GET, Upgrade: websocket)"))
             return
+        ssl_object = self.transport.get_extra_info("ssl_object")  # type: ignore[union-attr]
+        if ssl_object is not None:
+            request.peer_cert = ssl_object.getpeercert() or None
         self.transport.pause_reading()  # type: ignore[union-attr]
         self.task = self.loop.create_task(self._run(request))
 

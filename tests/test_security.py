@@ -1,8 +1,7 @@
 """Security against the real daemon over real sockets: OCPP security profiles 1 (HTTP Basic) and 2 (TLS +
 Basic) toward the chargers, Basic auth + TLS toward the upstream CSMS, and start-up refusal of bad configs.
 
-TLS material (a throwaway CA and a server certificate for 127.0.0.1/localhost) is made per test module with
-the `openssl` command line (the `cryptography` package is not a dependency of this project).
+TLS material comes from tests/pki.py (the `openssl` command line), made once per test module.
 """
 
 from __future__ import annotations
@@ -10,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import shutil
 import ssl
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from conftest import SITEKEEPER, EdgeProcess, free_port
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from peers import Charger, Csms
+from pki import Pki, make_pki
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 EdgeFactory = Callable[..., EdgeProcess]
@@ -71,49 +69,10 @@ def hash_password_cli(password: str) -> str:
 
 # -- TLS material -----------------------------------------------------------------------------------------
 
-@dataclass
-class Pki:
-    ca_cert: Path
-    server_cert: Path
-    server_key: Path
-
-    def client_context(self) -> ssl.SSLContext:
-        """A client context that trusts only the throwaway CA (and checks the host name)."""
-        return ssl.create_default_context(cafile=str(self.ca_cert))
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(self.server_cert), str(self.server_key))
-        return ctx
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    out = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, f"openssl {' '.join(args)} failed:\n{out.stderr}"
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A throwaway CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) signed by it."""
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command line is needed to make the test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=sitekeeper test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash",
-             cwd=d)
-    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
-    (d / "server.ext").write_text(
-        "basicConstraints = critical, CA:FALSE\n"
-        "keyUsage = critical, digitalSignature, keyEncipherment\n"
-        "extendedKeyUsage = serverAuth\n"
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
-        "subjectKeyIdentifier = hash\n"
-        "authorityKeyIdentifier = keyid, issuer\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "server.ext", "-out", "server.pem", cwd=d)
-    return Pki(d / "ca.pem", d / "server.pem", d / "server.key")
+    """A throwaway CA, a server certificate (SAN IP:127.0.0.1, DNS:localhost) and client certificates."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # -- security profile 1: HTTP Basic toward the chargers ----------------------------------------------------
@@ -308,9 +267,12 @@ async def test_upstream_certificate_is_verified(edge_factory: EdgeFactory, pki: 
     ("[ocpp]\nsecurty_profile = 1\n", "ocpp.securty_profile"),
     ('[ocpp]\nport = "abc"\n', "ocpp.port"),
     ("[ocpp]\nsecurity_profile = 2\n", "ocpp.tls_cert"),
-    ("[ocpp]\nsecurity_profile = 3\n", "ocpp.security_profile"),
+    ("[ocpp]\nsecurity_profile = 4\n", "ocpp.security_profile"),
     ('[ocpp.chargers.CP1]\npasword = "x"\n', "ocpp.chargers.CP1.pasword"),
     ('[upstream]\nmode = "proxy"\n', "upstream.url"),
+    ('[upstream]\nmode = "proxy"\nurl = "ws://127.0.0.1:9/"\ncert_file = "bad.toml"\n', "upstream.cert_file"),
+    ('[upstream.chargers.CP1]\nkey_file = "bad.toml"\n', "upstream.chargers.CP1.key_file"),
+    ('[upstream.chargers.CP1]\ncert_file = "missing.pem"\n', "upstream.chargers.CP1.cert_file"),
 ])
 @pytest.mark.parametrize("config_first", [True, False], ids=["--config-run", "run---config"])
 def test_config_error_stops_startup(tmp_path: Path, toml: str, key: str, config_first: bool) -> None:
