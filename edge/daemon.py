@@ -1,5 +1,6 @@
 """`sitekeeper run`: the edge daemon. Wires config, store, authorizer, charger server and web app together
-in one asyncio loop, and shuts down cleanly on SIGTERM/SIGINT.
+in one asyncio loop, shuts down cleanly on SIGTERM/SIGINT, and re-reads its config file on SIGHUP (see
+`edge.reload` for what can change on the fly).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import time
 
 from cloud_sync.records import status
 from edge import billing, local_list
+from edge import reload as config_reload
 from edge.authorize import Authorizer, CacheEntry
 from edge.clock import now_iso
-from edge.config import Config, billing_settings
+from edge.config import Config, ConfigError, OcppConfig, billing_settings, load
 from edge.controller import ChargerLink
 from edge.events import EventBus
 from edge.gpio import Feedback
@@ -31,6 +33,19 @@ from edge.wire import precompile_schemas
 log = logging.getLogger("sitekeeper")
 
 PREFERRED_ID_LIMIT = 2**30  # upstream ids above this are not followed (chargers keep 1.6 ids in 32 bits)
+
+
+def server_tls(ocpp: OcppConfig) -> ssl.SSLContext | None:
+    """The TLS context toward the chargers (security profiles 2 and 3), or None (0 and 1)."""
+    if ocpp.security_profile < 2:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(ocpp.tls_cert, ocpp.tls_key)
+    if ocpp.security_profile == 3:  # TLS with client certificates: no valid one, no handshake
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=ocpp.client_ca)
+    return ctx
 
 
 class Edge:
@@ -60,6 +75,7 @@ class Edge:
         self.taps = TapService(self)
         self.started = time.time()
         self._server = None
+        self._tls: ssl.SSLContext | None = None  # toward the chargers; renewed in place by `reload`
         self._web = None
         self._tasks: list[asyncio.Task] = []
         self.ocpp_port = cfg.ocpp.port
@@ -96,22 +112,35 @@ class Edge:
     def now() -> str:
         return now_iso()
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        if self.cfg.ocpp.security_profile < 2:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cfg.ocpp.tls_cert, self.cfg.ocpp.tls_key)
-        if self.cfg.ocpp.security_profile == 3:  # TLS with client certificates: no valid one, no handshake
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cafile=self.cfg.ocpp.client_ca)
-        return ctx
+    def reload(self) -> None:
+        """Re-read the config file (SIGHUP): take what may change on the fly, log what needs a restart; a file
+        that does not load, or a certificate that does not, changes nothing."""
+        if not self.cfg.source:
+            log.warning("config reload: the edge runs on defaults (no --config file): nothing to re-read")
+            return
+        try:
+            new = load(self.cfg.source)
+            if new.ocpp.security_profile != self.cfg.ocpp.security_profile:
+                raise ConfigError("ocpp.security_profile: a new security profile needs a restart")
+            server_tls(new.ocpp)  # a certificate that will not load stops the reload here
+        except (ConfigError, ssl.SSLError, OSError) as e:
+            log.error("config reload failed, the running config stays: %s", e)
+            return
+        live, restart = config_reload.changes(self.cfg, new)
+        config_reload.apply(self.cfg, new)
+        if self._tls is not None:  # new handshakes use the renewed certificate; open connections keep theirs
+            self._tls.load_cert_chain(self.cfg.ocpp.tls_cert, self.cfg.ocpp.tls_key)
+            if self.cfg.ocpp.client_ca:
+                self._tls.load_verify_locations(cafile=self.cfg.ocpp.client_ca)
+        log.info("config reloaded from %s; changed: %s%s", self.cfg.source, ", ".join(live) or "nothing",
+                 f"; needs a restart (left as it was): {', '.join(restart)}" if restart else "")
 
     async def start(self) -> None:
         precompile_schemas()  # not on the first message of each kind, in the middle of traffic
         self.store.start()
+        self._tls = server_tls(self.cfg.ocpp)
         self._server = await serve(self.chargers.prepare, self.cfg.ocpp.host, self.cfg.ocpp.port,
-                                   ssl_context=self._ssl(), ping_interval=60,
+                                   ssl_context=self._tls, ping_interval=60,
                                    compression=self.cfg.ocpp.compression)
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
@@ -174,6 +203,7 @@ async def run(cfg: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, edge.reload)
     await edge.start()
     await stop.wait()
     log.info("shutting down")

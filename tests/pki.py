@@ -89,8 +89,9 @@ def make_pki(d: Path) -> Pki:
         pytest.fail("the openssl command line is needed to make the test certificates")
     _ca(d, "ca")
     _ca(d, "rogue")
-    _leaf(d, "server", "/CN=localhost", "ca",
-          "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    for name in ("server", "server-renewed"):
+        _leaf(d, name, "/CN=localhost", "ca",
+              "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n")
     for name, (subject, ca) in CLIENTS.items():
         _leaf(d, name, subject, ca, "extendedKeyUsage = clientAuth\n")
     return Pki(d)
