@@ -19,6 +19,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from edge import cli_billing
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     j = sub.add_parser("journal", parents=[common], help="show a charger's recent OCPP frames")
     j.add_argument("charger")
     j.add_argument("--limit", type=int, default=50)
-    j.add_argument("--json", action="store_true")
+    j.add_argument("--json", action="store_true", help="JSON (with --follow: one object a line)")
+    j.add_argument("--follow", "-f", action="store_true", help="keep printing new frames until interrupted")
 
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
@@ -128,27 +130,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+_DIRECTIONS = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edge → upstream",
+               "u>e": "upstream → edge", "c>u": "charger → upstream", "u>c": "upstream → charger"}
+
+
 def cmd_journal(args: argparse.Namespace) -> int:
-    from edge.journal import read
+    from edge.journal import batch_of, read, read_since
     from edge.store import Store
 
     cfg = _load(args)
     store = Store.open(cfg.store.path)
     try:
         rows = read(store, args.charger, args.limit)
+        if args.json and not args.follow:
+            print(json.dumps(rows, indent=1))
+            return 0
+        if not rows and not args.follow:
+            print(f"no frames recorded for charger {args.charger!r}")
+            return 0
+        after = batch_of(rows[-1]) if rows else 0
+        while True:
+            for row in rows:
+                if args.json:
+                    print(json.dumps(row))
+                else:
+                    print(f"{row['ts']}  {_DIRECTIONS.get(row['direction'], row['direction']):<18}  {row['frame']}")
+            if not args.follow:
+                return 0
+            sys.stdout.flush()
+            time.sleep(0.5)  # the edge writes the journal every half second
+            rows, after = read_since(store, args.charger, after)
+    except KeyboardInterrupt:
+        return 0
     finally:
         store.close()
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    if not rows:
-        print(f"no frames recorded for charger {args.charger!r}")
-        return 0
-    names = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edge → upstream",
-             "u>e": "upstream → edge", "c>u": "charger → upstream", "u>c": "upstream → charger"}
-    for row in rows:
-        print(f"{row['ts']}  {names.get(row['direction'], row['direction']):<16}  {row['frame']}")
-    return 0
 
 
 def cmd_tap(args: argparse.Namespace) -> int:

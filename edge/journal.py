@@ -116,3 +116,20 @@ def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:
             if len(rows) >= limit:
                 return rows[::-1]
     return rows[::-1]
+
+
+def read_since(store: Store, charger_id: str, after: int) -> tuple[list[dict], int]:
+    """Every frame of a charger written in batches after batch `after`, oldest first, card ids masked, and the
+    last batch id seen (for the next call: `sitekeeper journal --follow`)."""
+    rows: list[dict] = []
+    for batch_id, frames in store.db.execute(
+            "SELECT id, frames FROM journal_batches WHERE charger_id = ? AND id > ? ORDER BY id", [charger_id, after]):
+        rows += [{"id": f"{batch_id}.{i}", "ts": ts, "direction": direction, "frame": mask_frame(frame)}
+                 for i, (ts, direction, frame) in enumerate(json.loads(frames))]
+        after = batch_id
+    return rows, after
+
+
+def batch_of(row: dict) -> int:
+    """The batch a row from `read` or `read_since` came in."""
+    return int(row["id"].split(".")[0])

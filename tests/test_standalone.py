@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 
 import pytest
@@ -114,6 +115,30 @@ async def test_journal_shows_frames_with_cards_masked(edge_factory):
     text = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "journal", "J1"],
                           capture_output=True, text=True, check=True).stdout
     assert "charger → edge" in text and "edge → charger" in text
+
+
+async def test_journal_follow_prints_frames_as_they_come(edge_factory):
+    edge = edge_factory()
+    follow = await asyncio.create_subprocess_exec(
+        SITEKEEPER, "--config", str(edge.config_path), "journal", "F1", "--follow", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        ch = await Charger(edge.url, "F1", "1.6").connect()
+        seen: list[dict] = []
+        try:
+            await ch.boot16()
+            while len(seen) < 2:
+                seen.append(json.loads(await asyncio.wait_for(follow.stdout.readline(), 10)))
+            await ch.start16("04A1B2C3D4E5F6")  # later frames come too, cards masked
+            while len(seen) < 4:
+                seen.append(json.loads(await asyncio.wait_for(follow.stdout.readline(), 10)))
+        finally:
+            await ch.close()
+        assert [(r["direction"], json.loads(r["frame"])[0]) for r in seen] == [("c>e", 2), ("e>c", 3)] * 2
+        assert json.loads(seen[2]["frame"])[3]["idTag"] == "********E5F6"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(follow.wait(), 10) == 0
 
 
 async def test_sigterm_shuts_down_cleanly(edge_factory):
