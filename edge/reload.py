@@ -2,8 +2,8 @@
 
 What the edge reads afresh for each new connection can change on the fly: which chargers may connect and
 their passwords or certificate serial numbers, the TLS certificate and key it serves (a renewed certificate),
-the chargers' CA and operator name (profile 3), and what it presents to upstream (passwords, CA, client
-certificates, compression). Connections already open keep going as they are. Everything else (mode, ports,
+the chargers' CA (its certificates are added to those trusted; dropping a CA needs a restart) and operator
+name (profile 3), and what it presents to upstream (passwords, CA, client certificates, compression). Connections already open keep going as they are. Everything else (mode, ports,
 billing, MQTT, ...) is reported as needing a restart and left as it was. A file that does not load (a
 misspelt key, a bad value, an unreadable certificate) changes nothing: the error is logged and the running
 config stays.

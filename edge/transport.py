@@ -19,6 +19,7 @@ negotiate it unless told not to, and `Link` inflates messages whose RSV1 bit is 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -213,6 +214,13 @@ def _parse_head(head: bytes) -> Request | None:
     return Request(parts[0], parts[1], headers)
 
 
+def _valid_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except ValueError:
+        return False
+
+
 def _refusal_bytes(r: Refusal) -> bytes:
     body = (r.text + "\n").encode()
     head = [f"HTTP/1.1 {r.status.value} {r.status.phrase}", "Server: sitekeeper",
@@ -251,6 +259,13 @@ class _Handshake(asyncio.Protocol):
         request = _parse_head(bytes(self.buf[:end]))
         if request is None or request.method != "GET" or "websocket" not in request.headers.get("upgrade", "").lower():
             self._refuse(Refusal(HTTPStatus.BAD_REQUEST, "expected a WebSocket upgrade (GET, Upgrade: websocket)"))
+            return
+        if request.headers.get("sec-websocket-version", "").strip() != "13":  # RFC 6455 §4.4
+            self._refuse(Refusal(HTTPStatus.UPGRADE_REQUIRED, "WebSocket version 13 only",
+                                 {"Sec-WebSocket-Version": "13"}))
+            return
+        if not _valid_key(request.headers.get("sec-websocket-key", "")):
+            self._refuse(Refusal(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64"))
             return
         ssl_object = self.transport.get_extra_info("ssl_object")  # type: ignore[union-attr]
         if ssl_object is not None:

@@ -59,6 +59,18 @@ async def test_plain_http_request_gets_400(edge_factory):
     writer.write(b"NONSENSE\r\n\r\n")
     assert (await asyncio.wait_for(reader.read(4096), 5)).startswith(b"HTTP/1.1 400 ")
     writer.close()
+    upgrade = b"GET /ocpp/X HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    for extra, answer in ((b"Sec-WebSocket-Version: 13\r\n", b"HTTP/1.1 400 "),  # no key
+                          (b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n", b"HTTP/1.1 400 "),
+                          (b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                           b"HTTP/1.1 426 ")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.ocpp_port)
+        writer.write(upgrade + extra + b"\r\n")
+        head = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert head.startswith(answer), head
+        assert (b"Sec-WebSocket-Version: 13" in head) == (answer == b"HTTP/1.1 426 ")
+    assert edge.query("SELECT count(*) FROM chargers") == [(0,)], "a broken handshake reaches no charger session"
     await heartbeat_ok(edge.url, "HTTP1")
 
 
