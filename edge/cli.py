@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default="SIM", help="charger id prefix (SIM0001, SIM0002, ...)")
     s.add_argument("--meter-interval", type=float, default=1.0, help="seconds between meter values")
     s.add_argument("--password", help="HTTP Basic password (security profile 1/2)")
+    s.add_argument("--ca", metavar="PEM", help="wss://: trust this CA (default: the system's)")
+    s.add_argument("--cert", metavar="PEM", help="wss://: client certificate (security profile 3); {id} = charger id")
+    s.add_argument("--key", metavar="PEM", help="the client certificate's key; {id} = charger id")
 
     j = sub.add_parser("journal", parents=[common], help="show a charger's recent OCPP frames")
     j.add_argument("charger")
@@ -115,7 +118,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         stats = asyncio.run(run_site(url, args.chargers, args.version, sessions=args.sessions, prefix=args.prefix,
                                      meter_interval=args.meter_interval, password=args.password,
-                                     forever=args.forever))
+                                     forever=args.forever, ca=args.ca, cert=args.cert, key=args.key))
     except KeyboardInterrupt:
         return 0
     failed = 0

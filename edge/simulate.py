@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import random
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,11 +42,12 @@ class SimCharger:
 
     def __init__(self, url: str, charger_id: str, version: str = "1.6", *, password: str | None = None,
                  id_tag: str = "04A1B2C3D4", meter_interval: float = 1.0, power_w: int = 7400,
-                 call_timeout: float = 30.0):
+                 call_timeout: float = 30.0, tls: ssl.SSLContext | None = None):
         self.url = url.rstrip("/") + "/" + charger_id
         self.charger_id = charger_id
         self.version = version
         self.password = password
+        self.tls = tls  # wss://: whom to trust and, for security profile 3, the charger's certificate
         self.id_tag = id_tag
         self.meter_interval = meter_interval
         self.power_w = power_w
@@ -65,8 +67,9 @@ class SimCharger:
         if self.password is not None:
             headers["Authorization"] = basic_auth_header(self.charger_id, self.password)
         sub = "ocpp1.6" if self.version == "1.6" else "ocpp2.0.1"
+        tls = {"ssl": self.tls} if self.tls is not None and self.url.startswith("wss://") else {}
         self.ws = await connect(self.url, subprotocols=[sub], additional_headers=headers,  # type: ignore[list-item]
-                                proxy=None, open_timeout=30, ping_interval=None)
+                                proxy=None, open_timeout=30, ping_interval=None, **tls)
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
@@ -236,13 +239,28 @@ class SimCharger:
         return True
 
 
+def tls_context(ca: str | None, cert: str | None, key: str | None, charger_id: str) -> ssl.SSLContext:
+    """A client TLS context: trust `ca` (else the system's CAs) and present `cert`/`key`, in which ``{id}``
+    stands for the charger id (security profile 3: each charger has a certificate of its own)."""
+    ctx = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        ctx.load_cert_chain(cert.replace("{id}", charger_id), key.replace("{id}", charger_id) if key else None)
+    return ctx
+
+
 async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, prefix: str = "SIM",
-                   meter_interval: float = 1.0, password: str | None = None, forever: bool = False) -> list[SimStats]:
+                   meter_interval: float = 1.0, password: str | None = None, forever: bool = False,
+                   ca: str | None = None, cert: str | None = None, key: str | None = None) -> list[SimStats]:
     """Run `chargers` simulated chargers, each doing `sessions` card sessions (or forever)."""
 
     async def one(i: int) -> SimStats:
-        sim = SimCharger(url, f"{prefix}{i:04d}", version, password=password, id_tag=f"04{i:08X}",
-                         meter_interval=meter_interval)
+        charger_id = f"{prefix}{i:04d}"
+        try:
+            tls = tls_context(ca, cert, key, charger_id) if url.startswith("wss://") else None
+        except (OSError, ssl.SSLError) as e:
+            return SimStats(notes=[f"TLS material: {e}"])
+        sim = SimCharger(url, charger_id, version, password=password, id_tag=f"04{i:08X}",
+                         meter_interval=meter_interval, tls=tls)
         try:
             await sim.connect()
             await sim.boot()

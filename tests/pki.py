@@ -81,6 +81,8 @@ CLIENTS = {
     "cp1-other-cpo": ("/O=Other CPO/CN=CP1", "ca"),
     "cp1-rogue": ("/O=Acme CPO/CN=CP1", "rogue"),
     "site": ("/O=Acme CPO/CN=site-depot-7", "ca"),
+    "SIM0001": ("/O=Acme CPO/CN=SIM0001", "ca"),  # for `sitekeeper simulate --cert DIR/{id}.pem`
+    "SIM0002": ("/O=Acme CPO/CN=SIM0002", "ca"),
 }
 
 

@@ -78,6 +78,21 @@ async def test_a_configured_serial_number_is_what_the_certificate_must_name(edge
     assert isinstance(err, InvalidStatus) and err.response.status_code == 403
 
 
+async def test_simulate_presents_each_chargers_own_certificate(edge_factory, pki: Pki):
+    edge = edge_factory(profile3(pki))
+    args = [SITEKEEPER, "simulate", "--url", edge.url, "--chargers", "2", "--meter-interval", "0.05",
+            "--ca", str(pki.ca_cert), "--cert", str(pki.dir / "{id}.pem"), "--key", str(pki.dir / "{id}.key")]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode() + err.decode()
+    assert "SIM0001: 1 session(s)" in out.decode() and "SIM0002: 1 session(s)" in out.decode()
+    assert edge.query("SELECT id FROM chargers ORDER BY id") == [("SIM0001",), ("SIM0002",)]
+    # a third simulated charger has no certificate of its own: it says so, and the others are not harmed
+    proc = await asyncio.create_subprocess_exec(*args[:5], "3", *args[6:], stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and "SIM0003: 0 session(s)" in out.decode() and "TLS material" in out.decode()
+
+
 def test_profile3_needs_the_chargers_ca(tmp_path, pki: Pki):
     cfg = tmp_path / "site.toml"
     cfg.write_text(f'[ocpp]\nsecurity_profile = 3\ntls_cert = "{pki.server_cert}"\ntls_key = "{pki.server_key}"\n')
