@@ -2,7 +2,8 @@
 
     sitekeeper [--config PATH] run
     sitekeeper simulate --url URL --chargers N --version 1.6|2.0.1
-    sitekeeper journal CHARGER [--limit N] [--json]
+    sitekeeper journal CHARGER [--limit N] [--json] [--follow]
+    sitekeeper backup DEST [--force]
     sitekeeper sync [--status [--json]]
     sitekeeper tap UID [--reader NAME]
     sitekeeper hash-password [PASSWORD]
@@ -18,6 +19,8 @@ import asyncio
 import getpass
 import json
 import logging
+import os
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -56,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--limit", type=int, default=50)
     j.add_argument("--json", action="store_true", help="JSON (with --follow: one object a line)")
     j.add_argument("--follow", "-f", action="store_true", help="keep printing new frames until interrupted")
+
+    b = sub.add_parser("backup", parents=[common], help="copy the site's database (safe while the edge runs)")
+    b.add_argument("dest", help="the file to write")
+    b.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
@@ -233,6 +240,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from edge.backup import BackupError, backup
+
+    cfg = _load(args)
+    if os.path.exists(args.dest) and not args.force:
+        print(f"sitekeeper: {args.dest} exists (--force replaces it)", file=sys.stderr)
+        return 2
+    try:
+        done = backup(cfg.store.path, args.dest, force=args.force)
+    except (BackupError, sqlite3.Error, OSError) as e:
+        print(f"sitekeeper: backup failed: {e}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{n} {t}" for t, n in done["counts"].items())
+    print(f"backup written to {done['path']}: {done['bytes']} bytes, schema {done['schema']}, integrity ok; {counts}")
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from edge.security import hash_password
 
@@ -251,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     if getattr(args, "handler", None) is not None:
         return cli_billing.run(args.handler, args)
-    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "sync": cmd_sync, "tap": cmd_tap,
+    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "backup": cmd_backup,
+               "sync": cmd_sync, "tap": cmd_tap,
                "hash-password": cmd_hash_password}[args.command]
     return handler(args)
 
