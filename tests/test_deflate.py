@@ -6,6 +6,8 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.deflate import CLIENT_OFFER, Deflate, NegotiationError, TooBig, client_accept, server_accept
 
@@ -61,3 +63,13 @@ def test_decompress_inflates_other_deflaters_and_stops_at_the_limit():
     assert Deflate().decompress(wire[:-4], 100_000) == b"x" * 100_000
     with pytest.raises(zlib.error):
         Deflate().decompress(b"\xff\xfe garbage", 1000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.integers(min_value=9, max_value=15))
+def test_any_bytes_inflate_or_fail_with_the_two_known_errors(data, bits):
+    try:
+        out = Deflate(recv_bits=bits).decompress(data, 4096)
+    except (zlib.error, TooBig):
+        return
+    assert isinstance(out, bytes) and len(out) <= 4096
