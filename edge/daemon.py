@@ -127,11 +127,15 @@ class Edge:
             log.error("config reload failed, the running config stays: %s", e)
             return
         live, restart = config_reload.changes(self.cfg, new)
-        config_reload.apply(self.cfg, new)
         if self._tls is not None:  # new handshakes use the renewed certificate; open connections keep theirs
-            self._tls.load_cert_chain(self.cfg.ocpp.tls_cert, self.cfg.ocpp.tls_key)
-            if self.cfg.ocpp.client_ca:
-                self._tls.load_verify_locations(cafile=self.cfg.ocpp.client_ca)
+            try:
+                self._tls.load_cert_chain(new.ocpp.tls_cert, new.ocpp.tls_key)
+                if new.ocpp.client_ca:
+                    self._tls.load_verify_locations(cafile=new.ocpp.client_ca)
+            except (ssl.SSLError, OSError) as e:  # the files changed again since they were checked
+                log.error("config reload failed, the running config stays: %s", e)
+                return
+        config_reload.apply(self.cfg, new)
         log.info("config reloaded from %s; changed: %s%s", self.cfg.source, ", ".join(live) or "nothing",
                  f"; needs a restart (left as it was): {', '.join(restart)}" if restart else "")
 
