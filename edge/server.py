@@ -88,6 +88,10 @@ class ChargerServer:
                 self.edge.metrics.errors["auth"] += 1
                 log.warning("charger %r refused: %s", charger_id, problem)
                 return Refusal(HTTPStatus.FORBIDDEN, "the client certificate is not this charger's")
+            if known is None and not self.cfg.ocpp.allow_unknown_chargers:
+                self.edge.metrics.errors["unknown_charger"] += 1
+                log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
+                return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
         elif self.cfg.ocpp.security_profile >= 1:
             creds = parse_basic_auth(request.headers.get("authorization"))
             stored = known.password_hash if known is not None else ""

@@ -70,6 +70,14 @@ async def test_wrong_or_missing_certificates_are_refused_and_the_site_goes_on(ed
     await boots(edge.url, "CP2", pki.client_context("cp2"))
 
 
+async def test_only_listed_chargers_when_unknown_ones_are_not_allowed(edge_factory, pki: Pki):
+    edge = edge_factory(profile3(pki, allow_unknown_chargers=False, chargers={"CP1": {"serial": "CP1"}}))
+    await boots(edge.url, "CP1", pki.client_context("cp1"))
+    err = await refused_status(edge.url, "CP2", tls=pki.client_context("cp2"))  # its own, valid certificate
+    assert err.response.status_code == 403
+    assert "not listed" in edge.log()
+
+
 async def test_a_configured_serial_number_is_what_the_certificate_must_name(edge_factory, pki: Pki):
     """A charger whose id is not its serial number: `serial` says what CN must be."""
     edge = edge_factory(profile3(pki, chargers={"bay-4": {"serial": "CP2"}}))
