@@ -104,6 +104,11 @@ def _insert(conn: sqlite3.Connection, rows: list) -> None:
                       for cid, frames in batches.items()])
 
 
+def _row(batch_id: int, i: int, entry: list) -> dict:
+    ts, direction, frame = entry
+    return {"id": f"{batch_id}.{i}", "ts": ts, "direction": direction, "frame": mask_frame(frame)}
+
+
 def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:
     """The newest `limit` frames of a charger, oldest first, card ids masked (``id``: batch and place)."""
     rows: list[dict] = []
@@ -111,8 +116,7 @@ def read(store: Store, charger_id: str, limit: int = 100) -> list[dict]:
             "SELECT id, frames FROM journal_batches WHERE charger_id = ? ORDER BY id DESC", [charger_id]):
         batch = json.loads(frames)
         for i in range(len(batch) - 1, -1, -1):
-            ts, direction, frame = batch[i]
-            rows.append({"id": f"{batch_id}.{i}", "ts": ts, "direction": direction, "frame": mask_frame(frame)})
+            rows.append(_row(batch_id, i, batch[i]))
             if len(rows) >= limit:
                 return rows[::-1]
     return rows[::-1]
@@ -124,8 +128,7 @@ def read_since(store: Store, charger_id: str, after: int) -> tuple[list[dict], i
     rows: list[dict] = []
     for batch_id, frames in store.db.execute(
             "SELECT id, frames FROM journal_batches WHERE charger_id = ? AND id > ? ORDER BY id", [charger_id, after]):
-        rows += [{"id": f"{batch_id}.{i}", "ts": ts, "direction": direction, "frame": mask_frame(frame)}
-                 for i, (ts, direction, frame) in enumerate(json.loads(frames))]
+        rows += [_row(batch_id, i, entry) for i, entry in enumerate(json.loads(frames))]
         after = batch_id
     return rows, after
 
