@@ -140,6 +140,9 @@ class ChargerServer:
             chosen = await connect(url, link, subprotocols=subprotocols, headers=headers, ssl_context=ssl_ctx,
                                    timeout=min(5.0, ucfg.call_timeout), compression=ucfg.compression)
         except Exception as e:  # refused, unreachable, TLS, HTTP status: all mean 'not now'
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the connector turned our cancellation into an error
+                raise asyncio.CancelledError from e
             log.info("upstream for %s unreachable: %s", charger_id, e or type(e).__name__)
             return None
         if chosen not in subprotocols:

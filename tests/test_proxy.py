@@ -263,6 +263,21 @@ async def test_strict_mode_refuses_and_closes(edge_factory):
     await ch.close()
 
 
+async def test_chargers_leaving_while_upstream_refuses_are_let_go_at_once(edge_factory):
+    """Upstream refuses every connection and the edge retries without pause, so its reconnect loop is nearly
+    always inside a connect when a charger leaves. The connector sometimes turns the cancellation of that
+    loop into a ConnectionRefusedError; the loop must still end, or the session lingers and shutdown waits."""
+    edge = edge_factory({"upstream": {"mode": "proxy", "url": f"ws://127.0.0.1:{free_port()}/csms",
+                                      "reconnect_min": 0.0, "reconnect_max": 0.0}})
+    for i in range(12):
+        ch = await Charger(edge.url, f"GONE{i}", "1.6").connect()
+        await ch.call(call16.Heartbeat())  # answered by the edge: upstream is not there
+        await ch.close()
+    await wait_for(lambda: json.loads(edge.http("/healthz"))["chargers_connected"] == 0, timeout=3,
+                   what="every session to end")
+    assert edge.log().count("disconnected") == 12
+
+
 async def test_silent_upstream_is_answered_locally_after_timeout(edge_factory, csms):
     csms.silent = True
     edge = edge_factory(proxy_config(csms, call_timeout=1))
