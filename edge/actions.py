@@ -56,7 +56,16 @@ class EdgeCallDone:
     error: CallError | None = None
 
 
-Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone | Ask
+@dataclass(slots=True)
+class Notice:
+    """Something the owner or the operator should know: count it under `counter` (/metrics) and, if `text`,
+    log it as a warning."""
+
+    counter: str
+    text: str = ""
+
+
+Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone | Ask | Notice
 
 
 @dataclass(slots=True)
@@ -70,9 +79,15 @@ class QueueItem:
 
 @dataclass(slots=True)
 class UpPending:
-    kind: str  # "live" (the charger waits for the answer) or "replay"
+    """A CALL sent upstream and not answered yet. `kind`: "live" (the charger waits for the answer), "late"
+    (it did not come in time: the charger was answered locally, the answer is still awaited and used), or
+    "replay" (queued or replayed; nobody waits). `deadline`: when a live one goes late; `stall_at`: when
+    the link is taken for failed and reset."""
+
+    kind: str
     call: Call
     deadline: float
+    stall_at: float = float("inf")
     item: Any = None  # replay: QueueItem or the replay_state key
     sent_text: str = ""
     decided: dict | None = None  # the edge's own decision for a card it knows (authority "edge")
@@ -84,6 +99,7 @@ class Asked:
     kind: str  # "authorize", "start", "upstream_start" (upstream decided; record and hold), "running"
     upstream_reply: CallResult | None = None
     tx_key: str | None = None
+    sent: bool = False  # the call went upstream already (its answer is late, or the link went down)
 
 
 @dataclass(slots=True)
@@ -100,7 +116,8 @@ class LinkSettings:
     standalone: bool = True
     strict: bool = False
     heartbeat_interval: int = 300
-    call_timeout: float = 10.0
+    call_timeout: float = 10.0  # an answer later than this: the charger is answered locally
+    stall_timeout: float = 60.0  # no answer to an outstanding CALL for this long: the link has failed
     charger_call_timeout: float = 30.0
 
 

@@ -7,7 +7,7 @@ A thin face over `edge.owner` (changes) and `edge.reports` (reads); the web back
     sitekeeper cards list | show UID | block UID | unblock UID | lost UID
     sitekeeper topup UID AMOUNT [--note N] [--key K]
     sitekeeper users list | show ID
-    sitekeeper sessions list [--charger C] [--card UID] [--since DATE] [--limit N]
+    sitekeeper sessions list [--charger C] [--card UID] [--since DATE] [--limit N] [--upstream-refused]
     sitekeeper report daily [--date D]
     sitekeeper report user ID [--history]
 
@@ -318,16 +318,23 @@ def _session_csv_rows(site: _Site, rows: list[dict]) -> list[dict]:
              "currency": site.settings.currency} for r in rows]
 
 
-def _print_sessions(site: _Site, rows: list[dict], title: str | None = None) -> None:
+def _print_sessions(site: _Site, rows: list[dict], title: str | None = None, upstream: bool = False) -> None:
+    """A table of sessions; `upstream`: with what the cloud CSMS answered (its id and status)."""
     if title:
         print(f"\n{title}:" if rows else f"\n{title}: none")
     if not rows:
         return
     cur = site.settings.currency
-    _table(["ID", "CHARGER", "CARD", "USER", "STARTED", "STOPPED", "H:MM", "kWh", f"PAID {cur}"],
-           [[r["id"], r["charger_id"], r["id_tag"], r["name"], site.when(r["started_at"]),
+    head = ["ID", "CHARGER", "CARD", "USER", "STARTED", "STOPPED", "H:MM", "kWh", f"PAID {cur}"]
+    body = [[r["id"], r["charger_id"], r["id_tag"], r["name"], site.when(r["started_at"]),
              "charging" if r["open"] else site.when(r["stopped_at"]), _duration(r["duration_seconds"]),
-             _kwh(r["energy_wh"]), site.amount(r["captured_minor"])] for r in rows], right=(0, 6, 7, 8))
+             _kwh(r["energy_wh"]), site.amount(r["captured_minor"])] for r in rows]
+    if upstream:
+        head.append("UPSTREAM")
+        for line, r in zip(body, rows, strict=True):
+            said = f"id {r['upstream_tx_id']}, {r['upstream_status'] or 'no status'}"
+            line.append(f"refused by upstream ({said})" if r["upstream_refused"] else said)
+    _table(head, body, right=(0, 6, 7, 8))
 
 
 def cmd_sessions_list(args: argparse.Namespace) -> int:
@@ -335,15 +342,19 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
     uid = _uid_arg(args.card) if args.card is not None else None
     since = reports.parse_since(args.since, site.tz) if args.since is not None else None
     rows = site.read(lambda conn: reports.sessions(conn, charger_id=args.charger, uid=uid, since=since,
-                                                   limit=args.limit or None))
+                                                   limit=args.limit or None,
+                                                   upstream_refused=args.upstream_refused))
     if args.json:
         _print_json({"currency": site.settings.currency, "sessions": rows})
     elif args.csv:
         _csv(_SESSION_CSV, _session_csv_rows(site, rows))
     elif not rows:
-        print("no sessions")
+        print("no sessions refused by upstream" if args.upstream_refused else "no sessions")
     else:
-        _print_sessions(site, rows)
+        if args.upstream_refused:
+            print("Sessions the cloud CSMS refused: they ran here, and their frames went up with upstream's id;"
+                  " reconcile them in the cloud.")
+        _print_sessions(site, rows, upstream=args.upstream_refused)
     return 0
 
 
@@ -463,6 +474,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--card", metavar="UID")
     p.add_argument("--since", metavar="DATE", help="started on or after (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local)")
     p.add_argument("--limit", type=count, default=100, help="at most N sessions (0: all)")
+    p.add_argument("--upstream-refused", action="store_true",
+                   help="only sessions the cloud CSMS refused (proxy mode), with what it answered")
 
     r = sub.add_parser("report", parents=[common], help="daily charger report, per-user report")
     rs = r.add_subparsers(dest="action", required=True)

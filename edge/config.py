@@ -70,9 +70,13 @@ class UpstreamConfig:
     url: str = ""
     strict: bool = False
     offline_accept_unknown: bool = False
-    call_timeout: float = 10.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    call_timeout: float = 10.0  # an answer later than this: the charger is answered locally (the call stays open)
+    stall_timeout: float = 60.0  # no answer to an outstanding call for this long: the link is reset
+    reconnect_min: float = 0.5  # backoff between upstream connections: exponential with jitter, from this
+    reconnect_max: float = 30.0  # up to this
+    max_connects_per_second: float = 20.0  # the whole site's new upstream connections (staggered after outages)
+    replay_without_charger: bool = True  # replay a queue upstream even while its charger is not connected
+    queue_alert_minutes: float = 15.0  # a queued message older than this is an alert (/healthz, /metrics)
     auth_cache_ttl_hours: float = 24.0
     ca_file: str = ""
     cert_file: str = ""  # a client certificate for upstream (security profile 3); PEM, key in key_file
@@ -319,6 +323,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"upstream.url: proxy mode needs a ws:// or wss:// URL, got {cfg.upstream.url!r}")
     if cfg.upstream.call_timeout <= 0:
         raise ConfigError("upstream.call_timeout: must be above 0")
+    if cfg.upstream.stall_timeout < cfg.upstream.call_timeout:
+        raise ConfigError("upstream.stall_timeout: must be at least upstream.call_timeout")
+    if not 0 <= cfg.upstream.reconnect_min <= cfg.upstream.reconnect_max:
+        raise ConfigError("upstream.reconnect_min: must be ≥ 0 and at most upstream.reconnect_max")
+    if cfg.upstream.max_connects_per_second <= 0:
+        raise ConfigError("upstream.max_connects_per_second: must be above 0")
+    if cfg.upstream.queue_alert_minutes <= 0:
+        raise ConfigError("upstream.queue_alert_minutes: must be above 0")
     if not 0 < cfg.mqtt.port <= 65535:
         raise ConfigError(f"mqtt.port: expected 1..65535, got {cfg.mqtt.port}")
     if cfg.mqtt.max_inflight < 1 or cfg.mqtt.keepalive < 5:

@@ -13,7 +13,7 @@
 
 Each returns a list of actions (`edge.actions`) for the asyncio shell (`edge.server`) to carry out in order:
 `Persist` (commit these store ops; if `wait`, before doing anything that follows), `SendCharger`,
-`SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone` and `Ask`. The parts for the site's own cards
+`SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone`, `Ask` and `Notice`. The parts for the site's own cards
 (`edge.link_billing`) and for replay and 1.6 id rewriting (`edge.link_replay`) are mixins of the same object.
 
 Upstream state, in proxy mode::
@@ -22,10 +22,20 @@ Upstream state, in proxy mode::
       ▲                        │                       │
       └─────upstream_down──────┴───────────────────────┘
 
+      ▲                        ▲                       │
+      │                        └────answer is late─────┘
+      └── no answer for stall_timeout (ResetUpstream) ─┘
+
 DOWN and REPLAYING: the edge answers the charger itself and first commits what upstream must see to the
 durable queue. REPLAYING sends, one at a time: the Boot the charger made while away, the latest Status per
 connector, then the queue in order. LIVE: frames are forwarded with their own text and id. In standalone
 mode the edge is the CSMS and the upstream state does not matter.
+
+Late is not lost: a forwarded CALL upstream has not answered within `call_timeout` is answered locally and
+queued, but stays outstanding on the same link ("late"); the link goes to REPLAYING, so what the charger sends
+next queues behind it in order. When the answer comes it is used as a replay answer (a 1.6 start's id is
+mapped, the queued copy dropped). Only a link that fails (closed, or silent for `stall_timeout`) replays the
+in-flight frame again, with its original message id: at least once, at most that one frame twice.
 
 Message ids: CALLs the charger and upstream make keep their ids; the edge's own CALLs use UUIDs and their
 replies are never forwarded. At most one CALL is outstanding toward the charger: upstream's go first, the
@@ -52,6 +62,7 @@ from edge.actions import (
     EdgeCallDone,
     LinkSettings,
     LinkState,
+    Notice,
     Persist,
     QueueItem,
     ResetUpstream,
@@ -105,6 +116,10 @@ class ChargerLink(BillingPart, ReplayPart):
         self._ask_ids = itertools.count(1)
         self.state = DOWN
         self.epoch = 0  # bumps on every upstream connection
+        self.answers = 0  # answers upstream gave on this connection (the shell's backoff trusts a link that answers)
+        self.retry_at: float | None = None  # replay: when to send the head of the queue again (see ReplayPart)
+        self._retried: set[int] = set()  # queue seqs already retried once
+        self._last_replayed: tuple[str, str | None, float] | None = None  # (action, idTag, when)
         self.up_pending: dict[str, UpPending] = {}
         self.to_charger: dict[str, ChargerPending] = {}
         self.upstream_calls: deque[tuple[str, str, str, str | None]] = deque()  # (id, action, text, tx)
@@ -115,6 +130,11 @@ class ChargerLink(BillingPart, ReplayPart):
     @property
     def proxy_live(self) -> bool:
         return not self.settings.standalone and self.state == LIVE
+
+    @property
+    def waiting(self) -> bool:
+        """Something waits on a deadline: `tick` has work to do."""
+        return bool(self.up_pending or self.to_charger or self.retry_at is not None)
 
     def _item_tx_key(self, item: QueueItem) -> str:
         if item.tx_id is not None:
@@ -149,42 +169,54 @@ class ChargerLink(BillingPart, ReplayPart):
             return self._upstream_call(frame)
         pending = self.up_pending.pop(frame.msg_id, None)
         if pending is None:
-            return []  # an answer to nothing we sent (late, or a duplicate): nothing to do
+            return []  # an answer to nothing we sent (a duplicate, or from before a reset): nothing to do
+        self.answers += 1
         if pending.kind == "live":
             return self._live_reply(pending, frame)
+        if pending.kind == "late":
+            return self._late_reply(pending, frame) + self._replay_next()
         return self._replay_reply(pending, frame) + self._replay_next()
 
     def upstream_up(self) -> list[Action]:
         if self.settings.standalone:
             return []
         self.epoch += 1
+        self.answers = 0
+        self.retry_at, self._last_replayed = None, None
         self.state = REPLAYING
         return self._replay_next()
 
     def upstream_down(self) -> list[Action]:
         if self.settings.standalone or self.state == DOWN:
             return []
+        return self._lose_link()
+
+    def _lose_link(self) -> list[Action]:
+        """The link is gone, or given up on: what was in flight is answered locally and kept for replay."""
         self.state = DOWN
-        actions: list[Action] = []
         pending, self.up_pending = self.up_pending, {}
         if self.settings.strict:
             return [CloseCharger("upstream connection lost (strict mode)")]
+        actions: list[Action] = []
         for p in pending.values():
             if p.kind == "live":
-                actions += self._answer_locally(p.call, offline=True)
+                actions += self._answer_sent(p)
+            elif p.kind == "late" and p.call.action in ("BootNotification", "StatusNotification"):
+                actions.append(Persist(self._remember_for_replay(p.call)))
         return actions
 
     def tick(self, now: float | None = None) -> list[Action]:
         now = self.clock() if now is None else now
         actions: list[Action] = []
-        late = [m for m, p in self.up_pending.items() if p.deadline <= now]
-        if late:
-            for msg_id in late:
-                p = self.up_pending.pop(msg_id)
-                if p.kind == "live" and not self.settings.strict:
-                    actions += self._answer_locally(p.call, offline=True)
-            self.state = DOWN
-            actions.append(ResetUpstream("upstream did not answer in time"))
+        if any(p.stall_at <= now for p in self.up_pending.values()):
+            stall = self.settings.stall_timeout
+            actions += self._lose_link()
+            actions.append(ResetUpstream(f"upstream has not answered a call for {stall:g} s"))
+        elif not self.settings.strict:  # strict: never answered locally; the charger waits for upstream
+            for p in [p for p in self.up_pending.values() if p.kind == "live" and p.deadline <= now]:
+                actions += self._went_late(p)
+        if self.retry_at is not None and self.retry_at <= now:
+            actions += self._replay_next()
         for msg_id in [m for m, p in self.to_charger.items() if p.deadline <= now]:
             p = self.to_charger.pop(msg_id)
             if p.origin == "edge":
@@ -209,8 +241,9 @@ class ChargerLink(BillingPart, ReplayPart):
             self.billed_tx.add(self._tx_key_of(call, result))
         if asked.kind == "authorize" or result.get("repeat"):
             return self._answer_locally(call, offline=False, decided=result, record=False)
-        if self.settings.standalone or self.state != LIVE:
-            return self._answer_locally(call, offline=not self.settings.standalone, decided=result)
+        if asked.sent or self.settings.standalone or self.state != LIVE:
+            return self._answer_locally(call, offline=not self.settings.standalone, decided=result,
+                                        sent=asked.sent)
         return self._forward(call, decided=result)
 
     def call(self, action: str, payload: dict) -> tuple[str, list[Action]]:
@@ -234,10 +267,10 @@ class ChargerLink(BillingPart, ReplayPart):
 
     def _forward(self, call: Call, decided: dict | None = None) -> list[Action]:
         text = self._to_upstream_text(call)
-        if text is None:  # refers to a transaction upstream refused: the edge keeps it to itself
-            return self._answer_locally(call, offline=False)
-        self.up_pending[call.msg_id] = UpPending("live", call, self.clock() + self.settings.call_timeout,
-                                                  sent_text=text, decided=decided)
+        now = self.clock()
+        self.up_pending[call.msg_id] = UpPending("live", call, now + self.settings.call_timeout,
+                                                  now + self.settings.stall_timeout, sent_text=text,
+                                                  decided=decided)
         actions: list[Action] = []
         ops = self._observe_ops(call)
         if ops:
@@ -268,10 +301,61 @@ class ChargerLink(BillingPart, ReplayPart):
         self.open_tx_keys.add(key)
         return self.new_tx_id()
 
+    def _went_late(self, p: UpPending) -> list[Action]:
+        """A forwarded CALL upstream has not answered in time: answer the charger as if upstream were away, and
+        keep waiting for upstream's answer (`_late_reply`); what the charger sends meanwhile queues behind."""
+        p.kind = "late"
+        self.state = REPLAYING
+        return self._answer_sent(p)
+
+    def _answer_sent(self, p: UpPending) -> list[Action]:
+        """Answer locally a CALL that went upstream and got no answer (late, or the link went down), as if it
+        had come now: a card the site knows goes through billing, unless it was decided already."""
+        if p.decided is None and (asked := self._ask_decision(p.call, sent=True)):
+            return asked
+        return self._answer_locally(p.call, offline=True, decided=p.decided, sent=True)
+
+    def _late_reply(self, pending: UpPending, frame: CallResult | CallError) -> list[Action]:
+        """Upstream's answer to a CALL that went late: the charger has its answer; upstream now has the frame,
+        so its queued copy goes (a 1.6 start's id is mapped) as for a replayed one."""
+        actions = self._learn(pending.call, frame)
+        head = self.queue[0] if self.queue else None
+        if head is None or head.msg_id != pending.call.msg_id or head.action != pending.call.action:
+            return actions  # nothing was queued for it (a Heartbeat, an Authorize)
+        pending.item = head
+        return actions + self._replay_reply(pending, frame)
+
+    def _learn(self, call: Call, frame: CallResult | CallError) -> list[Action]:
+        """Upstream's word on a card (idTagInfo / idTokenInfo), for the authorization cache."""
+        if not isinstance(frame, CallResult):
+            return []
+        info = frame.payload.get("idTagInfo") or frame.payload.get("idTokenInfo")
+        id_tag = id_token_of(call.payload)
+        if isinstance(info, dict) and id_tag:
+            row = self.authorizer.learn(id_tag, info)
+            if row:
+                return [Persist([("auth_cache", row)], wait=False)]
+        return []
+
+    def _remember_for_replay(self, call: Call) -> list[tuple[str, dict]]:
+        """Keep a Boot or Status for upstream's return (the latest of each kind goes up before the queue)."""
+        cid = self.charger_id
+        if call.action == "BootNotification":
+            key = "boot"
+            # A new boot makes earlier statuses stale: the charger will send fresh ones.
+            for k in [k for k in self.replay if k.startswith("status:")]:
+                self.replay[k] = (self.replay[k][0], False)
+        else:
+            evse, connector = observe.status_key(call.payload)
+            key = f"status:{evse}:{connector}"
+        self.replay[key] = (call.text, True)
+        return [("replay_set", {"charger_id": cid, "key": key, "frame": call.text})]
+
     def _answer_locally(self, call: Call, *, offline: bool, decided: dict | None = None,
-                        record: bool = True) -> list[Action]:
+                        record: bool = True, sent: bool = False) -> list[Action]:
         """Answer `call` as the CSMS. `decided`: the billing decision for a known card (its session row is
-        written already); `record=False`: answer only (a repeated start, an Authorize)."""
+        written already); `record=False`: answer only (a repeated start, an Authorize); `sent`: the call went
+        upstream already (what it recorded on the way up is not recorded again, and it is queued as sent)."""
         a, p, cid = call.action, call.payload, self.charger_id
         standalone = self.settings.standalone
         ops: list[tuple[str, dict]] = []
@@ -288,21 +372,11 @@ class ChargerLink(BillingPart, ReplayPart):
             payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
                              auth_status=status, transaction_id=tx_id, offline=offline)
             return [SendCharger(result_text(call.msg_id, payload or {}))]
-        if a == "BootNotification":
-            ops += observe.boot_ops(cid, self.version, p)
-            if offline:
-                ops.append(("replay_set", {"charger_id": cid, "key": "boot", "frame": call.text}))
-                self.replay["boot"] = (call.text, True)
-                # A new boot makes earlier statuses stale: the charger will send fresh ones.
-                for key in [k for k in self.replay if k.startswith("status:")]:
-                    self.replay[key] = (self.replay[key][0], False)
-        elif a == "StatusNotification":
-            ops += observe.status_ops(cid, p)
-            if offline:
-                evse, connector = observe.status_key(p)
-                key = f"status:{evse}:{connector}"
-                ops.append(("replay_set", {"charger_id": cid, "key": key, "frame": call.text}))
-                self.replay[key] = (call.text, True)
+        if a in ("BootNotification", "StatusNotification"):
+            if not sent:
+                ops += self._observe_ops(call)
+            if offline and (not sent or self.state == DOWN):  # a late one is still on its way up
+                ops += self._remember_for_replay(call)
         elif a == "StartTransaction":
             if decided is not None:
                 tx_id = queue_tx = decided["tx_id"]
@@ -311,19 +385,25 @@ class ChargerLink(BillingPart, ReplayPart):
                 ops.append(observe.start_op_16(cid, tx_id, p, offline=offline))
             self.tx_map[tx_id] = None
         else:
-            ops += self._observe_ops(call)
+            if not sent:
+                ops += self._observe_ops(call)
             if a in ("StopTransaction", "MeterValues") and isinstance(p.get("transactionId"), int):
                 queue_tx = p["transactionId"]
             if a == "StopTransaction" and queue_tx in self.tx_map:
                 if offline and is_queued(self.version, a):
                     self.stopped_tx.add(queue_tx)
                 else:
-                    self._forget_tx(queue_tx)  # answered locally for good (refused by upstream)
+                    self._forget_tx(queue_tx)
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
                          auth_status=status, transaction_id=tx_id, offline=offline)
         actions: list[Action] = []
+        if offline and self.state != DOWN:
+            actions.append(Notice("answered_while_up"))
         if offline and is_queued(self.version, a):
-            item = QueueItem(self.next_seq, call.msg_id, a, call.text, queue_tx)
+            text = call.text
+            if a == "TransactionEvent" and not sent:  # the cloud must know it did not get this one live
+                text = call_text(call.msg_id, a, {**p, "offline": True})
+            item = QueueItem(self.next_seq, call.msg_id, a, text, queue_tx)
             self.next_seq += 1
             self.queue.append(item)
             self.queued_tx[self._item_tx_key(item)] += 1
@@ -390,14 +470,9 @@ class ChargerLink(BillingPart, ReplayPart):
         call = pending.call
         if isinstance(frame, CallError):
             return [SendCharger(frame.text)]
-        actions: list[Action] = []
+        actions = self._learn(call, frame)
         p = frame.payload
         info = p.get("idTagInfo") or p.get("idTokenInfo")
-        id_tag = id_token_of(call.payload)
-        if isinstance(info, dict) and id_tag:
-            row = self.authorizer.learn(id_tag, info)
-            if row:
-                actions.append(Persist([("auth_cache", row)], wait=False))
         decided = pending.decided
         if decided is not None:
             return actions + self._decided_reply(call, frame, decided)

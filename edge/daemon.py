@@ -16,6 +16,7 @@ from cloud_sync.records import status
 from edge import billing, local_list
 from edge import reload as config_reload
 from edge.authorize import Authorizer, CacheEntry
+from edge.backoff import RateLimit
 from edge.clock import now_iso
 from edge.config import Config, ConfigError, OcppConfig, billing_settings, load
 from edge.controller import ChargerLink
@@ -27,6 +28,7 @@ from edge.readers.loop import run_reader
 from edge.server import ChargerServer
 from edge.store import Store
 from edge.taps import TapService
+from edge.tariff import parse_ts
 from edge.transport import serve
 from edge.wire import precompile_schemas
 
@@ -67,6 +69,7 @@ class Edge:
         row = self.store.db.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()
         self._next_tx = int(row[0]) + 1
         self.upstream_links = 0
+        self.connect_limit = RateLimit(cfg.upstream.max_connects_per_second)  # new upstream connections, site-wide
         self.list_version = local_list.current_version(self.store.db.conn)
         self.list_changed = asyncio.Condition()
         self.chargers = ChargerServer(self)
@@ -84,8 +87,13 @@ class Edge:
         m.gauge("sitekeeper_chargers_connected", "Chargers with an open connection",
                 lambda: len(self.chargers.sessions))
         m.gauge("sitekeeper_upstream_links_up", "Upstream CSMS links that are open", lambda: self.upstream_links)
-        m.gauge("sitekeeper_upstream_queue_messages", "Charger messages waiting to be replayed upstream",
-                lambda: self.store.db.execute("SELECT count(*) FROM upstream_queue").fetchone()[0])
+        m.gauge_group(self.upstream_queue, {
+            "sitekeeper_upstream_queue_messages": ("Charger messages waiting to be replayed upstream", "messages"),
+            "sitekeeper_upstream_queue_oldest_seconds": ("Age of the oldest message waiting for upstream",
+                                                         "oldest_age_s"),
+            "sitekeeper_upstream_queue_stale": ("1 if a message has waited longer than upstream.queue_alert_minutes",
+                                                "stale"),
+        })
         m.gauge_group(lambda: status(self.store.db.conn), {
             "sitekeeper_outbox_backlog": ("Records the cloud has not acknowledged yet", "backlog"),
             "sitekeeper_outbox_unsent": ("Records not yet sent to the broker", "unsent"),
@@ -94,6 +102,16 @@ class Edge:
             "sitekeeper_sync_last_ack_seq": ("Highest record sequence the cloud acknowledged", "last_ack_seq"),
         })
         m.gauge("sitekeeper_uptime_seconds", "Seconds since the daemon started", lambda: round(time.time() - self.started))
+
+    def upstream_queue(self) -> dict:
+        """What waits for upstream: messages, the chargers they are of, the oldest one's age, and whether that
+        is past `upstream.queue_alert_minutes`."""
+        count, oldest = self.store.db.execute("SELECT count(*), min(created) FROM upstream_queue").fetchone()
+        chargers = [r[0] for r in self.store.db.execute("SELECT DISTINCT charger_id FROM upstream_queue")]
+        ts = parse_ts(oldest) if oldest else None
+        age = max(0, round(time.time() - ts.timestamp())) if ts is not None else 0
+        return {"messages": count, "chargers": chargers, "oldest_age_s": age,
+                "stale": age > self.cfg.upstream.queue_alert_minutes * 60}
 
     def knows_card(self, uid: str) -> bool:
         return self.store.db.execute("SELECT 1 FROM cards WHERE uid = ?", [uid]).fetchone() is not None
@@ -167,9 +185,9 @@ class Edge:
         """Time passes for every charger link with something waiting on a deadline (one timer per site)."""
         while True:
             await asyncio.sleep(1.0)
-            for session in list(self.chargers.sessions.values()):
+            for session in [*self.chargers.sessions.values(), *self.chargers.orphans.values()]:
                 link = session.link
-                if link is not None and (link.up_pending or link.to_charger):
+                if link is not None and link.waiting:
                     session.submit(ChargerLink.tick)
 
     async def _housekeeping(self) -> None:
@@ -177,6 +195,8 @@ class Edge:
         while True:
             await asyncio.sleep(2)
             ticks += 1
+            if self.cfg.upstream.mode == "proxy" and self.cfg.upstream.replay_without_charger:
+                self.chargers.replay_orphans()
             version = local_list.current_version(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
             if version != self.list_version:
                 self.list_version = version

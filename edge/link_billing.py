@@ -6,7 +6,7 @@ apart so that the protocol core reads on its own.
 from __future__ import annotations
 
 from edge import observe
-from edge.actions import LIVE, Action, Ask, Asked, Persist, SendCharger
+from edge.actions import LIVE, Action, Ask, Asked, Notice, Persist, SendCharger
 from edge.authorize import id_token_of
 from edge.money import lookup_key
 from edge.wire import Call, CallResult, result_text
@@ -31,7 +31,7 @@ class BillingPart:
         self.asks[ask_id] = asked
         return [Ask(ask_id, kind, data)]
 
-    def _ask_decision(self, call: Call) -> list[Action]:
+    def _ask_decision(self, call: Call, sent: bool = False) -> list[Action]:
         uid = self._card_of(call)
         if uid is None:
             return []
@@ -42,7 +42,7 @@ class BillingPart:
                 return []
         kind = "authorize" if call.action == "Authorize" else "start"
         tx = self._start_record(call, uid) if kind == "start" else None
-        return self._ask(Asked(call, kind), "decide", {"uid": uid, "charger_id": self.charger_id,
+        return self._ask(Asked(call, kind, sent=sent), "decide", {"uid": uid, "charger_id": self.charger_id,
                                                         "version": self.version, "kind": kind, "tx": tx})
 
     def _start_record(self, call: Call, uid: str, upstream_id: int | None = None,
@@ -114,9 +114,15 @@ class BillingPart:
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
             self.tx_map[local] = upstream_id
             info = {**(p.get("idTagInfo") or {}), "status": decided["status"]}
-            return [Persist([("tx_map", {"id": local, "upstream_tx_id": upstream_id,
-                                         "upstream_status": (p.get("idTagInfo") or {}).get("status")})]),
-                    SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
+            upstream_status = (p.get("idTagInfo") or {}).get("status")
+            actions: list[Action] = []
+            if decided["status"] == "Accepted" and (upstream_id <= 0 or upstream_status != "Accepted"):
+                actions.append(Notice("upstream_refused_live", (
+                    f"upstream refused transaction {local} (transactionId {upstream_id}, status {upstream_status})"
+                    " that the edge accepted for its own card: it runs, and its frames go up with that id")))
+            return actions + [
+                Persist([("tx_map", {"id": local, "upstream_tx_id": upstream_id, "upstream_status": upstream_status})]),
+                SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
         if "idTokenInfo" in p or call.payload.get("idToken"):
             info = {**(p.get("idTokenInfo") or {}), "status": decided["status"]}
             return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]

@@ -1,36 +1,51 @@
 """The local controller's part for upstream's return: replaying Boot, Status and the durable queue in
 order, and rewriting OCPP 1.6 transaction ids between the edge's and upstream's. A mixin of `ChargerLink`
 (it shares the link's state); kept apart so that the protocol core reads on its own.
+
+A replayed 1.6 start that upstream refuses (transactionId 0, or a status other than Accepted) is never
+dropped in silence: the session's meter values and stop still go up, with the id upstream gave, so that the
+cloud has the energy and can reconcile; a `Notice` logs and counts it, and the session keeps upstream's
+status for the owner (`sitekeeper sessions list --upstream-refused`). One refusal is retried: a start refused
+with ConcurrentTx right after the same card's replayed stop (the cloud had not closed that session yet) goes
+again once, after `RETRY_PAUSE`, with a new message id.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from edge.actions import LIVE, REPLAYING, Action, Persist, QueueItem, SendUpstream, UpPending
+from edge.actions import LIVE, REPLAYING, Action, Notice, Persist, QueueItem, SendUpstream, UpPending
 from edge.wire import Call, CallError, CallResult, call_text, parse
+
+RETRY_PAUSE = 2.0  # seconds before a start refused with ConcurrentTx right after its card's stop goes again
+RETRY_WINDOW = 10.0  # "right after": the stop's answer came at most this long before the refusal
 
 
 class ReplayPart:
     def _replay_next(self) -> list[Action]:
         if self.state != REPLAYING or self.up_pending:
             return []
-        while True:
-            key = self._next_replay_key()
-            if key is not None:
-                frame = parse(self.replay[key][0])
-                assert isinstance(frame, Call)
-                return self._send_replay(frame, key, frame.text)
-            if not self.queue:
-                self.state = LIVE
-                return []
-            item = self.queue[0]
-            frame = parse(item.frame)
+        retry = False
+        if self.retry_at is not None:
+            if self.retry_at > self.clock():
+                return []  # `tick` comes back when it is time
+            self.retry_at, retry = None, True
+        key = self._next_replay_key()
+        if key is not None:
+            frame = parse(self.replay[key][0])
             assert isinstance(frame, Call)
-            text = self._to_upstream_text(frame)
-            if text is None:  # upstream refused this transaction: it must not see the rest of it
-                return self._dequeue(item) + self._replay_next()
-            return self._send_replay(frame, item, text)
+            return self._send_replay(frame, key, frame.text)
+        if not self.queue:
+            self.state = LIVE
+            return []
+        item = self.queue[0]
+        frame = parse(item.frame)
+        assert isinstance(frame, Call)
+        if retry:  # a new CALL: it needs an id of its own on this connection
+            frame = parse(call_text(str(uuid.uuid4()), frame.action, frame.payload))
+            assert isinstance(frame, Call)
+        return self._send_replay(frame, item, self._to_upstream_text(frame))
 
     def _next_replay_key(self) -> str | None:
         if self.replay.get("boot", ("", False))[1]:
@@ -41,8 +56,9 @@ class ReplayPart:
         return None
 
     def _send_replay(self, frame: Call, item: Any, text: str) -> list[Action]:
-        self.up_pending[frame.msg_id] = UpPending("replay", frame, self.clock() + self.settings.call_timeout,
-                                                   item=item, sent_text=text)
+        now = self.clock()
+        self.up_pending[frame.msg_id] = UpPending("replay", frame, now + self.settings.call_timeout,
+                                                   now + self.settings.stall_timeout, item=item, sent_text=text)
         return [SendUpstream(text)]
 
     def _replay_reply(self, pending: UpPending, frame: CallResult | CallError) -> list[Action]:
@@ -54,14 +70,45 @@ class ReplayPart:
             return [Persist([("replay_done", {"charger_id": self.charger_id, "key": item,
                                               "frame": pending.call.text})])]
         ops: list[tuple[str, dict]] = []
+        notices: list[Action] = []
+        p = frame.payload if isinstance(frame, CallResult) else {}
         if self.version == "1.6" and item.action == "StartTransaction" and item.tx_id is not None:
-            p = frame.payload if isinstance(frame, CallResult) else {}
             upstream_id = p.get("transactionId")
             status = (p.get("idTagInfo") or {}).get("status")
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
+            if status == "ConcurrentTx" and self._may_retry(item, pending.call):
+                self._retried.add(item.seq)
+                self.retry_at = self.clock() + RETRY_PAUSE
+                return [Notice("replay_retried", (
+                    f"upstream refused replayed StartTransaction {item.msg_id} with ConcurrentTx right after"
+                    f" that card's stop; sending it once more in {RETRY_PAUSE:g} s"))]
             self.tx_map[item.tx_id] = upstream_id
             ops.append(("tx_map", {"id": item.tx_id, "upstream_tx_id": upstream_id, "upstream_status": status}))
-        return self._dequeue(item, ops)
+            if upstream_id <= 0 or status != "Accepted":
+                notices.append(self._refused(f"transaction {item.tx_id}", f"transactionId {upstream_id}",
+                                             f"status {status}"))
+        elif item.action == "TransactionEvent" and pending.call.payload.get("eventType") == "Started":
+            status = (p.get("idTokenInfo") or {}).get("status")
+            tx_key = (pending.call.payload.get("transactionInfo") or {}).get("transactionId")
+            if status is not None:
+                ops.append(("tx_upstream_status", {"charger_id": self.charger_id, "tx_key": tx_key,
+                                                   "status": status}))
+            if isinstance(frame, CallError) or status not in (None, "Accepted"):
+                notices.append(self._refused(f"transaction {tx_key}", f"status {status or frame.code}"))
+        self._last_replayed = (item.action, pending.call.payload.get("idTag"), self.clock())
+        return notices + self._dequeue(item, ops)
+
+    def _refused(self, what: str, *why: str) -> Notice:
+        return Notice("upstream_refused_replay", (
+            f"upstream refused replayed {what} ({', '.join(why)}): its later frames still go up,"
+            " with upstream's id, for the cloud to reconcile"))
+
+    def _may_retry(self, item: QueueItem, call: Call) -> bool:
+        """A start refused with ConcurrentTx just after the same card's stop was replayed (the cloud had not
+        closed that session yet), and not retried before."""
+        last = self._last_replayed
+        return (item.seq not in self._retried and last is not None and last[0] == "StopTransaction"
+                and last[1] in (None, call.payload.get("idTag")) and self.clock() - last[2] <= RETRY_WINDOW)
 
     def _dequeue(self, item: QueueItem, ops: list | None = None) -> list[Action]:
         if self.queue and self.queue[0] is item:
@@ -73,9 +120,9 @@ class ReplayPart:
         return [Persist(ops)]
 
     # -- 1.6 transaction id rewriting --------------------------------------------------------------------
-    def _to_upstream_text(self, call: Call) -> str | None:
+    def _to_upstream_text(self, call: Call) -> str:
         """The text to send upstream for a charger's CALL: its own, or with the edge's transaction id
-        replaced by upstream's; None if upstream refused that transaction (id 0)."""
+        replaced by upstream's (0 too, if upstream refused the start with 0: the cloud still gets the frames)."""
         if self.version != "1.6" or call.action not in ("MeterValues", "StopTransaction"):
             return call.text
         local = call.payload.get("transactionId")
@@ -84,8 +131,6 @@ class ReplayPart:
         upstream_id = self.tx_map[local]
         if upstream_id is None:
             return call.text  # start not yet replayed (cannot happen in order; keep the text)
-        if upstream_id == 0:
-            return None
         if upstream_id == local:
             return call.text  # the edge gave the charger upstream's own id
         return call_text(call.msg_id, call.action, {**call.payload, "transactionId": upstream_id})

@@ -84,10 +84,14 @@ def _money(conn: sqlite3.Connection, account_id: int) -> dict:
 _SESSION_COLS = ("t.id, t.charger_id, t.tx_key, t.ocpp_version, t.evse_id, t.connector_id, t.id_tag, t.account_id,"
                  " a.name, t.card_kind, t.started_at, t.stopped_at, t.stop_reason, t.meter_start, t.meter_stop,"
                  " t.energy_wh, t.hold_minor, t.cost_minor, t.captured_minor, t.uncollected_minor, t.billing_stop,"
-                 " t.started_offline")
+                 " t.started_offline, t.upstream_tx_id, t.upstream_status")
 _SESSIONS = f"SELECT {_SESSION_COLS} FROM transactions t LEFT JOIN accounts a ON a.id = t.account_id"
 _ORDER = " ORDER BY coalesce(t.started_at, '') DESC, t.id DESC"
 _UID_SQL = "upper(replace(replace(replace(t.id_tag, ':', ''), ' ', ''), '-', ''))"
+# Sessions the cloud CSMS refused (proxy mode): a 1.6 start answered with transactionId 0, or any status but
+# Accepted. They ran on the site; the cloud has their frames under upstream's id and must reconcile them.
+_REFUSED_SQL = ("(t.upstream_status IS NOT NULL AND t.upstream_status != 'Accepted'"
+                " OR t.ocpp_version = '1.6' AND t.upstream_tx_id = 0)")
 
 
 def _session(row: dict) -> dict:
@@ -96,13 +100,16 @@ def _session(row: dict) -> dict:
     row["duration_seconds"] = (max(0, round((stop - start).total_seconds()))
                                if start is not None and stop is not None else None)
     row["started_offline"] = bool(row["started_offline"])
+    row["upstream_refused"] = bool(row["upstream_status"] not in (None, "Accepted")
+                                   or (row["ocpp_version"] == "1.6" and row["upstream_tx_id"] == 0))
     return row
 
 
 def sessions(conn: sqlite3.Connection, *, charger_id: str | None = None, uid: str | None = None,
-             account_id: int | None = None, since: datetime | None = None, limit: int | None = 100) -> list[dict]:
-    """Sessions, newest first, filtered by charger, card (any spelling of the UID), account and start time;
-    at most `limit` (None: all)."""
+             account_id: int | None = None, since: datetime | None = None, limit: int | None = 100,
+             upstream_refused: bool = False) -> list[dict]:
+    """Sessions, newest first, filtered by charger, card (any spelling of the UID), account, start time and
+    (`upstream_refused`) whether the cloud CSMS refused them; at most `limit` (None: all)."""
     if limit is not None and limit <= 0:
         return []
     where, args = [], []
@@ -116,6 +123,8 @@ def sessions(conn: sqlite3.Connection, *, charger_id: str | None = None, uid: st
     if account_id is not None:
         where.append("t.account_id = ?")
         args.append(account_id)
+    if upstream_refused:
+        where.append(_REFUSED_SQL)
     if since is not None:  # a coarse text filter first; the exact comparison below parses the timestamps
         where.append("t.started_at >= ?")
         args.append((since - timedelta(days=1)).date().isoformat())

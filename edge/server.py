@@ -6,6 +6,11 @@ path segment, percent-decoded; security profiles 1 and 2 check HTTP Basic creden
 handshake so that the upstream's subprotocol choice can be mirrored to the charger; if upstream is away the
 charger is still served (answered locally) unless strict.
 
+Upstream connections back off (`edge.backoff`): exponential with jitter per charger, reset only once a link
+has answered a call and stayed up; and the whole site opens at most `upstream.max_connects_per_second`. A
+charger that is away but has a queue gets it replayed all the same (`replay_only`, `upstream.replay_without_charger`):
+the edge connects on its behalf, replays, and closes; the charger coming back ends that first.
+
 Events (a frame from either side, upstream up/down, a tick, the edge's own CALL) go to the link one at a time,
 in arrival order. Most frames are carried out on the spot, inside the transport's callback: sends and
 background writes need no waiting. When an action must wait (a commit before an answer, a billing decision),
@@ -26,21 +31,25 @@ from urllib.parse import quote, unquote
 
 from edge import billing, local_list, store_ops
 from edge.actions import (
+    LIVE,
     Ask,
     CloseCharger,
     EdgeCallDone,
     LinkSettings,
     LinkState,
+    Notice,
     Persist,
     QueueItem,
     ResetUpstream,
     SendCharger,
     SendUpstream,
 )
+from edge.backoff import STABLE_AFTER, Backoff
 from edge.controller import ChargerLink
+from edge.metrics import NOTICES
 from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
 from edge.transport import Accept, Link, Refusal, Request, connect
-from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL
+from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
 
 if TYPE_CHECKING:
     from edge.daemon import Edge
@@ -74,6 +83,8 @@ class ChargerServer:
         self.edge = edge
         self.cfg = edge.cfg
         self.sessions: dict[str, ChargerSession] = {}
+        self.orphans: dict[str, ChargerSession] = {}  # replaying for a charger that is away (`replay_only`)
+        self._orphan_retry: dict[str, tuple[Backoff, float]] = {}  # charger → (its backoff, not before)
 
     # -- handshake -------------------------------------------------------------------------------------
     async def prepare(self, request: Request) -> Accept | Refusal:
@@ -110,7 +121,9 @@ class ChargerServer:
             return Refusal(HTTPStatus.BAD_REQUEST, "no supported OCPP subprotocol (ocpp1.6, ocpp2.0.1)")
         subprotocol = offered[0] if offered else "ocpp1.6"
         session = ChargerSession(self, charger_id)
-        if self.cfg.upstream.mode == "proxy":
+        await self.stop_orphan(charger_id)  # before its new upstream link: the cloud must not see two at once
+        if self.cfg.upstream.mode == "proxy" and self.edge.connect_limit.try_take():
+            # else the site is opening connections as fast as it may: the session's loop opens it in turn
             chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
             if chosen is None and self.cfg.upstream.strict:
                 return Refusal(HTTPStatus.BAD_GATEWAY, "upstream CSMS unreachable (strict mode)")
@@ -143,8 +156,11 @@ class ChargerServer:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # the connector turned our cancellation into an error
                 raise asyncio.CancelledError from e
-            log.info("upstream for %s unreachable: %s", charger_id, e or type(e).__name__)
+            self.edge.metrics.counts['sitekeeper_upstream_connects_total{result="failed"}'] += 1
+            why = "no answer in time" if isinstance(e, TimeoutError) else (str(e) or type(e).__name__)
+            log.info("upstream for %s unreachable: %s", charger_id, why)
             return None
+        self.edge.metrics.counts['sitekeeper_upstream_connects_total{result="ok"}'] += 1
         if chosen not in subprotocols:
             log.warning("upstream for %s chose subprotocol %r, not one of %s", charger_id, chosen, subprotocols)
             link.close()
@@ -166,20 +182,68 @@ class ChargerServer:
                 del self.sessions[charger_id]
 
     async def close_all(self, timeout: float = 10.0) -> None:
+        for charger_id in list(self.orphans):
+            await self.stop_orphan(charger_id)
         sessions = list(self.sessions.values())
         for s in sessions:
             s.ws.close(1001, "edge shutting down")
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.done.wait()) for s in sessions], timeout=timeout)
 
+    # -- queues of chargers that are away ------------------------------------------------------------------
+    def replay_orphans(self) -> None:
+        """Start replaying, on their behalf, the queues of chargers that are not connected (one pass; the
+        daemon calls it every few seconds). A charger whose replay failed waits out its own backoff."""
+        now = asyncio.get_running_loop().time()
+        rows = self.edge.store.db.execute(
+            "SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"
+            " LEFT JOIN chargers c ON c.id = q.charger_id").fetchall()
+        for charger_id, version in rows:
+            if charger_id in self.sessions or charger_id in self.orphans:
+                continue
+            if self._orphan_retry.get(charger_id, (None, 0.0))[1] > now:
+                continue
+            session = ChargerSession(self, charger_id, headless=True)
+            session.version = version if version in VERSION_SUBPROTOCOL else "1.6"
+            self.orphans[charger_id] = session
+            session.task = asyncio.create_task(self._replay_orphan(session))
+
+    async def _replay_orphan(self, session: ChargerSession) -> None:
+        charger_id = session.charger_id
+        try:
+            done = await session.replay_only()
+        except Exception:
+            log.exception("replaying the queue of %s failed", charger_id)
+            done = False
+        finally:
+            if self.orphans.get(charger_id) is session:
+                del self.orphans[charger_id]
+        if done:
+            self._orphan_retry.pop(charger_id, None)
+            self.edge.metrics.counts["sitekeeper_replays_without_charger_total"] += 1
+            log.info("queue of %s replayed upstream without the charger", charger_id)
+            return
+        ucfg = self.cfg.upstream
+        backoff = self._orphan_retry.get(charger_id, (Backoff(ucfg.reconnect_min, ucfg.reconnect_max), 0.0))[0]
+        self._orphan_retry[charger_id] = (backoff, asyncio.get_running_loop().time() + backoff.next())
+
+    async def stop_orphan(self, charger_id: str) -> None:
+        """End a replay on behalf of `charger_id` (it has come back, or the edge stops) and wait until its
+        upstream link is closed."""
+        orphan = self.orphans.pop(charger_id, None)
+        if orphan is not None and orphan.task is not None:
+            orphan.task.cancel()
+            await asyncio.wait([orphan.task])
+
 
 class ChargerSession:
     """One charger's connection: feeds its link and carries out the actions, one event at a time."""
 
-    def __init__(self, server: ChargerServer, charger_id: str):
+    def __init__(self, server: ChargerServer, charger_id: str, headless: bool = False):
         self.server = server
         self.edge = server.edge
         self.charger_id = charger_id
+        self.headless = headless  # no charger: replaying its queue on its behalf (`replay_only`)
         self.version = "1.6"
         self.ws = Link(self._from_charger, None)
         self.up: Link | None = None
@@ -226,15 +290,21 @@ class ChargerSession:
             " AND stopped_at IS NULL", [cid])}
         return state
 
-    async def run(self) -> None:
+    async def _new_link(self) -> ChargerLink:
         edge = self.edge
         await edge.store.flush()  # what an earlier connection of this charger queued must be visible
         cfg = edge.cfg
         settings = LinkSettings(standalone=cfg.upstream.mode == "standalone", strict=cfg.upstream.strict,
                                 heartbeat_interval=cfg.ocpp.heartbeat_interval,
-                                call_timeout=cfg.upstream.call_timeout)
-        self.link = ChargerLink(self.charger_id, self.version, settings, edge.authorizer, edge.new_tx_id,
-                                self.load_state())
+                                call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout)
+        return ChargerLink(self.charger_id, self.version, settings, edge.authorizer, edge.new_tx_id,
+                           self.load_state())
+
+    async def run(self) -> None:
+        edge = self.edge
+        cfg = edge.cfg
+        self.link = await self._new_link()
+        settings = self.link.settings
         edge.store.write_soon(lambda c: c.execute(
             "INSERT INTO chargers (id, ocpp_version, first_seen, last_seen, connected) VALUES (?, ?, ?, ?, 1)"
             " ON CONFLICT (id) DO UPDATE SET connected = 1, ocpp_version = excluded.ocpp_version,"
@@ -249,20 +319,12 @@ class ChargerSession:
                     self._attached(self.up, first=True)
                 self._tasks.append(asyncio.create_task(self._upstream_loop()))
             self._drainer = asyncio.create_task(self._drain([]))  # what arrived meanwhile, then live
-            await self.ws.closed
+            await self.ws.wait_closed()
             if self._drainer is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(self._drainer), 30)
+                await asyncio.wait([self._drainer], timeout=30)
         finally:
-            up = self.up
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-            for link in (up, self.pending_up):
-                if link is not None:
-                    await link.aclose()
+            # First what must happen even if this task is cancelled meanwhile (nothing here awaits) ...
+            links = self._let_go()
             for fut in self.calls.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("charger disconnected"))
@@ -270,6 +332,45 @@ class ChargerSession:
                 "UPDATE chargers SET connected = 0, last_seen = ? WHERE id = ?", (edge.now(), self.charger_id)))
             log.info("charger %s disconnected", self.charger_id)
             self.done.set()
+            # ... then wait for the upstream side to be gone.
+            await self._closed(links)
+
+    def _let_go(self) -> list[Link]:
+        """Stop this session's tasks and start closing its upstream links; the links, to wait for."""
+        for task in self._tasks:
+            task.cancel()
+        links = [link for link in (self.up, self.pending_up) if link is not None]
+        for link in links:
+            link.close(1000, "charger disconnected" if not self.headless else "queue replayed")
+        return links
+
+    async def _closed(self, links: list[Link]) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        for link in links:
+            await link.aclose()
+
+    async def replay_only(self) -> bool:
+        """No charger: connect upstream on its behalf, replay its queue, close. True if it all went up."""
+        edge = self.edge
+        self.link = await self._new_link()
+        self._drainer = asyncio.create_task(self._drain([]))
+        await asyncio.sleep(edge.connect_limit.delay())
+        link = self.upstream_link()
+        if await self.server.open_upstream(self.charger_id, [VERSION_SUBPROTOCOL[self.version]], link) is None:
+            return False
+        log.info("replaying the queue of %s upstream (the charger is not connected)", self.charger_id)
+        self._attached(link)
+        try:
+            while not link.is_closed and not (self.link.state == LIVE and not self._busy):
+                await asyncio.sleep(0.1)
+            return self.link.state == LIVE
+        finally:
+            self.up = None
+            self.edge.upstream_links -= 1
+            if self._drainer is not None:
+                await asyncio.wait([self._drainer], timeout=10)
+            await self._closed(self._let_go() + [link])
 
     async def close(self, reason: str) -> None:
         self.ws.close(1000, reason)
@@ -287,7 +388,22 @@ class ChargerSession:
         message = _text(data)
         self.edge.metrics.frames["u>e"] += 1
         self.edge.journal.add(self.charger_id, "u>e", message)
+        if self.headless and self._refused_for_absent_charger(message):
+            return
         self.submit(ChargerLink.from_upstream, message)
+
+    def _refused_for_absent_charger(self, message: str | bytes) -> bool:
+        """Replaying without the charger: upstream's own CALLs get an error at once, not silence."""
+        try:
+            frame = parse(message)
+        except FrameError:
+            return False
+        if not isinstance(frame, Call) or self.up is None:
+            return False
+        text = call_error_text(frame.msg_id, "GenericError", "the charger is not connected to the site now")
+        self.edge.journal.add(self.charger_id, "e>u", text)
+        self.up.send(text)
+        return True
 
     def submit(self, fn: Callable[..., list], *args: Any) -> None:
         """Feed the link `fn(link, *args)` and carry out its actions, after every event before it."""
@@ -376,6 +492,10 @@ class ChargerSession:
             log.warning("upstream link of %s reset: %s", self.charger_id, a.reason)
             if self.up is not None:
                 self.up.close(1011, a.reason)
+        elif kind is Notice:
+            edge.metrics.counts[NOTICES[a.counter]] += 1
+            if a.text:
+                log.warning("charger %s: %s", self.charger_id, a.text)
         else:
             return False
         return True
@@ -423,28 +543,34 @@ class ChargerSession:
             self.submit(ChargerLink.upstream_up)
 
     async def _upstream_loop(self) -> None:
-        """Watch the upstream link (attached already if the handshake opened it); reconnect with backoff."""
-        ucfg = self.edge.cfg.upstream
-        delay = ucfg.reconnect_min
+        """Watch the upstream link (attached already if the handshake opened it); reconnect with backoff,
+        within the site's rate of new connections."""
+        edge, ucfg = self.edge, self.edge.cfg.upstream
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(ucfg.reconnect_min, ucfg.reconnect_max)
         subprotocol = VERSION_SUBPROTOCOL[self.version]
         while True:
             if self.up is None:
+                await asyncio.sleep(edge.connect_limit.delay())
                 link = self.upstream_link()
                 if await self.server.open_upstream(self.charger_id, [subprotocol], link) is None:
                     if ucfg.strict:
                         await self.close("upstream CSMS unreachable (strict mode)")
                         return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, ucfg.reconnect_max)
+                    await asyncio.sleep(backoff.next())
                     continue
-                delay = ucfg.reconnect_min
                 self._attached(link)
             up = self.up
             assert up is not None
+            since = loop.time()
             try:
-                await up.closed
+                await up.wait_closed()
             finally:
                 self.up = None
-                self.edge.upstream_links -= 1
+                edge.upstream_links -= 1
             log.info("upstream link of %s down", self.charger_id)
+            answered = self.link is not None and self.link.answers > 0
             self.submit(ChargerLink.upstream_down)
+            if answered and loop.time() - since >= STABLE_AFTER:
+                backoff.reset()  # it worked for a while: the next failure starts again from the shortest pause
+            await asyncio.sleep(backoff.next())

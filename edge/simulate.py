@@ -41,7 +41,7 @@ class SimCharger:
     """One simulated charger with a single connector."""
 
     def __init__(self, url: str, charger_id: str, version: str = "1.6", *, password: str | None = None,
-                 id_tag: str = "04A1B2C3D4", meter_interval: float = 1.0, power_w: int = 7400,
+                 id_tag: str = "04A1B2C3D4E580", meter_interval: float = 1.0, power_w: int = 7400,
                  call_timeout: float = 30.0, tls: ssl.SSLContext | None = None):
         self.url = url.rstrip("/") + "/" + charger_id
         self.charger_id = charger_id
@@ -248,6 +248,12 @@ def tls_context(ca: str | None, cert: str | None, key: str | None, charger_id: s
     return ctx
 
 
+def iso14443_uid(i: int) -> str:
+    """The card of simulated charger `i`: a 7-byte ISO 14443 UID (NXP's 04 first) in 14 hex digits, as a
+    strict CSMS expects (4- or 7-byte UIDs only)."""
+    return f"04{i:012X}"
+
+
 async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, prefix: str = "SIM",
                    meter_interval: float = 1.0, password: str | None = None, forever: bool = False,
                    ca: str | None = None, cert: str | None = None, key: str | None = None) -> list[SimStats]:
@@ -259,7 +265,7 @@ async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, 
             tls = tls_context(ca, cert, key, charger_id) if url.startswith("wss://") else None
         except (OSError, ssl.SSLError) as e:
             return SimStats(notes=[f"TLS material: {e}"])
-        sim = SimCharger(url, charger_id, version, password=password, id_tag=f"04{i:08X}",
+        sim = SimCharger(url, charger_id, version, password=password, id_tag=iso14443_uid(i),
                          meter_interval=meter_interval, tls=tls)
         try:
             await sim.connect()

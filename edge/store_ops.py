@@ -62,6 +62,11 @@ def _tx_map(conn: sqlite3.Connection, d: dict) -> None:
                  " WHERE id=:id", d)
 
 
+def _tx_upstream_status(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("UPDATE transactions SET upstream_status=:status WHERE charger_id=:charger_id AND tx_key=:tx_key",
+                 d)
+
+
 def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "UPDATE transactions SET meter_stop=:meter_stop, stopped_at=:stopped_at, stop_reason=:reason,"
@@ -107,7 +112,8 @@ def _auth_cache(conn: sqlite3.Connection, d: dict) -> None:
 
 OPS: dict[str, Callable[[sqlite3.Connection, dict], None]] = {
     "charger_boot": _charger_boot, "status": _status, "replay_set": _replay_set, "replay_done": _replay_done,
-    "enqueue": _enqueue, "dequeue": _dequeue, "tx_start": _tx_start, "tx_map": _tx_map, "tx_stop": _tx_stop,
+    "enqueue": _enqueue, "dequeue": _dequeue, "tx_start": _tx_start, "tx_map": _tx_map,
+    "tx_upstream_status": _tx_upstream_status, "tx_stop": _tx_stop,
     "tx_event": _tx_event, "meter": _meter, "auth_cache": _auth_cache,
 }
 

@@ -88,14 +88,15 @@ Prepare = Callable[[Request], Awaitable[Accept | Refusal]]
 
 class Link(WSListener):  # type: ignore[misc]
     """One WebSocket connection, message by message: `on_message(data: bytes)` for each whole text or binary
-    message, `on_closed()` once. `send(text)` and `close(code, reason)` never raise once closed."""
+    message, `on_closed()` once. `send(text)` and `close(code, reason)` never raise once closed.
+    `await link.wait_closed()` until the connection is gone (cancelling the waiter leaves the link alone)."""
 
     def __init__(self, on_message: Callable[[bytes], Any] | None = None,
                  on_closed: Callable[[], Any] | None = None):
         self.on_message = on_message
         self.on_closed = on_closed
         self.transport: WSTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self._closed = asyncio.get_running_loop().create_future()
         self._parts: list[bytes] | None = None  # a fragmented message being assembled
         self._size = 0
         self._compressed = False  # the message being assembled is deflated
@@ -150,8 +151,8 @@ class Link(WSListener):  # type: ignore[misc]
         return None
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
             if self.on_closed is not None:
                 self.on_closed()
 
@@ -171,7 +172,7 @@ class Link(WSListener):  # type: ignore[misc]
 
     @property
     def is_open(self) -> bool:
-        return self.transport is not None and not self.closed.done() and not self.transport.is_close_frame_sent
+        return self.transport is not None and not self._closed.done() and not self.transport.is_close_frame_sent
 
     def send(self, text: str | bytes) -> None:
         if self.is_open:
@@ -183,19 +184,28 @@ class Link(WSListener):  # type: ignore[misc]
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         t = self.transport
-        if t is None or self.closed.done():
+        if t is None or self._closed.done():
             return
         if not t.is_close_frame_sent:
             with contextlib.suppress(Exception):
                 t.send_close(WSCloseCode(code), reason.encode()[:120])
         t.disconnect()
 
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    async def wait_closed(self) -> None:
+        """Until the connection is gone. Shielded: a waiter that is cancelled does not mark the link closed
+        (it would then never be disconnected)."""
+        await asyncio.shield(self._closed)
+
     async def aclose(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
         """Close and wait until the connection is gone."""
         self.close(code, reason)
         if self.transport is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+                await asyncio.wait_for(self.wait_closed(), timeout)
 
 
 # -- server --------------------------------------------------------------------------------------------------
@@ -359,6 +369,9 @@ async def connect(url: str, link: Link, *, subprotocols: list[str], headers: dic
                    auto_ping_reply_timeout=ping_interval or 20.0, max_frame_size=MAX_MESSAGE,
                    read_buffer_init_size=READ_BUFFER,
                    logger_name="client", **kwargs), timeout)
+    if transport.response is None or link.transport is None:  # picows hands back a transport regardless
+        transport.disconnect()
+        raise HandshakeFailed("upstream closed the connection during the WebSocket handshake")
     if link.refused_deflate:
         raise HandshakeFailed(f"bad permessage-deflate answer: {link.refused_deflate}")
     chosen = transport.response.headers.get("Sec-WebSocket-Protocol")

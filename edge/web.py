@@ -29,8 +29,14 @@ def build_app(edge: Edge) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True, "mode": edge.cfg.upstream.mode, "chargers_connected": len(edge.chargers.sessions),
-                "upstream_links_up": edge.upstream_links}
+        out = {"ok": True, "mode": edge.cfg.upstream.mode, "chargers_connected": len(edge.chargers.sessions),
+               "upstream_links_up": edge.upstream_links}
+        if edge.cfg.upstream.mode == "proxy":
+            queue = edge.upstream_queue()
+            out["upstream_queue"] = queue
+            out["alerts"] = [f"{queue['messages']} message(s) of {', '.join(queue['chargers'])} waiting for upstream"
+                             f" for {queue['oldest_age_s'] // 60} min"] if queue["stale"] else []
+        return out
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

@@ -1,7 +1,11 @@
 """Real OCPP peers for the tests, built on the `ocpp` package over real sockets.
 
 `Csms`: an upstream CSMS for 1.6 and 2.0.1 that records every raw frame it receives and sends, assigns
-1.6 transaction ids from 1000 up, and can be stopped and restarted on the same port.
+1.6 transaction ids from 1000 up, and can be stopped and restarted on the same port. It can be made to
+behave as real clouds were seen to: answer a CALL late (`answer_delay`), refuse starts (`start_zero`,
+`concurrent_tx` with `close_delay`: a Stop closes its session only a little later, so the same card's next
+Start meets ConcurrentTx), accept the WebSocket and close it at once (`close_at_once`), or hold a frame and never answer
+it (`hold`, to restart it or kill the edge in the middle of a replay).
 `Charger`: a charger for either version (the `ocpp` package's ChargePoint) that also records raw frames and
 can send raw text.
 """
@@ -31,17 +35,21 @@ def now() -> str:
 
 
 class RecordingConnection:
-    """Wraps a websockets connection; keeps every text received and sent."""
+    """Wraps a websockets connection; keeps every text received and sent. `hold(text)`: if true, the frame
+    is recorded but never handed on (never answered)."""
 
-    def __init__(self, ws, received: list, sent: list):
+    def __init__(self, ws, received: list, sent: list, hold=None):
         self.ws = ws
         self.received = received
         self.sent = sent
+        self.hold = hold
 
     async def recv(self):
-        text = await self.ws.recv()
-        self.received.append(text)
-        return text
+        while True:
+            text = await self.ws.recv()
+            self.received.append(text)
+            if self.hold is None or not self.hold(text):
+                return text
 
     async def send(self, text):
         self.sent.append(text)
@@ -85,13 +93,29 @@ class Upstream16(CP16):
         return result16.Authorize(id_tag_info={"status": self.csms.tag_status.get(id_tag, "Accepted")})
 
     @on("StartTransaction")
-    def on_start(self, id_tag, **kw):
+    async def on_start(self, id_tag, meter_start, **kw):
+        await self.csms.maybe_late("StartTransaction")
         status = self.csms.tag_status.get(id_tag, "Accepted")
+        if self.csms.concurrent_tx and id_tag in self.csms.open_cards:
+            return result16.StartTransaction(transaction_id=0, id_tag_info={"status": "ConcurrentTx"})
         tx = 0 if self.csms.start_zero else next(self.csms.tx_ids)
+        if tx:
+            self.csms.transactions[tx] = {"charger_id": self.id, "id_tag": id_tag, "meter_start": meter_start}
+            self.csms.open_cards.add(id_tag)
         return result16.StartTransaction(transaction_id=tx, id_tag_info={"status": status})
 
     @on("StopTransaction")
-    def on_stop(self, **kw):
+    async def on_stop(self, transaction_id, meter_stop, **kw):
+        await self.csms.maybe_late("StopTransaction")
+        tx = self.csms.transactions.get(transaction_id)
+        if tx is not None:
+            tx["meter_stop"] = meter_stop
+            tx["stops"] = tx.get("stops", 0) + 1
+            if self.csms.close_delay:  # the cloud closes the session a little later (asynchronously)
+                asyncio.get_running_loop().call_later(self.csms.close_delay, self.csms.open_cards.discard,
+                                                      tx["id_tag"])
+            else:
+                self.csms.open_cards.discard(tx["id_tag"])
         return result16.StopTransaction()
 
     @on("MeterValues")
@@ -126,7 +150,8 @@ class Upstream201(CP201):
                                                                                      "Accepted")})
 
     @on("TransactionEvent")
-    def tx_event(self, **kw):
+    async def tx_event(self, **kw):
+        await self.csms.maybe_late("TransactionEvent")
         token = kw.get("id_token")
         if token:
             return result201.TransactionEvent(id_token_info={"status": self.csms.tag_status.get(
@@ -156,6 +181,13 @@ class Csms:
         self.tag_status: dict[str, str] = {}
         self.start_zero = False
         self.silent = False  # receive but never answer
+        self.close_at_once = False  # accept the WebSocket, then close it straight away
+        self.answer_delay: dict[str, float] = {}  # action → seconds: the next such CALL is answered that late
+        self.concurrent_tx = False  # refuse (ConcurrentTx, id 0) a Start for a card whose session is open
+        self.close_delay = 0.0  # seconds after a Stop before its card's session is closed
+        self.hold = None  # hold(text) -> bool: record the frame and never answer it
+        self.transactions: dict[int, dict] = {}  # 1.6: the sessions this CSMS opened, with their meter readings
+        self.open_cards: set[str] = set()
         self.server = None
 
     @property
@@ -173,13 +205,25 @@ class Csms:
             await self.server.wait_closed()
             self.server = None
 
+    async def maybe_late(self, action: str) -> None:
+        delay = self.answer_delay.pop(action, 0)
+        if delay:
+            await asyncio.sleep(delay)
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for p in self.history if p.ws.state.name in ("CONNECTING", "OPEN", "CLOSING"))
+
     async def _handler(self, ws):
         charger_id = ws.request.path.rstrip("/").split("/")[-1]
         peer = CsmsPeer(charger_id, ws.subprotocol, headers=dict(ws.request.headers))
         peer.ws = ws
         self.peers[charger_id] = peer
         self.history.append(peer)
-        conn = RecordingConnection(ws, peer.received, peer.sent)
+        if self.close_at_once:
+            await ws.close()
+            return
+        conn = RecordingConnection(ws, peer.received, peer.sent, self.hold)
         if self.silent:
             with contextlib.suppress(websockets.ConnectionClosed):
                 async for text in ws:

@@ -14,6 +14,7 @@ from edge.controller import (
     EdgeCallDone,
     LinkSettings,
     LinkState,
+    Notice,
     Persist,
     QueueItem,
     ResetUpstream,
@@ -139,16 +140,62 @@ def test_live_start_gets_edge_id_mapped_and_ids_rewritten_both_ways():
     assert up[3]["transactionId"] == 777
 
 
-def test_live_call_unanswered_is_answered_locally_and_queued():
+def test_late_answer_is_used_not_lost():
+    """Upstream answers a live 1.6 start after call_timeout: the charger was answered locally meanwhile, the
+    link is not reset, the charger's next frames queue behind, and upstream's late answer maps the id and
+    drops the queued copy, so upstream sees each frame once."""
     clock = Clock()
     link = live_link(clock=clock)
     link.from_charger(call("s1", "StartTransaction", START))
     clock.t += 6
     actions = link.tick()
-    assert any(isinstance(a, ResetUpstream) for a in actions)
+    assert not any(isinstance(a, ResetUpstream) for a in actions)
     assert sent(actions, SendCharger)[0][2]["idTagInfo"]["status"] == "Invalid"  # unknown card, offline rule
-    assert "enqueue" in persisted(actions)
-    assert [q.action for q in link.queue] == ["StartTransaction"]
+    local = sent(actions, SendCharger)[0][2]["transactionId"]
+    assert "enqueue" in persisted(actions) and link.state == REPLAYING
+    # the charger goes on; its meter values wait behind the start (upstream's id is not known yet)
+    acts = link.from_charger(call("m1", "MeterValues", meter(local)))
+    assert sent(acts, SendUpstream) == [] and sent(acts, SendCharger) == [[3, "m1", {}]]
+    assert [q.action for q in link.queue] == ["StartTransaction", "MeterValues"]
+    clock.t += 9  # 15 s after the start: upstream answers
+    acts = link.from_upstream(json.dumps([3, "s1", {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}]))
+    assert sent(acts, SendCharger) == []  # the charger had its answer long ago
+    assert "tx_map" in persisted(acts) and "dequeue" in persisted(acts)
+    assert [m[1:3] for m in sent(acts, SendUpstream)] == [["m1", "MeterValues"]]
+    assert sent(acts, SendUpstream)[0][3]["transactionId"] == 4242
+    acts = link.from_upstream('[3, "m1", {}]')
+    assert link.state == LIVE and not link.queue and link.tx_map[local] == 4242
+
+
+def test_a_link_silent_for_stall_timeout_is_reset_and_the_frame_in_flight_goes_again_with_its_id():
+    clock = Clock()
+    link = live_link(clock=clock)
+    link.from_charger(call("s1", "StartTransaction", START))
+    for _ in range(59):
+        clock.t += 1
+        assert not any(isinstance(a, ResetUpstream) for a in link.tick())
+    clock.t += 1.5
+    assert any(isinstance(a, ResetUpstream) for a in link.tick())
+    assert link.upstream_down() == []  # already down
+    acts = link.upstream_up()
+    assert sent(acts, SendUpstream)[0][:3] == [2, "s1", "StartTransaction"]  # at least once: the same id
+
+
+def test_late_boot_is_not_replayed_twice_but_is_after_a_failed_link():
+    clock = Clock()
+    link = live_link(clock=clock)
+    link.from_charger(call("b1", "BootNotification", {"chargePointModel": "m", "chargePointVendor": "v"}))
+    clock.t += 6
+    assert sent(link.tick(), SendCharger)[0][2]["status"] == "Accepted"
+    acts = link.from_upstream(json.dumps([3, "b1", {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z",
+                                                    "interval": 60}]))
+    assert sent(acts, SendUpstream) == [] and link.state == LIVE
+    # the same, but the link fails before the late answer: the boot is replayed on return
+    link.from_charger(call("b2", "BootNotification", {"chargePointModel": "m", "chargePointVendor": "v"}))
+    clock.t += 6
+    link.tick()
+    link.upstream_down()
+    assert sent(link.upstream_up(), SendUpstream)[0][:2] == [2, "b2"]
 
 
 def test_upstream_calls_go_before_edge_calls_one_at_a_time():
@@ -203,17 +250,86 @@ def test_offline_session_queued_then_replayed_in_order_with_rewrites():
     assert upstream[3][3]["transactionId"] == 4242 and upstream[4][3]["transactionId"] == 4242
 
 
-def test_replay_when_upstream_refuses_start_with_zero():
+def test_replay_refused_with_zero_still_sends_the_rest_with_that_id_and_says_so():
     link = make()
     local = sent(link.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
     link.from_charger(call("m1", "MeterValues", meter(local)))
     link.from_charger(call("x1", "StopTransaction", stop(local)))
-    acts = link.upstream_up()
+    link.upstream_up()
     acts = link.from_upstream(json.dumps([3, "s1", {"transactionId": 0, "idTagInfo": {"status": "Invalid"}}]))
-    # the rest of that transaction is not sent: upstream has no such transaction
-    assert sent(acts, SendUpstream) == []
+    notices = [a for a in acts if isinstance(a, Notice)]
+    assert [n.counter for n in notices] == ["upstream_refused_replay"] and "transactionId 0" in notices[0].text
+    up = sent(acts, SendUpstream)
+    assert up[0][:3] == [2, "m1", "MeterValues"] and up[0][3]["transactionId"] == 0
+    acts = link.from_upstream('[3, "m1", {}]')
+    assert sent(acts, SendUpstream)[0][:3] == [2, "x1", "StopTransaction"]
+    assert sent(acts, SendUpstream)[0][3]["meterStop"] == 900
+    link.from_upstream('[3, "x1", {}]')
     assert link.state == LIVE and not link.queue
-    assert persisted(acts).count("dequeue") == 3
+    # a session still running when upstream refused its replayed start: its live frames go up, not answered
+    # by the edge
+    link.upstream_down()
+    running = sent(link.from_charger(call("s2", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link.upstream_up()
+    link.from_upstream(json.dumps([3, "s2", {"transactionId": 0, "idTagInfo": {"status": "ConcurrentTx"}}]))
+    assert link.state == LIVE
+    assert sent(link.from_charger(call("m2", "MeterValues", meter(running))), SendUpstream)[0][3]["transactionId"] == 0
+    assert sent(link.from_charger(call("x2", "StopTransaction", stop(running))), SendUpstream)[0][1] == "x2"
+
+
+def test_replayed_start_refused_concurrent_right_after_its_cards_stop_is_retried_once():
+    clock = Clock()
+    link = make(clock=clock)
+    first = sent(link.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link.from_charger(call("x1", "StopTransaction", {**stop(first), "idTag": "TAG1"}))
+    second = sent(link.from_charger(call("s2", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link.from_charger(call("x2", "StopTransaction", stop(second)))
+    link.upstream_up()
+    link.from_upstream(json.dumps([3, "s1", {"transactionId": 7, "idTagInfo": {"status": "Accepted"}}]))
+    acts = link.from_upstream('[3, "x1", {}]')
+    assert sent(acts, SendUpstream)[0][1] == "s2"
+    refused = json.dumps([3, "s2", {"transactionId": 0, "idTagInfo": {"status": "ConcurrentTx"}}])
+    acts = link.from_upstream(refused)
+    assert [a.counter for a in acts if isinstance(a, Notice)] == ["replay_retried"]
+    assert sent(acts, SendUpstream) == [] and "dequeue" not in persisted(acts)
+    assert link.waiting and sent(link.tick(), SendUpstream) == []  # a short pause first
+    clock.t += 2.5
+    again = sent(link.tick(), SendUpstream)
+    assert again[0][2] == "StartTransaction" and again[0][1] not in ("s1", "s2")  # a new CALL, a new id
+    acts = link.from_upstream(json.dumps([3, again[0][1], {"transactionId": 8, "idTagInfo": {"status": "Accepted"}}]))
+    assert sent(acts, SendUpstream)[0][3]["transactionId"] == 8  # its stop goes with the id of the retry
+    # refused again after a retry: not retried a second time, and said
+    link2 = make(clock=clock)
+    a = sent(link2.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
+    link2.from_charger(call("x1", "StopTransaction", stop(a)))
+    link2.from_charger(call("s2", "StartTransaction", START))
+    link2.upstream_up()
+    link2.from_upstream(json.dumps([3, "s1", {"transactionId": 7, "idTagInfo": {"status": "Accepted"}}]))
+    link2.from_upstream('[3, "x1", {}]')
+    link2.from_upstream(refused)
+    clock.t += 2.5
+    retry_id = sent(link2.tick(), SendUpstream)[0][1]
+    acts = link2.from_upstream(json.dumps([3, retry_id, {"transactionId": 0, "idTagInfo": {"status": "ConcurrentTx"}}]))
+    assert [a.counter for a in acts if isinstance(a, Notice)] == ["upstream_refused_replay"]
+    assert link2.state == LIVE
+
+
+def test_201_events_the_cloud_did_not_get_live_are_replayed_marked_offline():
+    clock = Clock()
+    link = make("2.0.1", clock=clock)
+    ev = {"eventType": "Started", "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized", "seqNo": 0,
+          "transactionInfo": {"transactionId": "T9"}, "offline": False}
+    link.from_charger(call("e1", "TransactionEvent", ev))
+    replayed = sent(link.upstream_up(), SendUpstream)[0]
+    assert replayed[1] == "e1" and replayed[3]["offline"] is True and replayed[3]["seqNo"] == 0
+    link.from_upstream('[3, "e1", {}]')
+    # live, then late: the cloud got that one live (only late); it keeps its own text
+    link.from_charger(call("e2", "TransactionEvent", {**ev, "eventType": "Updated", "seqNo": 1,
+                                                      "triggerReason": "MeterValuePeriodic"}))
+    clock.t += 6
+    link.tick()
+    link.upstream_down()
+    assert sent(link.upstream_up(), SendUpstream)[0][3]["offline"] is False
 
 
 def test_replay_survives_a_new_link_from_stored_state():

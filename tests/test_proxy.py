@@ -228,7 +228,7 @@ async def test_remote_stop_is_rewritten_to_the_chargers_id(edge_factory, csms):
         await ch.close()
 
 
-async def test_201_offline_events_replayed_untouched(edge_factory):
+async def test_201_offline_events_replayed_marked_offline_and_otherwise_untouched(edge_factory):
     csms = Csms(free_port())
     edge = edge_factory(proxy_config(csms))
     ch = await Charger(edge.url, "V2OFF", "2.0.1").connect()
@@ -241,6 +241,7 @@ async def test_201_offline_events_replayed_untouched(edge_factory):
         await csms.start()
         await wait_for(lambda: len(csms.calls("V2OFF", "TransactionEvent")) == 3, what="events replayed")
         got = csms.calls("V2OFF", "TransactionEvent")
+        assert [g[3].pop("offline") for g in got] == [True] * 3, "the cloud is told they are late"
         assert got == sent, "transaction ids, seqNo and message ids pass through untouched"
         assert edge.query("SELECT energy_wh FROM transactions WHERE tx_key='TX-201'") == [(20,)]
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 
@@ -179,3 +180,6 @@ def test_simulate_command_runs_a_site(edge_factory):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SIM0001: 1 session(s)" in out.stdout and "SIM0002: 1 session(s)" in out.stdout
     assert edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NOT NULL") == [(2,)]
+    # ISO 14443 UIDs are 4 or 7 bytes: a strict CSMS refuses any other length (the simulator sends 7)
+    tokens = [t for (t,) in edge.query("SELECT id_tag FROM transactions")]
+    assert len(tokens) == 2 and all(re.fullmatch(r"04[0-9A-F]{12}", t) for t in tokens), tokens
