@@ -69,6 +69,7 @@ class CsmsPeer:
     cp: object = None
     ws: object = None
     headers: dict = field(default_factory=dict)
+    connected_at: float = 0.0  # the event loop's time of the handshake
 
 
 class Upstream16(CP16):
@@ -216,7 +217,8 @@ class Csms:
 
     async def _handler(self, ws):
         charger_id = ws.request.path.rstrip("/").split("/")[-1]
-        peer = CsmsPeer(charger_id, ws.subprotocol, headers=dict(ws.request.headers))
+        peer = CsmsPeer(charger_id, ws.subprotocol, headers=dict(ws.request.headers),
+                        connected_at=asyncio.get_running_loop().time())
         peer.ws = ws
         self.peers[charger_id] = peer
         self.history.append(peer)

@@ -158,3 +158,33 @@ async def test_client_gone_during_handshake_and_reconnect(edge_factory):
         await second.close()
         await first.close()
     assert " ERROR " not in edge.log() and "Traceback" not in edge.log()
+
+
+async def test_an_upstream_that_drops_the_upgrade_is_named_in_the_log(edge_factory):
+    """The cloud reads the upgrade request and closes (or answers 101 and closes before the headers end):
+    the log says so in words, the charger is served locally, and the edge tries again later."""
+    tries = []
+
+    async def drop(reader, writer):
+        tries.append(await reader.readuntil(b"\r\n\r\n"))
+        if len(tries) % 2 == 0:
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/csms"
+    edge = edge_factory({"upstream": {"mode": "proxy", "url": url, "reconnect_min": 0.1, "reconnect_max": 0.2}})
+    ch = await Charger(edge.url, "DROPUP", "1.6").connect()
+    try:
+        assert (await ch.raw('[2, "hb", "Heartbeat", {}]'))[:2] == [3, "hb"]
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(tries) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(tries) >= 3
+        log = edge.log()
+        assert "upstream for DROPUP unreachable: upstream closed the connection during the WebSocket handshake" in log
+        assert "NoneType" not in log
+    finally:
+        await ch.close()
+        server.close()

@@ -224,6 +224,28 @@ async def test_an_upstream_that_closes_at_once_or_stalls_is_not_hammered(edge_fa
         stall_server.close()
 
 
+async def test_many_chargers_at_once_reach_the_cloud_staggered(edge_factory):
+    """After an outage every charger comes back in the same second: the site opens its upstream links at its
+    own pace (here 5 a second), and serves every charger meanwhile."""
+    csms = await Csms(free_port()).start()
+    edge = edge_factory(proxy_config(csms, max_connects_per_second=5))
+    chargers = [Charger(edge.url, f"CROWD{i:02d}", "1.6") for i in range(15)]
+    try:
+        await asyncio.gather(*(c.connect() for c in chargers))
+        booted = await asyncio.gather(*(c.boot16() for c in chargers))
+        assert all(b.status == "Accepted" for b in booted)  # answered at once, by upstream or by the edge
+        await wait_for(lambda: len(csms.peers) == 15, timeout=10, what="every charger's link")
+        times = sorted(p.connected_at for p in csms.history)
+        assert times[-1] - times[0] >= 1.5, "not all in the same second"
+        in_any_second = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+        assert in_any_second <= 10
+        await wait_for(lambda: all(len(csms.calls(c.charger_id, "BootNotification")) == 1 for c in chargers),
+                       what="each boot upstream once")
+    finally:
+        await asyncio.gather(*(c.close() for c in chargers))
+        await csms.stop()
+
+
 async def test_upstream_restarted_in_the_middle_of_a_replay(edge_factory):
     csms = Csms(free_port())
     edge = edge_factory(proxy_config(csms, offline_accept_unknown=True))
