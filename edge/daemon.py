@@ -185,7 +185,7 @@ class Edge:
         """Time passes for every charger link with something waiting on a deadline (one timer per site)."""
         while True:
             await asyncio.sleep(1.0)
-            for session in [*self.chargers.sessions.values(), *self.chargers.orphans.values()]:
+            for session in [*self.chargers.sessions.values(), *self.chargers.replays.running.values()]:
                 link = session.link
                 if link is not None and link.waiting:
                     session.submit(ChargerLink.tick)
@@ -196,7 +196,7 @@ class Edge:
             await asyncio.sleep(2)
             ticks += 1
             if self.cfg.upstream.mode == "proxy" and self.cfg.upstream.replay_without_charger:
-                self.chargers.replay_orphans()
+                self.chargers.replays.start_due()
             version = local_list.current_version(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
             if version != self.list_version:
                 self.list_version = version

@@ -47,6 +47,7 @@ from edge.actions import (
 from edge.backoff import STABLE_AFTER, Backoff
 from edge.controller import ChargerLink
 from edge.metrics import NOTICES
+from edge.queue_replay import QueueReplays
 from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
 from edge.transport import Accept, Link, Refusal, Request, connect
 from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
@@ -83,8 +84,8 @@ class ChargerServer:
         self.edge = edge
         self.cfg = edge.cfg
         self.sessions: dict[str, ChargerSession] = {}
-        self.orphans: dict[str, ChargerSession] = {}  # replaying for a charger that is away (`replay_only`)
-        self._orphan_retry: dict[str, tuple[Backoff, float]] = {}  # charger → (its backoff, not before)
+        self.arriving: dict[str, ChargerSession] = {}  # in the handshake, not yet in `sessions`
+        self.replays = QueueReplays(self, lambda charger_id: ChargerSession(self, charger_id, headless=True))
 
     # -- handshake -------------------------------------------------------------------------------------
     async def prepare(self, request: Request) -> Accept | Refusal:
@@ -121,11 +122,13 @@ class ChargerServer:
             return Refusal(HTTPStatus.BAD_REQUEST, "no supported OCPP subprotocol (ocpp1.6, ocpp2.0.1)")
         subprotocol = offered[0] if offered else "ocpp1.6"
         session = ChargerSession(self, charger_id)
-        await self.stop_orphan(charger_id)  # before its new upstream link: the cloud must not see two at once
+        self.arriving[charger_id] = session  # no replay on its behalf from now on
+        await self.replays.stop(charger_id)  # before its new upstream link: the cloud must not see two at once
         if self.cfg.upstream.mode == "proxy" and self.edge.connect_limit.try_take():
             # else the site is opening connections as fast as it may: the session's loop opens it in turn
             chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
             if chosen is None and self.cfg.upstream.strict:
+                self.left(session)
                 return Refusal(HTTPStatus.BAD_GATEWAY, "upstream CSMS unreachable (strict mode)")
             if chosen is not None:
                 session.up = session.pending_up
@@ -175,65 +178,25 @@ class ChargerServer:
             log.info("charger %s reconnected: closing its previous connection", charger_id)
             await old.close("replaced by a new connection")
         self.sessions[charger_id] = session
+        self.left(session)
         try:
             await session.run()
         finally:
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
 
+    def left(self, session: ChargerSession) -> None:
+        """`session` is past its handshake (registered, refused or abandoned)."""
+        if self.arriving.get(session.charger_id) is session:
+            del self.arriving[session.charger_id]
+
     async def close_all(self, timeout: float = 10.0) -> None:
-        for charger_id in list(self.orphans):
-            await self.stop_orphan(charger_id)
+        await self.replays.stop_all()
         sessions = list(self.sessions.values())
         for s in sessions:
             s.ws.close(1001, "edge shutting down")
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.done.wait()) for s in sessions], timeout=timeout)
-
-    # -- queues of chargers that are away ------------------------------------------------------------------
-    def replay_orphans(self) -> None:
-        """Start replaying, on their behalf, the queues of chargers that are not connected (one pass; the
-        daemon calls it every few seconds). A charger whose replay failed waits out its own backoff."""
-        now = asyncio.get_running_loop().time()
-        rows = self.edge.store.db.execute(
-            "SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"
-            " LEFT JOIN chargers c ON c.id = q.charger_id").fetchall()
-        for charger_id, version in rows:
-            if charger_id in self.sessions or charger_id in self.orphans:
-                continue
-            if self._orphan_retry.get(charger_id, (None, 0.0))[1] > now:
-                continue
-            session = ChargerSession(self, charger_id, headless=True)
-            session.version = version if version in VERSION_SUBPROTOCOL else "1.6"
-            self.orphans[charger_id] = session
-            session.task = asyncio.create_task(self._replay_orphan(session))
-
-    async def _replay_orphan(self, session: ChargerSession) -> None:
-        charger_id = session.charger_id
-        try:
-            done = await session.replay_only()
-        except Exception:
-            log.exception("replaying the queue of %s failed", charger_id)
-            done = False
-        finally:
-            if self.orphans.get(charger_id) is session:
-                del self.orphans[charger_id]
-        if done:
-            self._orphan_retry.pop(charger_id, None)
-            self.edge.metrics.counts["sitekeeper_replays_without_charger_total"] += 1
-            log.info("queue of %s replayed upstream without the charger", charger_id)
-            return
-        ucfg = self.cfg.upstream
-        backoff = self._orphan_retry.get(charger_id, (Backoff(ucfg.reconnect_min, ucfg.reconnect_max), 0.0))[0]
-        self._orphan_retry[charger_id] = (backoff, asyncio.get_running_loop().time() + backoff.next())
-
-    async def stop_orphan(self, charger_id: str) -> None:
-        """End a replay on behalf of `charger_id` (it has come back, or the edge stops) and wait until its
-        upstream link is closed."""
-        orphan = self.orphans.pop(charger_id, None)
-        if orphan is not None and orphan.task is not None:
-            orphan.task.cancel()
-            await asyncio.wait([orphan.task])
 
 
 class ChargerSession:
@@ -263,6 +226,7 @@ class ChargerSession:
 
     def abandon(self) -> None:
         """The charger went away during the handshake."""
+        self.server.left(self)
         if self.task is not None:
             self.task.cancel()
         if self.pending_up is not None:
