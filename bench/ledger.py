@@ -51,11 +51,14 @@ sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path
 
 from benchutil import percentile  # noqa: E402
 
-from edge import billing, cards, ledger, observe, store_ops  # noqa: E402
-from edge.local_csms import now_iso  # noqa: E402
+from edge.billing import cards, ledger  # noqa: E402
+from edge.billing import sessions as billing  # noqa: E402
+from edge.billing.tariff import Tariff  # noqa: E402
+from edge.clock import now_iso  # noqa: E402
+from edge.controller import observe  # noqa: E402
 from edge.money import normalise_uid  # noqa: E402
-from edge.store import Store  # noqa: E402
-from edge.tariff import Tariff  # noqa: E402
+from edge.store import ops as store_ops  # noqa: E402
+from edge.store.sqlite import Store  # noqa: E402
 
 CURRENCY = "PHP"
 TARGET_TAP_P99 = 3.0  # × a bare commit's p99

@@ -146,7 +146,7 @@ def start_edge(name: str, workdir: Path, upstream: str | None, timeout: float = 
     }
     (d / "sitekeeper.toml").write_text(_toml(cfg))
     log = d / "edge.log"
-    cmd = [str(SITEKEEPER)] if SITEKEEPER.exists() else [PY, "-m", "edge.cli"]
+    cmd = [str(SITEKEEPER)] if SITEKEEPER.exists() else [PY, "-m", "edge.cli.main"]
     with open(log, "a") as out:
         popen = subprocess.Popen([*cmd, "--config", str(d / "sitekeeper.toml"), "run"], stdout=out,
                                  stderr=subprocess.STDOUT, cwd=d)

@@ -23,7 +23,7 @@ from http import HTTPStatus
 import uvloop
 from benchutil import READY, raise_nofile
 
-from edge.transport import Accept, Link, Refusal, Request, connect, serve
+from edge.ocpp.transport import Accept, Link, Refusal, Request, connect, serve
 
 
 def make_prepare(target: str):  # noqa: ANN201

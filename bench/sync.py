@@ -174,9 +174,9 @@ class SubscriberProcess:
 # -- the outbox ---------------------------------------------------------------------------------------------
 def fill_outbox(db: Path, n: int) -> float:
     """A fresh database with N ledger-like outbox records (topups on 200 accounts); returns seconds taken."""
-    from edge import outbox
     from edge.clock import now_iso
-    from edge.store import Store
+    from edge.store import outbox
+    from edge.store.sqlite import Store
 
     t0 = time.perf_counter()
     store = Store.open(str(db))

@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchutil import free_port, percentile  # noqa: E402
 from conftest import to_toml  # noqa: E402
 
-from edge import billing, cards, ledger  # noqa: E402
-from edge.store import Store  # noqa: E402
+from edge.billing import cards, ledger  # noqa: E402
+from edge.billing import sessions as billing  # noqa: E402
+from edge.store.sqlite import Store  # noqa: E402
 
 UID = "04BE0C01"
 

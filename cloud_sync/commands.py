@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from edge import billing, cards, owner
+from edge.billing import cards, owner
+from edge.billing import sessions as billing
+from edge.billing.tariff import TariffError, build_tariff, parse_ts, utc_key
 from edge.clock import now_iso
 from edge.money import MoneyError, UidError
-from edge.tariff import TariffError, build_tariff, parse_ts, utc_key
 
 KINDS = ("topup", "card", "tariff")
 

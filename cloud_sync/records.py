@@ -11,8 +11,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from edge.billing.tariff import parse_ts
 from edge.clock import now_iso
-from edge.tariff import parse_ts
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud_sync import commands, records
-from edge import billing
+from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config, billing_settings
-from edge.store import Store
+from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper.sync")
 

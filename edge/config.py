@@ -261,9 +261,9 @@ def billing_settings(cfg: Config):
     """The checked billing settings and tariff in minor units (raises `ConfigError` naming the key)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from edge.billing import BillingSettings
+    from edge.billing.sessions import BillingSettings
+    from edge.billing.tariff import TariffError, build_tariff
     from edge.money import MoneyError, to_minor
-    from edge.tariff import TariffError, build_tariff
 
     b = cfg.billing
     exp = b.currency_exponent

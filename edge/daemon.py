@@ -13,24 +13,25 @@ import ssl
 import time
 
 from cloud_sync.records import status
-from edge import billing, local_list
 from edge import reload as config_reload
-from edge.authorize import Authorizer, CacheEntry
 from edge.backoff import RateLimit
+from edge.billing import sessions as billing
+from edge.billing.tariff import parse_ts
 from edge.clock import now_iso
 from edge.config import Config, ConfigError, OcppConfig, billing_settings, load
-from edge.controller import ChargerLink
+from edge.controller.authorize import Authorizer, CacheEntry
+from edge.controller.link import ChargerLink
+from edge.controller.wire import precompile_schemas
 from edge.events import EventBus
 from edge.gpio import Feedback
-from edge.journal import Journal
 from edge.metrics import Metrics
-from edge.readers.loop import run_reader
-from edge.server import ChargerServer
-from edge.store import Store
-from edge.taps import TapService
-from edge.tariff import parse_ts
-from edge.transport import serve
-from edge.wire import precompile_schemas
+from edge.ocpp.server import ChargerServer
+from edge.ocpp.transport import serve
+from edge.operations import local_list
+from edge.rfid.loop import run_reader
+from edge.rfid.taps import TapService
+from edge.store.journal import Journal
+from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper")
 
@@ -172,7 +173,7 @@ class Edge:
                 self._tasks.append(asyncio.create_task(run_reader(name, rc, self.taps.handle),
                                                        name=f"reader-{name}"))
         if self.cfg.web.port:
-            from edge.web import start_web
+            from edge.web.app import start_web
 
             self._web, self.web_port = await start_web(self)
         mode = self.cfg.upstream.mode + (f" → {self.cfg.upstream.url}" if self.cfg.upstream.mode == "proxy" else "")

@@ -125,8 +125,8 @@ def reader_config(site_config: Config, reader_name: str | None) -> ReaderConfig:
 @contextmanager
 def opened_reader(name: str, rc: ReaderConfig) -> Iterator[Any]:
     """The configured reader, open; skips with the reason when its hardware or service is not there."""
-    from edge.readers import ReaderGone, ReaderUnavailable
-    from edge.readers.loop import make_reader
+    from edge.rfid import ReaderGone, ReaderUnavailable
+    from edge.rfid.loop import make_reader
 
     if rc.backend == "mfrc522":
         require_spidev(rc)

@@ -20,7 +20,7 @@ from hwkit import (
 
 from edge.config import Config
 from edge.money import normalise_uid
-from edge.readers import TapDetector
+from edge.rfid import TapDetector
 
 
 def test_reads_a_card(site_config: Config, reader_name: str | None, person_or_none: Person | None,

@@ -13,8 +13,8 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from peers import Charger, Csms
 
-from edge import cards, ledger
-from edge.store import Store
+from edge.billing import cards, ledger
+from edge.store.sqlite import Store
 
 T0 = datetime(2026, 3, 2, 17, 30, tzinfo=UTC)
 

@@ -20,9 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import SITEKEEPER
 
-from edge import billing, config, observe
-from edge.store import Store
-from edge.store_ops import OPS
+from edge import config
+from edge.billing import sessions as billing
+from edge.controller import observe
+from edge.store.ops import OPS
+from edge.store.sqlite import Store
 
 TZ = "Asia/Manila"  # UTC+8, no DST
 PER_KWH = Decimal("12.00")  # PHP per kWh, the only tariff component

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import SITEKEEPER, to_toml
 
-from edge import cards, ledger
-from edge.store import Store
+from edge.billing import cards, ledger
+from edge.store.sqlite import Store
 
 SITE = "depot-7"
 
@@ -236,9 +236,9 @@ def test_no_broker_configured_stays_idle_and_says_so(sync_factory):
 
 
 def test_sessions_and_charger_status_reach_the_cloud(broker, sync_factory):
-    from edge import billing
-    from edge.observe import start_op_16
-    from edge.store_ops import OPS
+    from edge.billing import sessions as billing
+    from edge.controller.observe import start_op_16
+    from edge.store.ops import OPS
 
     sync = sync_factory(broker)
     billing.configure(billing.BillingSettings(currency="PHP"))
@@ -266,10 +266,10 @@ def test_sessions_and_charger_status_reach_the_cloud(broker, sync_factory):
 
 def test_tariff_command_prices_sessions_started_after_it(tmp_path):
     from cloud_sync import commands
-    from edge import billing
-    from edge.observe import start_op_16
-    from edge.store_ops import OPS
-    from edge.tariff import Tariff
+    from edge.billing import sessions as billing
+    from edge.billing.tariff import Tariff
+    from edge.controller.observe import start_op_16
+    from edge.store.ops import OPS
 
     store = Store.open(str(tmp_path / "t.db"))
     billing.configure(billing.BillingSettings(currency="PHP", min_start_balance=0,

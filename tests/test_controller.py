@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 
-from edge.authorize import Authorizer
-from edge.controller import (
+from edge.controller.authorize import Authorizer
+from edge.controller.link import (
     LIVE,
     REPLAYING,
     ChargerLink,
@@ -387,9 +387,9 @@ def test_201_get_transaction_status_counts_what_edge_holds():
 
 def test_every_local_answer_passes_its_schema():
     """What the edge answers itself must be valid OCPP: check each action a charger may send, both versions."""
-    from edge.local_csms import answer
-    from edge.wire import parse as parse_frame
-    from edge.wire import result_problem
+    from edge.controller.answers import answer
+    from edge.controller.wire import parse as parse_frame
+    from edge.controller.wire import result_problem
 
     for version in ("1.6", "2.0.1"):
         for action in ("BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.deflate import CLIENT_OFFER, Deflate, NegotiationError, TooBig, client_accept, server_accept
+from edge.ocpp.deflate import CLIENT_OFFER, Deflate, NegotiationError, TooBig, client_accept, server_accept
 
 
 def test_server_takes_the_first_offer_it_can_honour():

@@ -47,9 +47,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from edge import billing, cards, ledger, observe, store_ops
-from edge.store import Store
-from edge.tariff import Tariff
+from edge.billing import cards, ledger
+from edge.billing import sessions as billing
+from edge.billing.tariff import Tariff
+from edge.controller import observe
+from edge.store import ops as store_ops
+from edge.store.sqlite import Store
 
 CURRENCY = "PHP"
 PER_KWH = Decimal(1500)  # minor units per kWh: 15.00 a kWh, 1.5 minor units a Wh

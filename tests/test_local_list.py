@@ -11,8 +11,8 @@ from ocpp.v201 import ChargePoint as CP201
 from ocpp.v201 import call_result as result201
 from peers import Charger
 
-from edge import cards
-from edge.store import Store
+from edge.billing import cards
+from edge.store.sqlite import Store
 
 
 class ListCharger16(CP16):

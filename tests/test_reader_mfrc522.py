@@ -14,11 +14,11 @@ import types
 from collections.abc import Iterator
 
 import pytest
+from edge.readers.mfrc522 import Mfrc522Reader, uid_from_anticoll
 
 from edge.config import ReaderConfig
 from edge.money import normalise_uid
-from edge.readers import ReaderGone, ReaderUnavailable, TapDetector
-from edge.readers.mfrc522 import Mfrc522Reader, uid_from_anticoll
+from edge.rfid import ReaderGone, ReaderUnavailable, TapDetector
 
 DRIVER_MODULES = ("mfrc522", "mfrc522.MFRC522", "mfrc522.SimpleMFRC522", "RPi", "RPi.GPIO", "RPi._GPIO",
                   "spidev")
@@ -315,7 +315,7 @@ def test_long_uid_card_reads_as_no_card_with_one_warning(rig: Rig, caplog: pytes
     reader = make_reader()
     reader.open()
     try:
-        with caplog.at_level("WARNING", logger="edge.readers.mfrc522"):
+        with caplog.at_level("WARNING", logger="edge.rfid.mfrc522"):
             assert [reader.poll() for _ in range(3)] == [None] * 3
         assert sum("4-byte UIDs only" in r.getMessage() for r in caplog.records) == 1
     finally:

@@ -24,9 +24,9 @@ import pytest
 from vcard import Pcscd, VirtualCard
 
 from edge.config import ReaderConfig
-from edge.readers import ReaderGone, ReaderUnavailable, Tap, TapDetector
-from edge.readers.loop import run_reader
-from edge.readers.pcsc import PcscReader
+from edge.rfid import ReaderGone, ReaderUnavailable, Tap, TapDetector
+from edge.rfid.loop import run_reader
+from edge.rfid.pcsc import PcscReader
 
 GET_UID = bytes.fromhex("FFCA000000")
 KEY = "A0A1A2A3A4A5"
@@ -217,7 +217,7 @@ def test_pcscd_killed_and_restarted(daemon: Pcscd, make_card: Callable[..., Virt
 async def test_reader_loop_rides_out_a_pcscd_restart(daemon: Pcscd, make_card: Callable[..., VirtualCard],
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The real reader loop: taps before and after pcscd is killed; one line when it goes, one when back."""
-    caplog.set_level(logging.INFO, logger="edge.readers")
+    caplog.set_level(logging.INFO, logger="edge.rfid")
     taps: list[Tap] = []
 
     async def on_tap(tap: Tap) -> None:
@@ -246,7 +246,7 @@ async def test_reader_loop_rides_out_a_pcscd_restart(daemon: Pcscd, make_card: C
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert [t.uid for t in taps] == ["04A23BC4", "04998877"]
-    messages = [r.getMessage() for r in caplog.records if r.name.startswith("edge.readers")]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("edge.rfid")]
     assert sum("went away" in m or "not available" in m for m in messages) == 1, messages
     assert sum("is back" in m for m in messages) == 1, messages
 

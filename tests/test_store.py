@@ -6,8 +6,8 @@ import asyncio
 import json
 import sqlite3
 
-from edge.journal import Journal, mask_frame, read
-from edge.store import MIGRATIONS, Store
+from edge.store.journal import Journal, mask_frame, read
+from edge.store.sqlite import MIGRATIONS, Store
 
 
 def test_migrations_are_applied_once_and_pragmas_set(tmp_path):

@@ -10,9 +10,9 @@ import subprocess
 import httpx
 from conftest import SITEKEEPER
 
-from edge import cards, ledger
-from edge.simulate import SimCharger
-from edge.store import Store
+from edge.billing import cards, ledger
+from edge.ocpp.simulate import SimCharger
+from edge.store.sqlite import Store
 
 
 def site() -> dict:

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge import config
-from edge.authorize import Authorizer
-from edge.controller import ChargerLink, LinkSettings, SendCharger
+from edge.controller.authorize import Authorizer
+from edge.controller.link import ChargerLink, LinkSettings, SendCharger
+from edge.controller.wire import Call, CallError, CallResult, FrameError, parse
 from edge.security import check_password, hash_password
-from edge.wire import Call, CallError, CallResult, FrameError, parse
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -66,7 +66,7 @@ def test_controller_survives_anything_and_answers_every_call(version, standalone
 
 
 def test_1_6_float_precision_quirk_is_handled():
-    from edge.wire import validate_call
+    from edge.controller.wire import validate_call
 
     call = parse(json.dumps([2, "1", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
         "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge import outbox
 from edge.clock import now_iso
+from edge.store import outbox
 
 POSTED_SIGN = {"topup": 1, "refund": 1, "adjustment": 1, "capture": -1}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from edge import cards, ledger
+from edge.billing import cards, ledger
 from edge.money import MoneyError, normalise_uid, to_minor
 
 MAX_TOPUP_MINOR = 10**12  # far above any real top-up, far below SQLite's 64-bit integers

@@ -18,7 +18,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge.server import ChargerSession
+    from edge.ocpp.server import ChargerSession
 
 log = logging.getLogger(__name__)
 

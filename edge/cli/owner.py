@@ -28,10 +28,13 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from edge import billing, cards, config, ledger, owner, reports, taps
+from edge import config
+from edge.billing import cards, ledger, owner, reports
+from edge.billing import sessions as billing
+from edge.billing.tariff import parse_ts
 from edge.money import MoneyError, UidError, format_minor, normalise_uid
-from edge.store import Store
-from edge.tariff import parse_ts
+from edge.rfid import taps
+from edge.store.sqlite import Store
 
 BAD_INPUT = (cards.CardError, ledger.LedgerError, MoneyError, UidError, owner.OwnerError, reports.ReportError)
 
@@ -44,7 +47,7 @@ class _Site:
     """The loaded config with billing configured; the store is opened only once the input is checked."""
 
     def __init__(self, args: argparse.Namespace):
-        from edge.cli import _load  # late: edge.cli imports this module
+        from edge.cli.main import _load  # late: edge.cli imports this module
 
         self.cfg = _load(args)
         self.settings = config.billing_settings(self.cfg)

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from edge.config import ReaderConfig
-from edge.readers import Reader, ReaderGone, ReaderUnavailable, Tap, TapDetector
+from edge.rfid import Reader, ReaderGone, ReaderUnavailable, Tap, TapDetector
 
 log = logging.getLogger(__name__)
 
 
 def make_reader(name: str, cfg: ReaderConfig) -> Reader:
     if cfg.backend == "pcsc":
-        from edge.readers.pcsc import PcscReader
+        from edge.rfid.pcsc import PcscReader
 
         return PcscReader(name, cfg)
     if cfg.backend == "mfrc522":

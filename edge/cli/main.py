@@ -25,8 +25,8 @@ import sys
 import time
 from typing import Any
 
-from edge import cli_billing
 from edge import config as config_mod
+from edge.cli import owner as cli_billing
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from edge.simulate import run_site
+    from edge.ocpp.simulate import run_site
 
     url = args.url
     if url is None:
@@ -145,8 +145,8 @@ _DIRECTIONS = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edg
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
-    from edge.journal import batch_of, read, read_since
-    from edge.store import Store
+    from edge.store.journal import batch_of, read, read_since
+    from edge.store.sqlite import Store
 
     cfg = _load(args)
     store = Store.open(cfg.store.path)
@@ -219,7 +219,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         run(cfg)
         return 0
     from cloud_sync.records import status
-    from edge.store import Store
+    from edge.store.sqlite import Store
 
     store = Store.open(cfg.store.path)
     try:
@@ -241,7 +241,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from edge.backup import BackupError, backup
+    from edge.store.backup import BackupError, backup
 
     cfg = _load(args)
     if os.path.exists(args.dest) and not args.force:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 
 from edge.clock import now_iso
-from edge.store import Store
+from edge.store.sqlite import Store
 
 _CARD = re.compile(r'("(?:idTag|idToken|parentIdTag|groupIdToken)"\s*:\s*)"([^"]*)"')
 

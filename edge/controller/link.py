@@ -50,8 +50,8 @@ import uuid
 from collections import Counter, deque
 from typing import Any
 
-from edge import observe
-from edge.actions import (
+from edge.controller import observe
+from edge.controller.actions import (
     DOWN,
     LIVE,
     REPLAYING,
@@ -70,11 +70,11 @@ from edge.actions import (
     SendUpstream,
     UpPending,
 )
-from edge.authorize import Authorizer, id_token_of
-from edge.link_billing import BillingPart
-from edge.link_replay import ReplayPart
-from edge.local_csms import answer, is_queued
-from edge.wire import (
+from edge.controller.answers import answer, is_queued
+from edge.controller.authorize import Authorizer, id_token_of
+from edge.controller.replay import ReplayPart
+from edge.controller.site_cards import BillingPart
+from edge.controller.wire import (
     Call,
     CallError,
     CallResult,

@@ -5,11 +5,11 @@ apart so that the protocol core reads on its own.
 
 from __future__ import annotations
 
-from edge import observe
-from edge.actions import LIVE, Action, Ask, Asked, Notice, Persist, SendCharger
-from edge.authorize import id_token_of
+from edge.controller import observe
+from edge.controller.actions import LIVE, Action, Ask, Asked, Notice, Persist, SendCharger
+from edge.controller.authorize import id_token_of
+from edge.controller.wire import Call, CallResult, result_text
 from edge.money import lookup_key
-from edge.wire import Call, CallResult, result_text
 
 
 class BillingPart:

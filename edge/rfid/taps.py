@@ -17,10 +17,11 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from edge import billing, cards, ledger
+from edge.billing import cards, ledger
+from edge.billing import sessions as billing
 from edge.clock import now_iso
-from edge.journal import mask_uid
-from edge.readers import Tap
+from edge.rfid import Tap
+from edge.store.journal import mask_uid
 
 if TYPE_CHECKING:
     from edge.daemon import Edge

@@ -18,8 +18,9 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 
-from edge import cards, ledger, outbox
-from edge.tariff import Tariff, build_tariff, parse_ts, session_cost, utc_key
+from edge.billing import cards, ledger
+from edge.billing.tariff import Tariff, build_tariff, parse_ts, session_cost, utc_key
+from edge.store import outbox
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _same_start(conn: sqlite3.Connection, charger_id: str, tx: dict) -> dict | N
 
 def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None, status: str) -> int:
     """Insert (1.6) or complete (2.0.1, the event may have come first) the session row; return its id."""
-    from edge.store_ops import OPS
+    from edge.store.ops import OPS
 
     existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                             (tx["charger_id"], tx["tx_key"])).fetchone()

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from edge import billing, cards, ledger
+from edge.billing import cards, ledger
+from edge.billing import sessions as billing
+from edge.billing.tariff import parse_ts
 from edge.money import normalise_uid
-from edge.tariff import parse_ts
 
 
 class ReportError(ValueError):

@@ -26,7 +26,7 @@ from typing import Any
 
 from edge.config import ReaderConfig
 from edge.money import UidError, normalise_uid
-from edge.readers import ReaderGone, ReaderUnavailable
+from edge.rfid import ReaderGone, ReaderUnavailable
 
 log = logging.getLogger(__name__)
 

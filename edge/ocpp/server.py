@@ -29,8 +29,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from edge import billing, local_list, store_ops
-from edge.actions import (
+from edge.backoff import STABLE_AFTER, Backoff
+from edge.billing import sessions as billing
+from edge.controller.actions import (
     LIVE,
     Ask,
     CloseCharger,
@@ -44,13 +45,14 @@ from edge.actions import (
     SendCharger,
     SendUpstream,
 )
-from edge.backoff import STABLE_AFTER, Backoff
-from edge.controller import ChargerLink
+from edge.controller.link import ChargerLink
+from edge.controller.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
 from edge.metrics import NOTICES
-from edge.queue_replay import QueueReplays
+from edge.ocpp.queue_replay import QueueReplays
+from edge.ocpp.transport import Accept, Link, Refusal, Request, connect
+from edge.operations import local_list
 from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
-from edge.transport import Accept, Link, Refusal, Request, connect
-from edge.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
+from edge.store import ops as store_ops
 
 if TYPE_CHECKING:
     from edge.daemon import Edge

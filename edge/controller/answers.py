@@ -8,7 +8,7 @@ described by the `Persist` records the controller emits, not done here.
 from __future__ import annotations
 
 from edge.clock import now_iso
-from edge.wire import Call
+from edge.controller.wire import Call
 
 # Messages a charger sends whose answer is an empty object, by version.
 _EMPTY_16 = {"StatusNotification", "MeterValues", "DiagnosticsStatusNotification", "FirmwareStatusNotification",

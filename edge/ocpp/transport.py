@@ -42,7 +42,7 @@ from picows import (
 )
 from picows.picows import WSProtocol
 
-from edge import deflate
+from edge.ocpp import deflate
 
 log = logging.getLogger(__name__)
 logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connection at INFO

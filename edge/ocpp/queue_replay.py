@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.backoff import Backoff
-from edge.wire import VERSION_SUBPROTOCOL
+from edge.controller.wire import VERSION_SUBPROTOCOL
 
 log = logging.getLogger(__name__)
 

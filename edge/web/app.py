@@ -11,9 +11,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
-from edge import journal
 from edge.money import UidError, normalise_uid
-from edge.readers import Tap
+from edge.rfid import Tap
+from edge.store import journal
 
 if TYPE_CHECKING:
     from edge.daemon import Edge

@@ -11,9 +11,9 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from edge import outbox
 from edge.clock import now_iso
 from edge.money import normalise_uid
+from edge.store import outbox
 
 KINDS = ("personal", "commercial")
 STATUSES = ("active", "blocked", "lost")

@@ -15,8 +15,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from edge.actions import LIVE, REPLAYING, Action, Notice, Persist, QueueItem, SendUpstream, UpPending
-from edge.wire import Call, CallError, CallResult, call_text, parse
+from edge.controller.actions import (
+    LIVE,
+    REPLAYING,
+    Action,
+    Notice,
+    Persist,
+    QueueItem,
+    SendUpstream,
+    UpPending,
+)
+from edge.controller.wire import Call, CallError, CallResult, call_text, parse
 
 RETRY_PAUSE = 2.0  # seconds before a start refused with ConcurrentTx right after its card's stop goes again
 RETRY_WINDOW = 10.0  # "right after": the stop's answer came at most this long before the refusal

@@ -10,8 +10,9 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-from edge import billing, outbox
+from edge.billing import sessions as billing
 from edge.clock import boot_id, clock_synced, now_iso
+from edge.store import outbox
 
 
 def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.wire import Call, CallError, CallResult
+from edge.controller.wire import Call, CallError, CallResult
 
 DOWN, REPLAYING, LIVE = "down", "replaying", "live"
 

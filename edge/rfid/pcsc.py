@@ -26,7 +26,7 @@ from types import ModuleType
 
 from edge.config import ReaderConfig
 from edge.money import UidError, normalise_uid
-from edge.readers import ReaderGone, ReaderUnavailable
+from edge.rfid import ReaderGone, ReaderUnavailable
 
 log = logging.getLogger(__name__)
 

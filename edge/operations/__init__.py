@@ -1,0 +1,2 @@
+"""CSMS-initiated commands, the one place that turns an intent into each OCPP version's message; today the
+chargers' local authorization lists (`local_list`)."""
