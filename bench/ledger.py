@@ -57,7 +57,7 @@ from edge.billing.tariff import Tariff  # noqa: E402
 from edge.clock import now_iso  # noqa: E402
 from edge.controller import observe  # noqa: E402
 from edge.money import normalise_uid  # noqa: E402
-from edge.store import ops as store_ops  # noqa: E402
+from edge.ocpp import persist  # noqa: E402
 from edge.store.sqlite import Store  # noqa: E402
 
 CURRENCY = "PHP"
@@ -197,7 +197,7 @@ class Billing:
         self.veteran.values.append(time.perf_counter() - t0)
         assert out["status"] == "Accepted" and out["hold_minor"] > 0, out
         stop = observe.stop_ops_16("CP0", {"transactionId": tx_id, "meterStop": 3000, "timestamp": now_iso()})
-        self.store.write_now(lambda c: store_ops.apply(c, stop))
+        self.store.write_now(lambda c: persist.apply(c, stop))
         self.veteran.elapsed += time.perf_counter() - t0
 
     def one_post(self, account: int | None = None) -> None:

@@ -2,7 +2,7 @@
 
 For each charger connection it opens one connection to the target with the same path and the charger's
 subprotocols, then forwards every message both ways as it is (no parsing, no logging, no storage). One
-asyncio process (uvloop) on the same transport as the edge (`edge.transport`, picows), so that the
+asyncio process (uvloop) on the same transport as the edge (`edge.ocpp.transport`, picows), so that the
 difference between this and the edge is the edge's own work.
 
 Run on its own (bench/proxy.py starts it for you)::

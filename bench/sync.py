@@ -3,12 +3,12 @@
 What it measures, in one run, against its own mosquitto (tests/broker.py: 127.0.0.1, a free port):
 
 1. raw baselines: one paho-mqtt 2.x client (MQTT v5, QoS 1) publishes N payloads taken from a real outbox
-   (`cloud_sync.records.page`: the same topics, JSON and sizes) with the service's user properties (key,
+   (`edge.store.outbox.page`: the same topics, JSON and sizes) with the service's user properties (key,
    seq), keeping at most `max_inflight` unacknowledged, until every PUBACK is in → records/s and CPU µs per
    record. Twice: building paho `Properties` per message as the service does (the reference for the
    target), and with the user properties pre-encoded (`PackedUserProperties`: what the transport alone
    costs, i.e. the ceiling);
-2. the real thing: a fresh SQLite outbox with N ledger-like records (`edge.outbox.add` inside large
+2. the real thing: a fresh SQLite outbox with N ledger-like records (`edge.store.outbox.add` inside large
    `Store.write_now` transactions), then the real console script `sitekeeper sync` as a subprocess with a
    config TOML ([site], [store], [mqtt] host/port/max_inflight). Timed from just before the process is
    started until no outbox row is left in state 'new' (the service marks a row 'sent' once its PUBACK is
@@ -63,7 +63,7 @@ from paho.mqtt.properties import Properties, VariableByteIntegers  # noqa: E402
 SITEKEEPER = str(Path(sys.executable).parent / "sitekeeper")
 PREFIX = "sitekeeper"  # mqtt.topic_prefix's default
 FILL_BATCH = 5000  # outbox rows per write_now transaction while filling
-PAGE = 1000  # rows per records.page call when reading the baseline's payloads
+PAGE = 1000  # rows per outbox.page call when reading the baseline's payloads
 POLL_S = 0.02  # how often the outbox is polled for rows still 'new'
 RSS_EVERY_S = 0.05
 RUN_TIMEOUT_S = 900.0
@@ -210,14 +210,14 @@ class Message:
 
 
 def read_payloads(db: Path, site: str) -> list[Message]:
-    """Every record as `sitekeeper sync` would publish it (records.page): topic, payload, key and seq."""
-    from cloud_sync import records
+    """Every record as `sitekeeper sync` would publish it (outbox.page): topic, payload, key and seq."""
+    from edge.store import outbox
 
     conn = sqlite3.connect(db)
     out: list[Message] = []
     try:
         cursor = 0
-        while page := records.page(conn, site, cursor, PAGE):
+        while page := outbox.page(conn, site, cursor, PAGE):
             out += [Message(f"{PREFIX}/{site}/records/{rec.kind}", rec.payload, rec.key, rec.seq) for rec in page]
             cursor = page[-1].seq
     finally:

@@ -18,8 +18,8 @@ import sqlite3
 
 from edge.billing import cards, owner
 from edge.billing import sessions as billing
-from edge.billing.tariff import TariffError, build_tariff, parse_ts, utc_key
-from edge.clock import now_iso
+from edge.billing.tariff import TariffError, build_tariff, utc_key
+from edge.clock import now_iso, parse_ts
 from edge.money import MoneyError, UidError
 
 KINDS = ("topup", "card", "tariff")

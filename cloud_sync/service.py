@@ -30,10 +30,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud_sync import commands, records
+from cloud_sync import commands
 from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config, billing_settings
+from edge.store import outbox, reads
 from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper.sync")
@@ -100,13 +101,13 @@ class SyncService:
 
     # -- main loop ---------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self.store.write_now(lambda c: records.set_meta(
+        self.store.write_now(lambda c: outbox.set_meta(
             c, connected="0", heartbeat=now_iso(), broker=f"{self.mq.host}:{self.mq.port}" if self.mq.host else "",
             error="" if self.mq.host else "no [mqtt] host configured: records wait in the outbox"))
         if not self.mq.host:
             log.warning("no [mqtt] host configured: cloud sync is idle; records wait in the outbox")
             while not stop.wait(5):
-                self.store.write_now(lambda c: records.set_meta(c, heartbeat=now_iso()))
+                self.store.write_now(lambda c: outbox.set_meta(c, heartbeat=now_iso()))
             return
         self.client = self._make_client()
         props = Properties(PacketTypes.CONNECT)
@@ -122,18 +123,18 @@ class SyncService:
                 if self.connected:
                     self._publish_more()  # refill the window first: the marks' fsync need not hold it up
                 if sent:
-                    self.store.write_now(lambda c, sent=sent: records.mark_sent(c, sent))
+                    self.store.write_now(lambda c, sent=sent: outbox.mark_sent(c, sent))
                 now = time.monotonic()
                 if self.connected and now - last_status >= 1.0:
                     last_status = now
                     self._publish_charger_status()
                 if now - last_beat > 5:
                     last_beat = now
-                    self.store.write_now(lambda c: records.set_meta(c, heartbeat=now_iso(),
+                    self.store.write_now(lambda c: outbox.set_meta(c, heartbeat=now_iso(),
                                                                     connected="1" if self.connected else "0"))
                 if now - last_prune > 3600:
                     last_prune = now
-                    self.store.write_now(lambda c: records.prune(c, self.mq.retention_days))
+                    self.store.write_now(lambda c: outbox.prune(c, self.mq.retention_days))
         finally:
             self._shutdown()
 
@@ -145,7 +146,7 @@ class SyncService:
                 info.wait_for_publish(3)
             self.client.disconnect()
             self.client.loop_stop()
-        self.store.write_now(lambda c: records.set_meta(c, connected="0", heartbeat=now_iso()))
+        self.store.write_now(lambda c: outbox.set_meta(c, connected="0", heartbeat=now_iso()))
         self.store.close()
 
     def _handle_events(self, timeout: float) -> list[int]:
@@ -164,7 +165,7 @@ class SyncService:
                     log.warning("broker connection lost: %s", event[1])
                 self.connected = False
                 self.inflight.clear()
-                self.store.write_now(lambda c: records.set_meta(c, connected="0"))
+                self.store.write_now(lambda c: outbox.set_meta(c, connected="0"))
             elif kind == "puback":
                 seq = self.inflight.pop(event[1], None)
                 if seq is not None and not event[2]:
@@ -182,17 +183,17 @@ class SyncService:
     def _connected(self, failed: bool, reason: str) -> None:
         if failed:
             log.error("broker refused the connection: %s", reason)
-            self.store.write_now(lambda c: records.set_meta(c, connected="0", error=f"broker refused: {reason}"))
+            self.store.write_now(lambda c: outbox.set_meta(c, connected="0", error=f"broker refused: {reason}"))
             return
         assert self.client is not None
         self.connected = True
         self.inflight.clear()
         self.published_status.clear()
-        self.cursor = records.first_not_done(self.store.db.conn)  # re-send everything not done
+        self.cursor = outbox.first_not_done(self.store.db.conn)  # re-send everything not done
         self.client.subscribe([(f"{self.prefix}/ack", 1), (f"{self.prefix}/cmd/+", 1)])
         self.client.publish(f"{self.prefix}/status", json.dumps({"online": True, "site": self.site,
                                                                  "since": now_iso()}), qos=1, retain=True)
-        self.store.write_now(lambda c: records.set_meta(c, connected="1", error=""))
+        self.store.write_now(lambda c: outbox.set_meta(c, connected="1", error=""))
         log.info("connected to the broker; resuming after seq %d", self.cursor)
 
     def _cloud_ack(self, payload: bytes) -> None:
@@ -203,14 +204,14 @@ class SyncService:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed ack: %r", payload[:100])
             return
-        self.store.write_now(lambda c: records.mark_done(c, upto))
+        self.store.write_now(lambda c: outbox.mark_done(c, upto))
 
     def _publish_more(self) -> None:
         assert self.client is not None
         room = self.mq.max_inflight - len(self.inflight)
         if room <= 0:
             return
-        for rec in records.page(self.store.db.conn, self.site, self.cursor, room):
+        for rec in outbox.page(self.store.db.conn, self.site, self.cursor, room):
             props = Properties(PacketTypes.PUBLISH)
             props.UserProperty = [("key", rec.key), ("seq", str(rec.seq))]
             info = self.client.publish(f"{self.prefix}/records/{rec.kind}", rec.payload, qos=1, properties=props)
@@ -222,17 +223,8 @@ class SyncService:
 
     def _publish_charger_status(self) -> None:
         assert self.client is not None
-        db = self.store.db.conn
-        connected = dict(db.execute("SELECT id, connected FROM chargers").fetchall())
-        by_charger: dict[str, list] = {}
-        for cid, evse, conn_id, status, error, ts in db.execute(
-                "SELECT charger_id, evse_id, connector_id, status, error_code, timestamp FROM connector_status"
-                " ORDER BY charger_id, evse_id, connector_id"):
-            by_charger.setdefault(cid, []).append({"evse_id": evse, "connector_id": conn_id, "status": status,
-                                                   "error_code": error, "timestamp": ts})
-        for cid in set(connected) | set(by_charger):
-            body = json.dumps({"charger": cid, "connected": bool(connected.get(cid)),
-                               "connectors": by_charger.get(cid, [])}, separators=(",", ":"))
+        for cid, st in reads.charger_statuses(self.store.db.conn).items():
+            body = json.dumps({"charger": cid, **st}, separators=(",", ":"))
             if self.published_status.get(cid) != body:
                 self.client.publish(f"{self.prefix}/chargers/{cid}/status", body, qos=1, retain=True)
                 self.published_status[cid] = body

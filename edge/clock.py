@@ -52,3 +52,14 @@ def now_iso(now: float | None = None) -> str:
             _seconds.clear()
         head = _seconds[whole] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
     return f"{head}{int((now - whole) * 1000):03d}Z"
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    """An ISO-8601 time as an aware datetime (a charger's time without a zone is UTC); None if unreadable."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

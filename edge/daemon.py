@@ -12,12 +12,10 @@ import signal
 import ssl
 import time
 
-from cloud_sync.records import status
 from edge import reload as config_reload
-from edge.backoff import RateLimit
+from edge.billing import cards
 from edge.billing import sessions as billing
-from edge.billing.tariff import parse_ts
-from edge.clock import now_iso
+from edge.clock import parse_ts
 from edge.config import Config, ConfigError, OcppConfig, billing_settings, load
 from edge.controller.authorize import Authorizer, CacheEntry
 from edge.controller.link import ChargerLink
@@ -25,17 +23,17 @@ from edge.controller.wire import precompile_schemas
 from edge.events import EventBus
 from edge.gpio import Feedback
 from edge.metrics import Metrics
-from edge.ocpp.server import ChargerServer
+from edge.ocpp.server import ChargerServer, Site
 from edge.ocpp.transport import serve
-from edge.operations import local_list
+from edge.operations.local_list import ListWatch
 from edge.rfid.loop import run_reader
 from edge.rfid.taps import TapService
+from edge.store import reads
 from edge.store.journal import Journal
+from edge.store.outbox import status
 from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper")
-
-PREFERRED_ID_LIMIT = 2**30  # upstream ids above this are not followed (chargers keep 1.6 ids in 32 bits)
 
 
 def server_tls(ocpp: OcppConfig) -> ssl.SSLContext | None:
@@ -59,24 +57,20 @@ class Edge:
         self.store = Store.open(cfg.store.path)
         self.metrics = Metrics()
         self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
-        cache = {r["id_tag"]: CacheEntry(r["status"], float(r["expires"] or 0))
-                 for r in self.store.db.query("SELECT id_tag, status, expires FROM auth_cache")}
+        cache = {tag: CacheEntry(status, float(expires or 0))
+                 for tag, status, expires in reads.auth_cache(self.store.db.conn)}
         billing.configure(billing_settings(cfg))
         self.store.write_now(billing.reconcile)  # sessions that stopped but were not billed (a crash between)
         self.authorizer = Authorizer(accept_unknown_standalone=cfg.site.accept_unknown_cards,
                                      offline_accept_unknown=cfg.upstream.offline_accept_unknown,
                                      cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache,
                                      knows=self.knows_card, authority=cfg.billing.authority)
-        row = self.store.db.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()
-        self._next_tx = int(row[0]) + 1
-        self.upstream_links = 0
-        self.connect_limit = RateLimit(cfg.upstream.max_connects_per_second)  # new upstream connections, site-wide
-        self.list_version = local_list.current_version(self.store.db.conn)
-        self.list_changed = asyncio.Condition()
-        self.chargers = ChargerServer(self)
+        self.lists = ListWatch(self.store.db.conn)
+        self.chargers = ChargerServer(Site(cfg, self.store, self.journal, self.metrics, self.authorizer, self.lists,
+                                           next_tx_id=reads.max_transaction_id(self.store.db.conn) + 1))
         self.events = EventBus()
         self.feedback = Feedback(cfg.gpio)
-        self.taps = TapService(self)
+        self.taps = TapService(cfg.reader, self.store, self.chargers, self.events, self.feedback)
         self.started = time.time()
         self._server = None
         self._tls: ssl.SSLContext | None = None  # toward the chargers; renewed in place by `reload`
@@ -87,7 +81,8 @@ class Edge:
         m = self.metrics
         m.gauge("sitekeeper_chargers_connected", "Chargers with an open connection",
                 lambda: len(self.chargers.sessions))
-        m.gauge("sitekeeper_upstream_links_up", "Upstream CSMS links that are open", lambda: self.upstream_links)
+        m.gauge("sitekeeper_upstream_links_up", "Upstream CSMS links that are open",
+                lambda: self.chargers.upstream_links)
         m.gauge_group(self.upstream_queue, {
             "sitekeeper_upstream_queue_messages": ("Charger messages waiting to be replayed upstream", "messages"),
             "sitekeeper_upstream_queue_oldest_seconds": ("Age of the oldest message waiting for upstream",
@@ -107,29 +102,28 @@ class Edge:
     def upstream_queue(self) -> dict:
         """What waits for upstream: messages, the chargers they are of, the oldest one's age, and whether that
         is past `upstream.queue_alert_minutes`."""
-        count, oldest = self.store.db.execute("SELECT count(*), min(created) FROM upstream_queue").fetchone()
-        chargers = [r[0] for r in self.store.db.execute("SELECT DISTINCT charger_id FROM upstream_queue")]
+        count, oldest, chargers = reads.queue_summary(self.store.db.conn)
         ts = parse_ts(oldest) if oldest else None
         age = max(0, round(time.time() - ts.timestamp())) if ts is not None else 0
         return {"messages": count, "chargers": chargers, "oldest_age_s": age,
                 "stale": age > self.cfg.upstream.queue_alert_minutes * 60}
 
+    def health(self) -> dict:
+        """`/healthz`: the mode, chargers and upstream links; in proxy mode what waits for upstream, and alerts."""
+        out = {"ok": True, "mode": self.cfg.upstream.mode, "chargers_connected": len(self.chargers.sessions),
+               "upstream_links_up": self.chargers.upstream_links}
+        if self.cfg.upstream.mode == "proxy":
+            queue = self.upstream_queue()
+            out["upstream_queue"] = queue
+            out["alerts"] = [f"{queue['messages']} message(s) of {', '.join(queue['chargers'])} waiting for upstream"
+                             f" for {queue['oldest_age_s'] // 60} min"] if queue["stale"] else []
+        return out
+
+    def connected(self, charger_id: str) -> object | None:
+        return self.chargers.connected(charger_id)
+
     def knows_card(self, uid: str) -> bool:
-        return self.store.db.execute("SELECT 1 FROM cards WHERE uid = ?", [uid]).fetchone() is not None
-
-    def new_tx_id(self, prefer: int | None = None) -> int:
-        """A transaction id no session of this site has had. `prefer` (upstream's id for a live 1.6 start) is
-        taken when it is above every id given so far, so that charger and cloud show the same number and
-        frames need no rewriting; ids given later stay above it."""
-        if prefer is not None and self._next_tx <= prefer < PREFERRED_ID_LIMIT:
-            self._next_tx = prefer
-        tx_id = self._next_tx
-        self._next_tx += 1
-        return tx_id
-
-    @staticmethod
-    def now() -> str:
-        return now_iso()
+        return cards.get_card(self.store.db.conn, uid) is not None
 
     def reload(self) -> None:
         """Re-read the config file (SIGHUP): take what may change on the fly, log what needs a restart; a file
@@ -198,11 +192,7 @@ class Edge:
             ticks += 1
             if self.cfg.upstream.mode == "proxy" and self.cfg.upstream.replay_without_charger:
                 self.chargers.replays.start_due()
-            version = local_list.current_version(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
-            if version != self.list_version:
-                self.list_version = version
-                async with self.list_changed:
-                    self.list_changed.notify_all()
+            await self.lists.check(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
             if ticks % 30 == 0:
                 with contextlib.suppress(Exception):
                     await self.store.write(self.journal.prune)

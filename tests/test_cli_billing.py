@@ -1,7 +1,7 @@
 """The site owner's CLI (`sitekeeper cards|topup|users|sessions|report`) run as the real console script.
 
 Cards and top-ups go through the CLI; sessions are made through the billing library (the same path the
-controller takes: `billing.decide` at start, `store_ops.OPS["tx_stop"]` at stop, which settles the bill).
+controller takes: `billing.decide` at start, `observe.stop_ops_16` through `edge.ocpp.persist` at stop, which settles the bill).
 Expected figures come from arithmetic on the test's own timestamps, meter readings and tariff.
 """
 
@@ -23,6 +23,7 @@ from conftest import SITEKEEPER
 from edge import config
 from edge.billing import sessions as billing
 from edge.controller import observe
+from edge.ocpp import persist
 from edge.store.ops import OPS
 from edge.store.sqlite import Store
 
@@ -109,9 +110,8 @@ idle_per_minute = "0.00"
             else:
                 assert decided["status"] == "Accepted", decided
             if stop is not None:
-                for kind, data in observe.stop_ops_16(charger, {"transactionId": tx_id, "meterStop": wh_stop,
-                                                                "timestamp": z(stop)}):
-                    OPS[kind](conn, data)
+                persist.apply(conn, observe.stop_ops_16(charger, {"transactionId": tx_id, "meterStop": wh_stop,
+                                                                  "timestamp": z(stop)}))
         self.library(fn)
 
 

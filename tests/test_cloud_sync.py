@@ -252,6 +252,7 @@ def test_sessions_and_charger_status_reach_the_cloud(broker, sync_factory):
                                                       "timestamp": "2026-03-01T10:00:00Z"}, offline=False)[1])
         OPS["tx_stop"](conn, {"charger_id": "CP-9", "tx_key": "41", "meter_stop": 2100,
                               "stopped_at": "2026-03-01T11:00:00Z", "reason": "Local"})
+        billing.close_session(conn, "CP-9", "41")
     sync.write(session)
     sub = broker.subscriber(f"sitekeeper/{SITE}/#")
     sync.start()
@@ -286,6 +287,7 @@ def test_tariff_command_prices_sessions_started_after_it(tmp_path):
         billing.decide(conn, uid="04AB0A0B", charger_id="CP", version="1.6", kind="start", tx=tx)
         OPS["tx_stop"](conn, {"charger_id": "CP", "tx_key": str(tx_id), "meter_stop": 1000, "stopped_at": stop,
                               "reason": "Local"})
+        billing.close_session(conn, "CP", str(tx_id))
         return conn.execute("SELECT cost_minor FROM transactions WHERE id = ?", (tx_id,)).fetchone()[0]
 
     assert store.write_now(lambda c: one(c, 1, "2026-03-01T11:00:00Z", "2026-03-01T11:30:00Z")) == 1000

@@ -1,4 +1,4 @@
-"""permessage-deflate negotiation and (de)compression (edge/deflate.py) as plain functions, against the
+"""permessage-deflate negotiation and (de)compression (edge/ocpp/deflate.py) as plain functions, against the
 rules of RFC 7692 and against zlib streams made the way other implementations make them."""
 
 from __future__ import annotations

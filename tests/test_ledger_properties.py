@@ -51,7 +51,7 @@ from edge.billing import cards, ledger
 from edge.billing import sessions as billing
 from edge.billing.tariff import Tariff
 from edge.controller import observe
-from edge.store import ops as store_ops
+from edge.ocpp import persist
 from edge.store.sqlite import Store
 
 CURRENCY = "PHP"
@@ -344,7 +344,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 {"value": "16.0", "measurand": "Current.Import", "unit": "A"}]}]}
 
         def fn(c: sqlite3.Connection) -> dict:
-            store_ops.apply(c, observe.meter_ops_16(s.charger, payload))
+            persist.apply(c, observe.meter_ops_16(s.charger, payload))
             return billing.running(c, charger_id=s.charger, tx_key=str(s.tx_id))
 
         out = self.store.write_now(fn)
@@ -359,7 +359,7 @@ class LedgerMachine(RuleBasedStateMachine):
         s.stop_payload = {"transactionId": s.tx_id, "meterStop": s.meter, "timestamp": iso(s.last_ts),
                           "reason": reason}
         if settle:
-            self.store.write_now(lambda c: store_ops.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
+            self.store.write_now(lambda c: persist.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
             if s.accepted:
                 self.settle_in_model(s)
         else:  # the stop recorded without its bill (what `reconcile` is for: a crash in between)
@@ -385,12 +385,12 @@ class LedgerMachine(RuleBasedStateMachine):
         """
         s = self.sessions[data.draw(st.sampled_from(sorted(t for t, s in self.sessions.items() if not s.open)))]
         if s.accepted and not s.settled:
-            self.store.write_now(lambda c: store_ops.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
+            self.store.write_now(lambda c: persist.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
             self.settle_in_model(s)
             return
         before = self.dump()
         if how == "stop frame":
-            self.store.write_now(lambda c: store_ops.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
+            self.store.write_now(lambda c: persist.apply(c, observe.stop_ops_16(s.charger, s.stop_payload or {})))
         else:
             out = self.store.write_now(lambda c: billing.settle_session(c, s.charger, str(s.tx_id)))
             if s.accepted:

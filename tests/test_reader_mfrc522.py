@@ -14,11 +14,11 @@ import types
 from collections.abc import Iterator
 
 import pytest
-from edge.readers.mfrc522 import Mfrc522Reader, uid_from_anticoll
 
 from edge.config import ReaderConfig
 from edge.money import normalise_uid
 from edge.rfid import ReaderGone, ReaderUnavailable, TapDetector
+from edge.rfid.mfrc522 import Mfrc522Reader, uid_from_anticoll
 
 DRIVER_MODULES = ("mfrc522", "mfrc522.MFRC522", "mfrc522.SimpleMFRC522", "RPi", "RPi.GPIO", "RPi._GPIO",
                   "spidev")

@@ -117,7 +117,7 @@ def test_same_card_same_uid_as_through_an_rc522(make_card: Callable[..., Virtual
                                                open_reader: Callable[..., PcscReader]) -> None:
     """PC/SC's GET DATA gives the 4 UID bytes; an RC522's anticollision gives them + BCC (their XOR).
     Both backends must give the ledger the same key for the card."""
-    from edge.readers.mfrc522 import uid_from_anticoll
+    from edge.rfid.mfrc522 import uid_from_anticoll
 
     uid = bytes.fromhex("9A3F0C71")
     card = make_card(uid)

@@ -1,4 +1,4 @@
-"""The edge's WebSocket transport (edge/transport.py, on picows) at the edges of the protocol, through a real
+"""The edge's WebSocket transport (edge/ocpp/transport.py, on picows) at the edges of the protocol, through a real
 `sitekeeper run`: fragmented messages, oversized messages, a request that is not a WebSocket upgrade, a text
 frame that is not UTF-8, a client that closes mid-handshake, and a charger that reconnects. Each time the
 daemon goes on serving."""

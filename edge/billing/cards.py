@@ -148,3 +148,26 @@ def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None
 
 def touch(conn: sqlite3.Connection, uid: str) -> None:
     conn.execute("UPDATE cards SET last_used = ? WHERE uid = ?", (now_iso(), uid))
+
+
+# -- unknown cards (enrol by tap) ------------------------------------------------------------------------
+KEEP_UNKNOWN = 50  # the newest unknown taps kept
+
+
+def record_unknown(conn: sqlite3.Connection, uid: str, reader: str) -> None:
+    conn.execute("INSERT INTO unknown_taps (uid, reader, at) VALUES (?, ?, ?)", (uid, reader, now_iso()))
+    conn.execute("DELETE FROM unknown_taps WHERE id <= (SELECT id FROM unknown_taps ORDER BY id DESC"
+                 " LIMIT 1 OFFSET ?)", (KEEP_UNKNOWN,))
+
+
+def unknown(conn: sqlite3.Connection, limit: int = 20) -> list[dict]:
+    """Unknown cards tapped recently, newest first, one row per card (its latest tap)."""
+    cur = conn.execute(
+        "SELECT uid, reader, max(at) AS at, count(*) AS taps FROM unknown_taps"
+        " WHERE uid NOT IN (SELECT uid FROM cards) GROUP BY uid ORDER BY max(id) DESC LIMIT ?", (limit,))
+    return [dict(zip([d[0] for d in cur.description], row, strict=True)) for row in cur.fetchall()]
+
+
+def last_unknown(conn: sqlite3.Connection) -> dict | None:
+    rows = unknown(conn, 1)
+    return rows[0] if rows else None

@@ -2,7 +2,7 @@
 
 Functions on a `sqlite3.Connection`, run inside the caller's transaction (`store.write_now(...)`), so a
 refused change writes nothing. The `sitekeeper` CLI and the web backend are both faces over them; the reads
-and reports are in `edge.reports`.
+and reports are in `edge.billing.reports`.
 
 Top-up rules:
 - The money goes to the card's *account* (the card is only an identifier). A blocked or lost card can still

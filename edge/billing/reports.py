@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from edge.billing import cards, ledger
 from edge.billing import sessions as billing
-from edge.billing.tariff import parse_ts
+from edge.clock import parse_ts
 from edge.money import normalise_uid
 
 

@@ -19,8 +19,9 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from edge.billing import cards, ledger
-from edge.billing.tariff import Tariff, build_tariff, parse_ts, session_cost, utc_key
-from edge.store import outbox
+from edge.billing.tariff import Tariff, build_tariff, session_cost, utc_key
+from edge.clock import parse_ts
+from edge.store import ops, outbox
 
 
 @dataclass
@@ -127,12 +128,10 @@ def _same_start(conn: sqlite3.Connection, charger_id: str, tx: dict) -> dict | N
 
 def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None, status: str) -> int:
     """Insert (1.6) or complete (2.0.1, the event may have come first) the session row; return its id."""
-    from edge.store.ops import OPS
-
     existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                             (tx["charger_id"], tx["tx_key"])).fetchone()
     if existing is None:
-        OPS["tx_start"](conn, tx)
+        ops.OPS["tx_start"](conn, tx)
         existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                                 (tx["charger_id"], tx["tx_key"])).fetchone()
     session_id = int(existing[0])
@@ -237,11 +236,23 @@ def settle_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> di
     return {**result, "cost_minor": cost_minor}
 
 
+def running_session_of(conn: sqlite3.Connection, uid: str) -> dict | None:
+    """The card's newest session still running anywhere: {id, tx_key, charger_id}, or None."""
+    row = conn.execute("SELECT id, tx_key, charger_id FROM transactions WHERE id_tag = ? AND stopped_at IS NULL"
+                       " ORDER BY id DESC LIMIT 1", (uid,)).fetchone()
+    return None if row is None else {"id": row[0], "tx_key": row[1], "charger_id": row[2]}
+
+
+def close_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> None:
+    """A session has stopped: bill it (once) and queue its record for the cloud, in the caller's transaction."""
+    settle_session(conn, charger_id, tx_key)
+    outbox.session_record(conn, charger_id, tx_key, SETTINGS.currency)
+
+
 def reconcile(conn: sqlite3.Connection) -> int:
-    """Settle every stopped session of a known card that has not been billed (e.g. a crash in between)."""
+    """Close every stopped session of a known card that has not been billed (e.g. a crash in between)."""
     rows = conn.execute("SELECT charger_id, tx_key FROM transactions WHERE account_id IS NOT NULL"
                         " AND stopped_at IS NOT NULL AND captured_minor IS NULL").fetchall()
     for charger_id, tx_key in rows:
-        settle_session(conn, charger_id, tx_key)
-        outbox.session_record(conn, charger_id, tx_key, SETTINGS.currency)
+        close_session(conn, charger_id, tx_key)
     return len(rows)

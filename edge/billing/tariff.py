@@ -128,16 +128,6 @@ def build_tariff(spec: dict, exponent: int, timezone: str, prefix: str = "tariff
                   timezone=timezone)
 
 
-def parse_ts(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # a charger without a zone means UTC
-
-
 def utc_key(when: datetime) -> str:
     """A sortable UTC text form of a time (``2026-03-02T17:30:00.000000Z``), for comparisons in SQL."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -7,7 +7,7 @@
     sitekeeper sync [--status [--json]]
     sitekeeper tap UID [--reader NAME]
     sitekeeper hash-password [PASSWORD]
-    sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli_billing.py)
+    sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli/owner.py)
 
 Exit codes: 0 ok, 2 bad input (config, arguments), 1 other failure.
 """
@@ -25,8 +25,8 @@ import sys
 import time
 from typing import Any
 
-from edge import config as config_mod
-from edge.cli import owner as cli_billing
+from edge.cli import owner
+from edge.cli.common import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,16 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--status", action="store_true", help="show broker connection, backlog, last ack and exit")
     y.add_argument("--json", action="store_true", help="with --status: as JSON")
 
-    cli_billing.register(sub, common)  # cards, topup, users, sessions, report
+    owner.register(sub, common)  # cards, topup, users, sessions, report
     return p
-
-
-def _load(args: argparse.Namespace) -> config_mod.Config:
-    try:
-        return config_mod.load(args.config)
-    except config_mod.ConfigError as e:
-        print(f"sitekeeper: config: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _loop_factory() -> Any:
@@ -100,7 +92,7 @@ def _loop_factory() -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import run
 
-    cfg = _load(args)
+    cfg = load_config(args)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run(cfg))
@@ -115,7 +107,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     url = args.url
     if url is None:
-        cfg = _load(args)
+        cfg = load_config(args)
         host = "127.0.0.1" if cfg.ocpp.host in ("0.0.0.0", "::", "") else cfg.ocpp.host
         url = f"{'wss' if cfg.ocpp.security_profile >= 2 else 'ws'}://{host}:{cfg.ocpp.port}/ocpp"
     if args.chargers < 1:
@@ -148,7 +140,7 @@ def cmd_journal(args: argparse.Namespace) -> int:
     from edge.store.journal import batch_of, read, read_since
     from edge.store.sqlite import Store
 
-    cfg = _load(args)
+    cfg = load_config(args)
     store = Store.open(cfg.store.path)
     try:
         rows = read(store, args.charger, args.limit)
@@ -182,7 +174,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
     from edge.money import UidError, normalise_uid
 
-    cfg = _load(args)
+    cfg = load_config(args)
     try:
         uid = normalise_uid(args.uid)
     except UidError as e:
@@ -212,13 +204,13 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = load_config(args)
     if not args.status:
         from cloud_sync.service import run
 
         run(cfg)
         return 0
-    from cloud_sync.records import status
+    from edge.store.outbox import status
     from edge.store.sqlite import Store
 
     store = Store.open(cfg.store.path)
@@ -243,7 +235,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from edge.store.backup import BackupError, backup
 
-    cfg = _load(args)
+    cfg = load_config(args)
     if os.path.exists(args.dest) and not args.force:
         print(f"sitekeeper: {args.dest} exists (--force replaces it)", file=sys.stderr)
         return 2
@@ -274,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
     if getattr(args, "handler", None) is not None:
-        return cli_billing.run(args.handler, args)
+        return owner.run(args.handler, args)
     handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "backup": cmd_backup,
                "sync": cmd_sync, "tap": cmd_tap,
                "hash-password": cmd_hash_password}[args.command]

@@ -1,6 +1,6 @@
 """The site owner's `sitekeeper` commands: cards, top-ups, users, sessions and reports.
 
-A thin face over `edge.owner` (changes) and `edge.reports` (reads); the web backend calls the same functions.
+A thin face over `edge.billing.owner` (changes) and `edge.billing.reports` (reads); the web backend calls the same functions.
 
     sitekeeper cards add UID --kind personal|commercial (--name NAME [--phone P] [--email E] | --account ID)
                          [--chargers A,B]
@@ -20,119 +20,23 @@ colons or dashes. Bad input prints one line on stderr, writes nothing and exits 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import json
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from edge import config
 from edge.billing import cards, ledger, owner, reports
-from edge.billing import sessions as billing
-from edge.billing.tariff import parse_ts
-from edge.money import MoneyError, UidError, format_minor, normalise_uid
-from edge.rfid import taps
-from edge.store.sqlite import Store
+from edge.cli.common import Site, count, fmt_duration, fmt_kwh, print_csv, print_json, print_table
+from edge.money import MoneyError, UidError, normalise_uid
 
 BAD_INPUT = (cards.CardError, ledger.LedgerError, MoneyError, UidError, owner.OwnerError, reports.ReportError)
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-# -- plumbing --------------------------------------------------------------------------------------------
-
-class _Site:
-    """The loaded config with billing configured; the store is opened only once the input is checked."""
-
-    def __init__(self, args: argparse.Namespace):
-        from edge.cli.main import _load  # late: edge.cli imports this module
-
-        self.cfg = _load(args)
-        self.settings = config.billing_settings(self.cfg)
-        billing.configure(self.settings)
-        self.tz = self.cfg.site.timezone
-
-    @contextlib.contextmanager
-    def store(self) -> Iterator[Store]:
-        store = Store.open(self.cfg.store.path)
-        try:
-            yield store
-        finally:
-            store.close()
-
-    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run the read `fn` in one snapshot of the database."""
-        with self.store() as store:
-            conn = store.db.conn
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("ROLLBACK")
-
-    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run `fn` in one committed transaction (nothing is written if it raises)."""
-        with self.store() as store:
-            return store.write_now(fn)
-
-    # display helpers
-    def amount(self, minor: int | None) -> str:
-        return "-" if minor is None else format_minor(minor, self.settings.exponent)
-
-    def when(self, ts: str | None, seconds: bool = False) -> str:
-        from zoneinfo import ZoneInfo
-
-        dt = parse_ts(ts)
-        if dt is None:
-            return ts or "-"
-        return dt.astimezone(ZoneInfo(self.tz)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def _table(headers: list[str], rows: list[list[Any]], right: tuple[int, ...] = ()) -> None:
-    cells = [[str(c) for c in headers], *[["-" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
-
-
-def _csv(fields: list[str], rows: list[dict]) -> None:
-    writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-def _kwh(wh: int | None, digits: int = 2) -> str:
-    return "-" if wh is None else f"{wh / 1000:.{digits}f}"
-
-
-def _duration(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
-
-
-def _uid_arg(text: str) -> str:
-    return normalise_uid(text)
-
-
-def count(text: str) -> int:
-    """argparse type: an integer ≥ 0."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
 # -- cards -----------------------------------------------------------------------------------------------
 
-def _print_card(site: _Site, d: dict) -> None:
+def _print_card(site: Site, d: dict) -> None:
     acc = d["account"]
     contact = ", ".join(x for x in (acc.get("phone"), acc.get("email")) if x) or "no contact"
     cur = d["currency"]
@@ -146,16 +50,16 @@ def _print_card(site: _Site, d: dict) -> None:
 
 
 def cmd_cards_add(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     if args.last_tap == (args.uid is not None):
         raise owner.OwnerError("give a UID or --last-tap (the newest unknown card tapped), not both or neither")
     if args.last_tap:
-        newest = site.read(taps.last_unknown)
+        newest = site.read(cards.last_unknown)
         if newest is None:
             raise owner.OwnerError("no unknown card has been tapped lately: tap it, then try again")
         uid = newest["uid"]
     else:
-        uid = _uid_arg(args.uid)
+        uid = normalise_uid(args.uid)
     chargers = owner.parse_chargers(args.chargers)
     if args.account is None and not (args.name and args.name.strip()):
         raise owner.OwnerError("a new card needs --name (or --account ID to add it to an existing user)")
@@ -163,17 +67,17 @@ def cmd_cards_add(args: argparse.Namespace) -> int:
                                                 email=args.email, chargers=chargers, account_id=args.account))
     d = site.read(lambda conn: reports.card_detail(conn, uid))
     if args.json:
-        _print_json(d)
+        print_json(d)
     else:
         print(f"added {d['kind']} card {uid} for {d['name']} (user {d['account_id']})")
     return 0
 
 
 def cmd_cards_unknown(args: argparse.Namespace) -> int:
-    site = _Site(args)
-    rows = site.read(taps.unknown)
+    site = Site(args)
+    rows = site.read(cards.unknown)
     if args.json:
-        _print_json({"unknown": rows})
+        print_json({"unknown": rows})
     elif not rows:
         print("no unknown cards tapped lately")
     else:
@@ -185,13 +89,13 @@ def cmd_cards_unknown(args: argparse.Namespace) -> int:
 
 
 def cmd_cards_list(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     d = site.read(reports.card_list)
     cur = d["currency"]
     if args.json:
-        _print_json(d)
+        print_json(d)
     elif args.csv:
-        _csv(["uid", "kind", "status", "name", "account_id", "chargers", "balance", "available", "currency",
+        print_csv(["uid", "kind", "status", "name", "account_id", "chargers", "balance", "available", "currency",
               "last_used"],
              [{**r, "chargers": ",".join(r["chargers"] or []), "balance": site.amount(r["balance_minor"]),
                "available": site.amount(r["available_minor"]), "currency": cur,
@@ -200,7 +104,7 @@ def cmd_cards_list(args: argparse.Namespace) -> int:
     elif not d["cards"]:
         print("no cards registered")
     else:
-        _table(["UID", "KIND", "STATUS", "USER", "CHARGERS", f"BALANCE {cur}", f"AVAILABLE {cur}", "LAST USED"],
+        print_table(["UID", "KIND", "STATUS", "USER", "CHARGERS", f"BALANCE {cur}", f"AVAILABLE {cur}", "LAST USED"],
                [[r["uid"], r["kind"], r["status"], f"{r['name']} ({r['account_id']})",
                  ",".join(r["chargers"]) if r["chargers"] else "all", site.amount(r["balance_minor"]),
                  site.amount(r["available_minor"]), site.when(r["last_used"])] for r in d["cards"]], right=(5, 6))
@@ -208,11 +112,11 @@ def cmd_cards_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cards_show(args: argparse.Namespace) -> int:
-    site = _Site(args)
-    uid = _uid_arg(args.uid)
+    site = Site(args)
+    uid = normalise_uid(args.uid)
     d = site.read(lambda conn: reports.card_detail(conn, uid, recent=args.recent))
     if args.json:
-        _print_json(d)
+        print_json(d)
     else:
         _print_card(site, d)
     return 0
@@ -220,8 +124,8 @@ def cmd_cards_show(args: argparse.Namespace) -> int:
 
 def _status_command(status: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        site = _Site(args)
-        uid = _uid_arg(args.uid)
+        site = Site(args)
+        uid = normalise_uid(args.uid)
 
         def change(conn: sqlite3.Connection) -> str:
             before = cards.get_card(conn, uid)
@@ -233,7 +137,7 @@ def _status_command(status: str) -> Handler:
         was = site.write(change)
         d = site.read(lambda conn: reports.card_detail(conn, uid))
         if args.json:
-            _print_json(d)
+            print_json(d)
         elif was == status:
             print(f"card {uid} was already {status}")
         else:
@@ -245,8 +149,8 @@ def _status_command(status: str) -> Handler:
 # -- top-up ----------------------------------------------------------------------------------------------
 
 def cmd_topup(args: argparse.Namespace) -> int:
-    site = _Site(args)
-    uid = _uid_arg(args.uid)
+    site = Site(args)
+    uid = normalise_uid(args.uid)
     amount = owner.parse_amount(args.amount, site.settings.exponent)
     cur = site.settings.currency
     r = site.write(lambda conn: owner.topup(conn, uid, amount, currency=cur, key=args.key, note=args.note))
@@ -254,7 +158,7 @@ def cmd_topup(args: argparse.Namespace) -> int:
         print(f"sitekeeper: note: card {uid} is {r['card_status']}; the money is on user {r['account_id']}'s"
               " account, for its active cards", file=sys.stderr)
     if args.json:
-        _print_json(r)
+        print_json(r)
         return 0
     head = (f"topped up {site.amount(amount)} {cur}" if r["applied"]
             else f"already applied (key {args.key!r}): nothing changed")
@@ -266,26 +170,26 @@ def cmd_topup(args: argparse.Namespace) -> int:
 # -- users -----------------------------------------------------------------------------------------------
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     d = site.read(reports.user_list)
     cur = d["currency"]
     if args.json:
-        _print_json(d)
+        print_json(d)
     elif args.csv:
-        _csv(["id", "name", "phone", "email", "cards", "balance", "available", "currency", "blocked"],
+        print_csv(["id", "name", "phone", "email", "cards", "balance", "available", "currency", "blocked"],
              [{**r, "balance": site.amount(r["balance_minor"]), "available": site.amount(r["available_minor"]),
                "currency": cur} for r in d["users"]])
     elif not d["users"]:
         print("no users registered")
     else:
-        _table(["ID", "NAME", "PHONE", "EMAIL", "CARDS", f"BALANCE {cur}", f"AVAILABLE {cur}"],
+        print_table(["ID", "NAME", "PHONE", "EMAIL", "CARDS", f"BALANCE {cur}", f"AVAILABLE {cur}"],
                [[r["id"], r["name"] + (" (blocked)" if r["blocked"] else ""), r["phone"], r["email"], r["cards"],
                  site.amount(r["balance_minor"]), site.amount(r["available_minor"])] for r in d["users"]],
                right=(0, 4, 5, 6))
     return 0
 
 
-def _print_user_head(site: _Site, acc: dict, d: dict) -> None:
+def _print_user_head(site: Site, acc: dict, d: dict) -> None:
     cur = d["currency"]
     print(f"User       {acc['name']} (user {acc['id']}{', blocked' if acc['blocked'] else ''})")
     print(f"Contact    {', '.join(x for x in (acc.get('phone'), acc.get('email')) if x) or '-'}")
@@ -295,10 +199,10 @@ def _print_user_head(site: _Site, acc: dict, d: dict) -> None:
 
 
 def cmd_users_show(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     d = site.read(lambda conn: reports.user_detail(conn, args.id, recent=args.recent))
     if args.json:
-        _print_json(d)
+        print_json(d)
     else:
         _print_user_head(site, d, d)
         _print_sessions(site, d["recent_sessions"], title="Recent sessions")
@@ -311,17 +215,17 @@ _SESSION_CSV = ["id", "charger_id", "id_tag", "name", "account_id", "card_kind",
                 "duration_seconds", "energy_kwh", "cost", "captured", "uncollected", "currency", "stop_reason"]
 
 
-def _session_csv_rows(site: _Site, rows: list[dict]) -> list[dict]:
+def _session_csv_rows(site: Site, rows: list[dict]) -> list[dict]:
     return [{**r, "started": site.when(r["started_at"], seconds=True) if r["started_at"] else "",
              "stopped": site.when(r["stopped_at"], seconds=True) if r["stopped_at"] else "",
-             "energy_kwh": "" if r["energy_wh"] is None else _kwh(r["energy_wh"], 3),
+             "energy_kwh": "" if r["energy_wh"] is None else fmt_kwh(r["energy_wh"], 3),
              "cost": "" if r["cost_minor"] is None else site.amount(r["cost_minor"]),
              "captured": "" if r["captured_minor"] is None else site.amount(r["captured_minor"]),
              "uncollected": "" if r["uncollected_minor"] is None else site.amount(r["uncollected_minor"]),
              "currency": site.settings.currency} for r in rows]
 
 
-def _print_sessions(site: _Site, rows: list[dict], title: str | None = None, upstream: bool = False) -> None:
+def _print_sessions(site: Site, rows: list[dict], title: str | None = None, upstream: bool = False) -> None:
     """A table of sessions; `upstream`: with what the cloud CSMS answered (its id and status)."""
     if title:
         print(f"\n{title}:" if rows else f"\n{title}: none")
@@ -330,27 +234,27 @@ def _print_sessions(site: _Site, rows: list[dict], title: str | None = None, ups
     cur = site.settings.currency
     head = ["ID", "CHARGER", "CARD", "USER", "STARTED", "STOPPED", "H:MM", "kWh", f"PAID {cur}"]
     body = [[r["id"], r["charger_id"], r["id_tag"], r["name"], site.when(r["started_at"]),
-             "charging" if r["open"] else site.when(r["stopped_at"]), _duration(r["duration_seconds"]),
-             _kwh(r["energy_wh"]), site.amount(r["captured_minor"])] for r in rows]
+             "charging" if r["open"] else site.when(r["stopped_at"]), fmt_duration(r["duration_seconds"]),
+             fmt_kwh(r["energy_wh"]), site.amount(r["captured_minor"])] for r in rows]
     if upstream:
         head.append("UPSTREAM")
         for line, r in zip(body, rows, strict=True):
             said = f"id {r['upstream_tx_id']}, {r['upstream_status'] or 'no status'}"
             line.append(f"refused by upstream ({said})" if r["upstream_refused"] else said)
-    _table(head, body, right=(0, 6, 7, 8))
+    print_table(head, body, right=(0, 6, 7, 8))
 
 
 def cmd_sessions_list(args: argparse.Namespace) -> int:
-    site = _Site(args)
-    uid = _uid_arg(args.card) if args.card is not None else None
+    site = Site(args)
+    uid = normalise_uid(args.card) if args.card is not None else None
     since = reports.parse_since(args.since, site.tz) if args.since is not None else None
     rows = site.read(lambda conn: reports.sessions(conn, charger_id=args.charger, uid=uid, since=since,
                                                    limit=args.limit or None,
                                                    upstream_refused=args.upstream_refused))
     if args.json:
-        _print_json({"currency": site.settings.currency, "sessions": rows})
+        print_json({"currency": site.settings.currency, "sessions": rows})
     elif args.csv:
-        _csv(_SESSION_CSV, _session_csv_rows(site, rows))
+        print_csv(_SESSION_CSV, _session_csv_rows(site, rows))
     elif not rows:
         print("no sessions refused by upstream" if args.upstream_refused else "no sessions")
     else:
@@ -364,56 +268,56 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
 # -- reports ---------------------------------------------------------------------------------------------
 
 def cmd_report_daily(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     day = reports.parse_day(args.date, site.tz)
     d = site.read(lambda conn: reports.daily(conn, day, site.tz))
     cur = d["currency"]
     if args.json:
-        _print_json(d)
+        print_json(d)
         return 0
     if args.csv:
-        _csv(["date", "charger_id", "sessions", "open_sessions", "charging_seconds", "charging_hours",
+        print_csv(["date", "charger_id", "sessions", "open_sessions", "charging_seconds", "charging_hours",
               "energy_kwh", "fees", "uncollected", "currency"],
              [{**r, "date": d["date"], "charging_hours": f"{r['charging_seconds'] / 3600:.3f}",
-               "energy_kwh": _kwh(r["energy_wh"], 3), "fees": site.amount(r["fees_minor"]),
+               "energy_kwh": fmt_kwh(r["energy_wh"], 3), "fees": site.amount(r["fees_minor"]),
                "uncollected": site.amount(r["uncollected_minor"]), "currency": cur} for r in d["chargers"]])
         return 0
     print(f"Daily report {d['date']} ({d['timezone']}); energy and fees of the sessions that ended that day")
     t = d["totals"]
-    rows = [[r["charger_id"], r["sessions"], r["open_sessions"] or "", _duration(r["charging_seconds"]),
-             _kwh(r["energy_wh"]), site.amount(r["fees_minor"])] for r in d["chargers"]]
-    rows.append(["TOTAL", t["sessions"], t["open_sessions"] or "", _duration(t["charging_seconds"]),
-                 _kwh(t["energy_wh"]), site.amount(t["fees_minor"])])
-    _table(["CHARGER", "SESSIONS", "OPEN", "CHARGING H:MM", "kWh", f"FEES {cur}"], rows, right=(1, 2, 3, 4, 5))
+    rows = [[r["charger_id"], r["sessions"], r["open_sessions"] or "", fmt_duration(r["charging_seconds"]),
+             fmt_kwh(r["energy_wh"]), site.amount(r["fees_minor"])] for r in d["chargers"]]
+    rows.append(["TOTAL", t["sessions"], t["open_sessions"] or "", fmt_duration(t["charging_seconds"]),
+                 fmt_kwh(t["energy_wh"]), site.amount(t["fees_minor"])])
+    print_table(["CHARGER", "SESSIONS", "OPEN", "CHARGING H:MM", "kWh", f"FEES {cur}"], rows, right=(1, 2, 3, 4, 5))
     if t["uncollected_minor"]:
         print(f"uncollected (over the holds): {site.amount(t['uncollected_minor'])} {cur}")
     return 0
 
 
 def cmd_report_user(args: argparse.Namespace) -> int:
-    site = _Site(args)
+    site = Site(args)
     d = site.read(lambda conn: reports.user_report(conn, args.id))
     cur = d["currency"]
     if args.json:
-        _print_json(d)
+        print_json(d)
         return 0
     if args.csv and args.history:
-        _csv(["id", "created", "kind", "amount", "change", "balance", "currency", "session_id", "note", "key"],
+        print_csv(["id", "created", "kind", "amount", "change", "balance", "currency", "session_id", "note", "key"],
              [{**e, "created": site.when(e["created"], seconds=True), "amount": site.amount(e["amount_minor"]),
                "change": site.amount(e["delta_minor"]), "balance": site.amount(e["balance_minor"]),
                "currency": cur} for e in d["history"]])
         return 0
     if args.csv:
-        _csv(_SESSION_CSV, _session_csv_rows(site, d["sessions"]))
+        print_csv(_SESSION_CSV, _session_csv_rows(site, d["sessions"]))
         return 0
     _print_user_head(site, d["account"], d)
     t = d["totals"]
-    print(f"Totals     {t['sessions']} session(s), {_kwh(t['energy_wh'])} kWh, spent {site.amount(t['spend_minor'])}"
+    print(f"Totals     {t['sessions']} session(s), {fmt_kwh(t['energy_wh'])} kWh, spent {site.amount(t['spend_minor'])}"
           f" {cur}" + (f", uncollected {site.amount(t['uncollected_minor'])} {cur}" if t["uncollected_minor"] else ""))
     _print_sessions(site, d["sessions"], title="Sessions")
     print("\nBalance history:" if d["history"] else "\nBalance history: none")
     if d["history"]:
-        _table(["WHEN", "ENTRY", "AMOUNT", "CHANGE", f"BALANCE {cur}", "SESSION", "NOTE"],
+        print_table(["WHEN", "ENTRY", "AMOUNT", "CHANGE", f"BALANCE {cur}", "SESSION", "NOTE"],
                [[site.when(e["created"]), e["kind"], site.amount(e["amount_minor"]),
                  site.amount(e["delta_minor"]) if e["delta_minor"] else "", site.amount(e["balance_minor"]),
                  e["session_id"], e["note"]] for e in d["history"]], right=(2, 3, 4, 5))

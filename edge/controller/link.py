@@ -11,10 +11,10 @@
 
     link.answered(ask_id, r)   the result of an `Ask` (a billing decision or running cost)
 
-Each returns a list of actions (`edge.actions`) for the asyncio shell (`edge.server`) to carry out in order:
+Each returns a list of actions (`edge.controller.actions`) for the asyncio shell (`edge.ocpp.server`) to carry out in order:
 `Persist` (commit these store ops; if `wait`, before doing anything that follows), `SendCharger`,
 `SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone`, `Ask` and `Notice`. The parts for the site's own cards
-(`edge.link_billing`) and for replay and 1.6 id rewriting (`edge.link_replay`) are mixins of the same object.
+(`edge.controller.site_cards`) and for replay and 1.6 id rewriting (`edge.controller.replay`) are mixins of the same object.
 
 Upstream state, in proxy mode::
 

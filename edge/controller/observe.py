@@ -1,6 +1,7 @@
 """What the edge records from a charger's messages: boot facts, connector status, transactions, meter values.
 
-Each function takes a parsed payload and returns store operations ``(kind, data)`` for `edge.store_ops`.
+Each function takes a parsed payload and returns store operations ``(kind, data)``: the row writers of
+`edge.store.ops`, and ``close_session`` (a session ended: bill it and queue its record, `edge.billing`).
 They are shared by standalone mode, offline answering and passive observation in proxy mode.
 """
 
@@ -101,6 +102,7 @@ def stop_ops_16(charger_id: str, payload: dict) -> list[Op]:
         "charger_id": charger_id, "tx_key": tx_key, "meter_stop": payload.get("meterStop"),
         "stopped_at": payload.get("timestamp"), "reason": payload.get("reason", "Local"),
     }))
+    ops.append(("close_session", {"charger_id": charger_id, "tx_key": tx_key}))
     return ops
 
 
@@ -118,4 +120,6 @@ def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | Non
         "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": token.get("idToken"),
         "ts": payload.get("timestamp"), "energy_wh": energy, "reason": info.get("stoppedReason"),
     }))
+    if payload.get("eventType") == "Ended":
+        ops.append(("close_session", {"charger_id": charger_id, "tx_key": tx_key}))
     return ops

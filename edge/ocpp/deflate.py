@@ -1,4 +1,4 @@
-"""permessage-deflate (RFC 7692) for `edge.transport`: the negotiation on both sides and each message's
+"""permessage-deflate (RFC 7692) for `edge.ocpp.transport`: the negotiation on both sides and each message's
 (de)compression, as plain functions and one small object.
 
 Like `websockets`, the edge keeps memory small per connection: its own compressor uses a 4 KiB window

@@ -16,13 +16,14 @@ from typing import Any
 
 from edge.backoff import Backoff
 from edge.controller.wire import VERSION_SUBPROTOCOL
+from edge.store import reads
 
 log = logging.getLogger(__name__)
 
 
 class QueueReplays:
     def __init__(self, server: Any, headless_session: Callable[[str], Any]):
-        self.server = server  # edge.server.ChargerServer
+        self.server = server  # edge.ocpp.server.ChargerServer
         self.headless_session = headless_session
         self.running: dict[str, Any] = {}  # charger id → its headless ChargerSession
         self._retry: dict[str, tuple[Backoff, float]] = {}  # charger id → (its backoff, not before)
@@ -31,10 +32,7 @@ class QueueReplays:
         """Start replaying the queues of chargers that are away, unless one is waiting out its backoff."""
         server = self.server
         now = asyncio.get_running_loop().time()
-        rows = server.edge.store.db.execute(
-            "SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"
-            " LEFT JOIN chargers c ON c.id = q.charger_id").fetchall()
-        for charger_id, version in rows:
+        for charger_id, version in reads.queued_chargers(server.site.store.db.conn):
             if charger_id in server.sessions or charger_id in server.arriving or charger_id in self.running:
                 continue
             if self._retry.get(charger_id, (None, 0.0))[1] > now:
@@ -45,7 +43,7 @@ class QueueReplays:
             session.task = asyncio.create_task(self._run(session))
 
     async def _run(self, session: Any) -> None:
-        charger_id, edge = session.charger_id, self.server.edge
+        charger_id, site = session.charger_id, self.server.site
         try:
             done = await session.replay_only()
         except Exception:
@@ -56,10 +54,10 @@ class QueueReplays:
                 del self.running[charger_id]
         if done:
             self._retry.pop(charger_id, None)
-            edge.metrics.counts["sitekeeper_replays_without_charger_total"] += 1
+            site.metrics.counts["sitekeeper_replays_without_charger_total"] += 1
             log.info("queue of %s replayed upstream without the charger", charger_id)
             return
-        ucfg = edge.cfg.upstream
+        ucfg = site.cfg.upstream
         backoff = self._retry.get(charger_id, (Backoff(ucfg.reconnect_min, ucfg.reconnect_max), 0.0))[0]
         self._retry[charger_id] = (backoff, asyncio.get_running_loop().time() + backoff.next())
 

@@ -1,6 +1,6 @@
 """The asyncio shell around `ChargerLink`: the chargers' WebSocket server and one upstream link per charger.
 
-Handshake (`ChargerServer.prepare`, run by `edge.transport` before the upgrade): the charger id is the last
+Handshake (`ChargerServer.prepare`, run by `edge.ocpp.transport` before the upgrade): the charger id is the last
 path segment, percent-decoded; security profiles 1 and 2 check HTTP Basic credentials against the stored hash
 (401 otherwise); unknown ids are refused unless allowed. In proxy mode the upstream link is opened during the
 handshake so that the upstream's subprotocol choice can be mirrored to the charger; if upstream is away the
@@ -25,12 +25,15 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
-from edge.backoff import STABLE_AFTER, Backoff
+from edge.backoff import STABLE_AFTER, Backoff, RateLimit
 from edge.billing import sessions as billing
+from edge.clock import now_iso
+from edge.config import Config
 from edge.controller.actions import (
     LIVE,
     Ask,
@@ -45,19 +48,38 @@ from edge.controller.actions import (
     SendCharger,
     SendUpstream,
 )
+from edge.controller.authorize import Authorizer
 from edge.controller.link import ChargerLink
 from edge.controller.wire import SUBPROTOCOLS, VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
-from edge.metrics import NOTICES
+from edge.metrics import NOTICES, Metrics
+from edge.ocpp import persist
 from edge.ocpp.queue_replay import QueueReplays
 from edge.ocpp.transport import Accept, Link, Refusal, Request, connect
 from edge.operations import local_list
+from edge.operations.local_list import ListWatch
 from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
-from edge.store import ops as store_ops
-
-if TYPE_CHECKING:
-    from edge.daemon import Edge
+from edge.store import reads
+from edge.store.journal import Journal
+from edge.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+PREFERRED_ID_LIMIT = 2**30  # upstream ids above this are not followed (chargers keep 1.6 ids in 32 bits)
+
+
+@dataclass
+class Site:
+    """What the charger server works with, made by the daemon: the config, the store and the journal, the
+    counters, the authorization cache, the card-list version (for the chargers' local lists) and the first
+    transaction id to give."""
+
+    cfg: Config
+    store: Store
+    journal: Journal
+    metrics: Metrics
+    authorizer: Authorizer
+    lists: ListWatch
+    next_tx_id: int = 1
 
 
 def charger_id_from_path(path: str) -> str:
@@ -82,9 +104,12 @@ def _text(data: bytes) -> str | bytes:
 class ChargerServer:
     """Serves chargers for one `Edge`."""
 
-    def __init__(self, edge: Edge):
-        self.edge = edge
-        self.cfg = edge.cfg
+    def __init__(self, site: Site):
+        self.site = site
+        self.cfg = site.cfg
+        self.upstream_links = 0  # open upstream links (the gauge and /healthz)
+        self.connect_limit = RateLimit(site.cfg.upstream.max_connects_per_second)  # new upstream links, site-wide
+        self._next_tx = site.next_tx_id
         self.sessions: dict[str, ChargerSession] = {}
         self.arriving: dict[str, ChargerSession] = {}  # in the handshake, not yet in `sessions`
         self.replays = QueueReplays(self, lambda charger_id: ChargerSession(self, charger_id, headless=True))
@@ -99,11 +124,11 @@ class ChargerServer:
             serial = known.serial if known is not None and known.serial else charger_id
             problem = certificate_problem(request.peer_cert, serial, self.cfg.ocpp.cpo_name)
             if problem:
-                self.edge.metrics.errors["auth"] += 1
+                self.site.metrics.errors["auth"] += 1
                 log.warning("charger %r refused: %s", charger_id, problem)
                 return Refusal(HTTPStatus.FORBIDDEN, "the client certificate is not this charger's")
             if known is None and not self.cfg.ocpp.allow_unknown_chargers:
-                self.edge.metrics.errors["unknown_charger"] += 1
+                self.site.metrics.errors["unknown_charger"] += 1
                 log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
                 return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
         elif self.cfg.ocpp.security_profile >= 1:
@@ -111,12 +136,12 @@ class ChargerServer:
             stored = known.password_hash if known is not None else ""
             ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
             if not ok:
-                self.edge.metrics.errors["auth"] += 1
+                self.site.metrics.errors["auth"] += 1
                 log.warning("charger %r refused: wrong or missing password", charger_id)
                 return Refusal(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
                                {"WWW-Authenticate": 'Basic realm="sitekeeper", charset="UTF-8"'})
         elif known is None and not self.cfg.ocpp.allow_unknown_chargers:
-            self.edge.metrics.errors["unknown_charger"] += 1
+            self.site.metrics.errors["unknown_charger"] += 1
             return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
         asked = offered_subprotocols(request.headers.get("sec-websocket-protocol"))
         offered = [p for p in asked if p in SUBPROTOCOLS]
@@ -126,7 +151,7 @@ class ChargerServer:
         session = ChargerSession(self, charger_id)
         self.arriving[charger_id] = session  # no replay on its behalf from now on
         await self.replays.stop(charger_id)  # before its new upstream link: the cloud must not see two at once
-        if self.cfg.upstream.mode == "proxy" and self.edge.connect_limit.try_take():
+        if self.cfg.upstream.mode == "proxy" and self.self.server.connect_limit.try_take():
             # else the site is opening connections as fast as it may: the session's loop opens it in turn
             chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
             if chosen is None and self.cfg.upstream.strict:
@@ -161,11 +186,11 @@ class ChargerServer:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # the connector turned our cancellation into an error
                 raise asyncio.CancelledError from e
-            self.edge.metrics.counts['sitekeeper_upstream_connects_total{result="failed"}'] += 1
+            self.site.metrics.counts['sitekeeper_upstream_connects_total{result="failed"}'] += 1
             why = "no answer in time" if isinstance(e, TimeoutError) else (str(e) or type(e).__name__)
             log.info("upstream for %s unreachable: %s", charger_id, why)
             return None
-        self.edge.metrics.counts['sitekeeper_upstream_connects_total{result="ok"}'] += 1
+        self.site.metrics.counts['sitekeeper_upstream_connects_total{result="ok"}'] += 1
         if chosen not in subprotocols:
             log.warning("upstream for %s chose subprotocol %r, not one of %s", charger_id, chosen, subprotocols)
             link.close()
@@ -187,6 +212,20 @@ class ChargerServer:
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
 
+    def new_tx_id(self, prefer: int | None = None) -> int:
+        """A transaction id no session of this site has had. `prefer` (upstream's id for a live 1.6 start) is
+        taken when it is above every id given so far, so that charger and cloud show the same number and
+        frames need no rewriting; ids given later stay above it."""
+        if prefer is not None and self._next_tx <= prefer < PREFERRED_ID_LIMIT:
+            self._next_tx = prefer
+        tx_id = self._next_tx
+        self._next_tx += 1
+        return tx_id
+
+    def connected(self, charger_id: str) -> ChargerSession | None:
+        """The charger's session if it is connected now (`edge.operations.chargers.Chargers`)."""
+        return self.sessions.get(charger_id)
+
     def left(self, session: ChargerSession) -> None:
         """`session` is past its handshake (registered, refused or abandoned)."""
         if self.arriving.get(session.charger_id) is session:
@@ -206,7 +245,7 @@ class ChargerSession:
 
     def __init__(self, server: ChargerServer, charger_id: str, headless: bool = False):
         self.server = server
-        self.edge = server.edge
+        self.site = server.site
         self.charger_id = charger_id
         self.headless = headless  # no charger: replaying its queue on its behalf (`replay_only`)
         self.version = "1.6"
@@ -235,46 +274,31 @@ class ChargerSession:
             self.pending_up.close()
 
     def load_state(self) -> LinkState:
-        db, cid = self.edge.store.db, self.charger_id
-        state = LinkState()
-        state.queue = [QueueItem(r["seq"], r["msg_id"], r["action"], r["frame"], r["tx_id"]) for r in db.query(
-            "SELECT seq, msg_id, action, frame, tx_id FROM upstream_queue WHERE charger_id = ? ORDER BY seq",
-            [cid])]
-        state.replay = {r["key"]: (r["frame"], bool(r["pending"])) for r in db.query(
-            "SELECT key, frame, pending FROM replay_state WHERE charger_id = ?", [cid])}
-        rows = list(db.query(
-            "SELECT id, upstream_tx_id, stopped_at IS NOT NULL AS stopped FROM transactions WHERE charger_id = ?"
-            " AND ocpp_version = '1.6' AND (stopped_at IS NULL OR id IN"
-            " (SELECT tx_id FROM upstream_queue WHERE charger_id = ? AND tx_id IS NOT NULL))", [cid, cid]))
-        state.tx_map = {r["id"]: r["upstream_tx_id"] for r in rows}
-        state.stopped_tx = {r["id"] for r in rows if r["stopped"]}
-        state.billed_tx = {r["tx_key"] for r in db.query(
-            "SELECT tx_key FROM transactions WHERE charger_id = ? AND stopped_at IS NULL"
-            " AND card_kind = 'commercial' AND hold_minor > 0", [cid])}
-        state.open_tx_keys = {r["tx_key"] for r in db.query(
-            "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
-            " AND stopped_at IS NULL", [cid])}
-        return state
+        rows = reads.link_rows(self.site.store.db.conn, self.charger_id)
+        tx = rows["transactions_16"]
+        return LinkState(
+            queue=[QueueItem(r["seq"], r["msg_id"], r["action"], r["frame"], r["tx_id"]) for r in rows["queue"]],
+            replay={r["key"]: (r["frame"], bool(r["pending"])) for r in rows["replay"]},
+            tx_map={r["id"]: r["upstream_tx_id"] for r in tx}, stopped_tx={r["id"] for r in tx if r["stopped"]},
+            open_tx_keys=set(rows["open_201"]), billed_tx=set(rows["billed"]))
 
     async def _new_link(self) -> ChargerLink:
-        edge = self.edge
-        await edge.store.flush()  # what an earlier connection of this charger queued must be visible
-        cfg = edge.cfg
+        site = self.site
+        await site.store.flush()  # what an earlier connection of this charger queued must be visible
+        cfg = site.cfg
         settings = LinkSettings(standalone=cfg.upstream.mode == "standalone", strict=cfg.upstream.strict,
                                 heartbeat_interval=cfg.ocpp.heartbeat_interval,
                                 call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout)
-        return ChargerLink(self.charger_id, self.version, settings, edge.authorizer, edge.new_tx_id,
+        return ChargerLink(self.charger_id, self.version, settings, site.authorizer, self.server.new_tx_id,
                            self.load_state())
 
     async def run(self) -> None:
-        edge = self.edge
-        cfg = edge.cfg
+        site = self.site
+        cfg = site.cfg
         self.link = await self._new_link()
         settings = self.link.settings
-        edge.store.write_soon(lambda c: c.execute(
-            "INSERT INTO chargers (id, ocpp_version, first_seen, last_seen, connected) VALUES (?, ?, ?, ?, 1)"
-            " ON CONFLICT (id) DO UPDATE SET connected = 1, ocpp_version = excluded.ocpp_version,"
-            " last_seen = excluded.last_seen", (self.charger_id, self.version, *[edge.now()] * 2)))
+        seen = [("charger_connected", {"charger_id": self.charger_id, "version": self.version, "ts": now_iso()})]
+        site.store.write_soon(lambda c: persist.apply(c, seen))
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
             self._tasks.append(asyncio.create_task(self._local_list_loop()))
@@ -294,8 +318,8 @@ class ChargerSession:
             for fut in self.calls.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("charger disconnected"))
-            edge.store.write_soon(lambda c: c.execute(
-                "UPDATE chargers SET connected = 0, last_seen = ? WHERE id = ?", (edge.now(), self.charger_id)))
+            gone = [("charger_disconnected", {"charger_id": self.charger_id, "ts": now_iso()})]
+            site.store.write_soon(lambda c: persist.apply(c, gone))
             log.info("charger %s disconnected", self.charger_id)
             self.done.set()
             # ... then wait for the upstream side to be gone.
@@ -318,10 +342,9 @@ class ChargerSession:
 
     async def replay_only(self) -> bool:
         """No charger: connect upstream on its behalf, replay its queue, close. True if it all went up."""
-        edge = self.edge
         self.link = await self._new_link()
         self._drainer = asyncio.create_task(self._drain([]))
-        await asyncio.sleep(edge.connect_limit.delay())
+        await asyncio.sleep(self.server.connect_limit.delay())
         link = self.upstream_link()
         if await self.server.open_upstream(self.charger_id, [VERSION_SUBPROTOCOL[self.version]], link) is None:
             return False
@@ -333,7 +356,7 @@ class ChargerSession:
             return self.link.state == LIVE
         finally:
             self.up = None
-            self.edge.upstream_links -= 1
+            self.server.upstream_links -= 1
             if self._drainer is not None:
                 await asyncio.wait([self._drainer], timeout=10)
             await self._closed(self._let_go() + [link])
@@ -346,14 +369,14 @@ class ChargerSession:
     # -- events ------------------------------------------------------------------------------------------
     def _from_charger(self, data: bytes) -> None:
         message = _text(data)
-        self.edge.metrics.frames["c>e"] += 1
-        self.edge.journal.add(self.charger_id, "c>e", message)
+        self.site.metrics.frames["c>e"] += 1
+        self.site.journal.add(self.charger_id, "c>e", message)
         self.submit(ChargerLink.from_charger, message)
 
     def _from_upstream(self, data: bytes) -> None:
         message = _text(data)
-        self.edge.metrics.frames["u>e"] += 1
-        self.edge.journal.add(self.charger_id, "u>e", message)
+        self.site.metrics.frames["u>e"] += 1
+        self.site.journal.add(self.charger_id, "u>e", message)
         if self.headless and self._refused_for_absent_charger(message):
             return
         self.submit(ChargerLink.from_upstream, message)
@@ -367,7 +390,7 @@ class ChargerSession:
         if not isinstance(frame, Call) or self.up is None:
             return False
         text = call_error_text(frame.msg_id, "GenericError", "the charger is not connected to the site now")
-        self.edge.journal.add(self.charger_id, "e>u", text)
+        self.site.journal.add(self.charger_id, "e>u", text)
         self.up.send(text)
         return True
 
@@ -385,7 +408,7 @@ class ChargerSession:
                     return
         except Exception:
             log.exception("charger %s: carrying out actions failed", self.charger_id)
-            self.edge.metrics.errors["internal"] += 1
+            self.site.metrics.errors["internal"] += 1
 
     def _event(self, fn: Callable[..., list], args: tuple) -> list:
         """The link's actions for one event; none (logged, counted) if the link failed on it."""
@@ -393,7 +416,7 @@ class ChargerSession:
             return fn(self.link, *args)
         except Exception:
             log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
-            self.edge.metrics.errors["internal"] += 1
+            self.site.metrics.errors["internal"] += 1
             return []
 
     async def _drain(self, actions: list) -> None:
@@ -404,7 +427,7 @@ class ChargerSession:
                     await self._execute(actions)
                 except Exception:
                     log.exception("charger %s: carrying out actions failed", self.charger_id)
-                    self.edge.metrics.errors["internal"] += 1
+                    self.site.metrics.errors["internal"] += 1
                 if not self._backlog:
                     return
                 actions = self._event(*self._backlog.popleft())
@@ -429,24 +452,24 @@ class ChargerSession:
     # -- actions -----------------------------------------------------------------------------------------
     def _act(self, a: Any) -> bool:
         """Carry out an action that needs no waiting; False if `a` must be awaited (see `_execute`)."""
-        edge, kind = self.edge, type(a)
+        site, kind = self.site, type(a)
         if kind is SendCharger:
-            edge.metrics.frames["e>c"] += 1
-            if not edge.journal.passed_through(self.charger_id, a.text, "u>c"):
-                edge.journal.add(self.charger_id, "e>c", a.text)
+            site.metrics.frames["e>c"] += 1
+            if not site.journal.passed_through(self.charger_id, a.text, "u>c"):
+                site.journal.add(self.charger_id, "e>c", a.text)
             self.ws.send(a.text)
         elif kind is SendUpstream:
             if self.up is None:
                 return True
-            edge.metrics.frames["e>u"] += 1
-            if not edge.journal.passed_through(self.charger_id, a.text, "c>u"):
-                edge.journal.add(self.charger_id, "e>u", a.text)
+            site.metrics.frames["e>u"] += 1
+            if not site.journal.passed_through(self.charger_id, a.text, "c>u"):
+                site.journal.add(self.charger_id, "e>u", a.text)
             self.up.send(a.text)
         elif kind is Persist:
             if a.wait:
                 return False
             ops = a.ops
-            edge.store.write_soon(lambda c: store_ops.apply(c, ops))
+            site.store.write_soon(lambda c: persist.apply(c, ops))
         elif kind is EdgeCallDone:
             fut = self.calls.pop(a.msg_id, None)
             if fut is not None and not fut.done():
@@ -459,7 +482,7 @@ class ChargerSession:
             if self.up is not None:
                 self.up.close(1011, a.reason)
         elif kind is Notice:
-            edge.metrics.counts[NOTICES[a.counter]] += 1
+            site.metrics.counts[NOTICES[a.counter]] += 1
             if a.text:
                 log.warning("charger %s: %s", self.charger_id, a.text)
         else:
@@ -467,41 +490,41 @@ class ChargerSession:
         return True
 
     async def _execute(self, actions: list) -> None:
-        edge = self.edge
+        site = self.site
         for a in actions:
             if self._act(a):
                 continue
             if isinstance(a, Persist):
                 ops = a.ops
-                await edge.store.write(lambda c, ops=ops: store_ops.apply(c, ops))
+                await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
             elif isinstance(a, Ask):
                 fn = billing.decide if a.kind == "decide" else billing.running
                 try:
-                    result = await edge.store.write(lambda c, fn=fn, data=a.data: fn(c, **data))
+                    result = await site.store.write(lambda c, fn=fn, data=a.data: fn(c, **data))
                 except Exception:
                     log.exception("billing %s failed for %s", a.kind, self.charger_id)
-                    edge.metrics.errors["billing"] += 1
+                    site.metrics.errors["billing"] += 1
                     result = {"known": False, "stop": False}
                 await self._execute(self.link.answered(a.ask_id, result))  # type: ignore[union-attr]
 
     async def _local_list_loop(self) -> None:
-        """Keep the charger's local authorization list at the site's version (see `edge.local_list`)."""
+        """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""
         await asyncio.sleep(1.0)  # after the charger's BootNotification
         known: int | None = None
         first = True
         while True:
-            if first or known != self.edge.list_version:
-                known = await local_list.sync(self, None if first else known)
+            if first or known != self.site.lists.version:
+                known = await local_list.sync(self, self.site.store.db.conn, None if first else known)
                 first = False
                 if known is None:
                     return  # the charger has no local list
-            async with self.edge.list_changed:
-                await self.edge.list_changed.wait()
+            async with self.site.lists.changed:
+                await self.site.lists.changed.wait()
 
     def _attached(self, link: Link, first: bool = False) -> None:
         """`link` is up: replay starts. `first`: ahead of whatever the charger sent during the handshake."""
         self.up = link
-        self.edge.upstream_links += 1
+        self.server.upstream_links += 1
         log.info("upstream link of %s up", self.charger_id)
         if first:
             self._backlog.appendleft((ChargerLink.upstream_up, ()))
@@ -511,13 +534,13 @@ class ChargerSession:
     async def _upstream_loop(self) -> None:
         """Watch the upstream link (attached already if the handshake opened it); reconnect with backoff,
         within the site's rate of new connections."""
-        edge, ucfg = self.edge, self.edge.cfg.upstream
+        ucfg = self.site.cfg.upstream
         loop = asyncio.get_running_loop()
         backoff = Backoff(ucfg.reconnect_min, ucfg.reconnect_max)
         subprotocol = VERSION_SUBPROTOCOL[self.version]
         while True:
             if self.up is None:
-                await asyncio.sleep(edge.connect_limit.delay())
+                await asyncio.sleep(self.server.connect_limit.delay())
                 link = self.upstream_link()
                 if await self.server.open_upstream(self.charger_id, [subprotocol], link) is None:
                     if ucfg.strict:
@@ -533,7 +556,7 @@ class ChargerSession:
                 await up.wait_closed()
             finally:
                 self.up = None
-                edge.upstream_links -= 1
+                self.server.upstream_links -= 1
             log.info("upstream link of %s down", self.charger_id)
             answered = self.link is not None and self.link.answers > 0
             self.submit(ChargerLink.upstream_down)

@@ -12,7 +12,7 @@ then either answers with a refusal or hands the connection (and the bytes read s
 whose listener factory now has its answer ready. This uses picows's `WSProtocol` constructor, which is why
 the version is pinned in pyproject.toml.
 
-Compression: picows does not implement permessage-deflate, so this module does (`edge.deflate`): both sides
+Compression: picows does not implement permessage-deflate, so this module does (`edge.ocpp.deflate`): both sides
 negotiate it unless told not to, and `Link` inflates messages whose RSV1 bit is set and deflates what it sends.
 """
 

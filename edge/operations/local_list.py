@@ -12,13 +12,13 @@ list: the hold is taken when the start reaches the edge.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from edge.ocpp.server import ChargerSession
+from edge.billing import cards
+from edge.operations.chargers import Charger
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,20 @@ def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int 
     return out
 
 
-def current_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT value FROM meta WHERE key = 'local_list_version'").fetchone()[0])
+class ListWatch:
+    """The site's card-list version, and a notice (`changed`) when it moves, whichever process changed the
+    cards (the CLI, cloud_sync): the daemon calls `check` every few seconds."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.version = cards.list_version(conn)
+        self.changed = asyncio.Condition()
+
+    async def check(self, conn: sqlite3.Connection) -> None:
+        version = cards.list_version(conn)
+        if version != self.version:
+            self.version = version
+            async with self.changed:
+                self.changed.notify_all()
 
 
 def _send_payload(version: str, list_version: int, update: str, items: list[dict]) -> dict:
@@ -58,11 +70,10 @@ def _send_payload(version: str, list_version: int, update: str, items: list[dict
     return payload
 
 
-async def sync(session: ChargerSession, known_version: int | None) -> int | None:
-    """Bring `session`'s charger list to the site's version; return the charger's version after (None if the
-    charger does not support local lists)."""
-    db = session.edge.store.db.conn
-    target = current_version(db)
+async def sync(session: Charger, db: sqlite3.Connection, known_version: int | None) -> int | None:
+    """Bring the charger's list to the site's version (the cards read on `db`); return the charger's version
+    after (None if the charger does not support local lists)."""
+    target = cards.list_version(db)
     if target == 0:
         return known_version  # no cards yet
     try:

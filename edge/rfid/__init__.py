@@ -2,7 +2,7 @@
 
 A backend (`pcsc`, `mfrc522`, `sim`) implements `Reader`: `poll()` returns the normalised UID of the card
 on the reader now, or None; it raises `ReaderGone` when the device or its service has gone away, and the
-loop (`edge.readers.loop`) reconnects with backoff, saying so once in the log. `TapDetector` is the
+loop (`edge.rfid.loop`) reconnects with backoff, saying so once in the log. `TapDetector` is the
 debounce: a card held on the reader is one tap; it must leave (or another card come) before the next.
 """
 

@@ -25,7 +25,7 @@ def make_reader(name: str, cfg: ReaderConfig) -> Reader:
 
         return PcscReader(name, cfg)
     if cfg.backend == "mfrc522":
-        from edge.readers.mfrc522 import Mfrc522Reader
+        from edge.rfid.mfrc522 import Mfrc522Reader
 
         return Mfrc522Reader(name, cfg)
     raise ValueError(f"reader {name}: backend {cfg.backend!r} is not polled")

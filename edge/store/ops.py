@@ -1,7 +1,8 @@
-"""The store operations the local controller asks for, by name: ``apply(conn, kind, data)``.
+"""The row writers the local controller's Persist actions name: ``OPS[kind](conn, data)``.
 
-Kept apart from the controller so that the controller stays free of SQL and the operations can be tested
-against a real database on their own.
+Kept apart from the controller so that the controller stays free of SQL and the writers can be tested
+against a real database on their own. They only write rows: what a stopped session costs is billing's
+(`close_session`, which `edge.ocpp.persist` runs where the controller asks for it).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-from edge.billing import sessions as billing
 from edge.clock import boot_id, clock_synced, now_iso
-from edge.store import outbox
 
 
 def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
@@ -21,6 +20,16 @@ def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
         " VALUES (:charger_id, :version, :vendor, :model, :serial, :firmware, :ts, :ts, :ts)"
         " ON CONFLICT (id) DO UPDATE SET ocpp_version=:version, vendor=:vendor, model=:model, serial=:serial,"
         " firmware=:firmware, last_seen=:ts, last_boot=:ts", d)
+
+
+def _charger_connected(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("INSERT INTO chargers (id, ocpp_version, first_seen, last_seen, connected)"
+                 " VALUES (:charger_id, :version, :ts, :ts, 1) ON CONFLICT (id) DO UPDATE SET connected = 1,"
+                 " ocpp_version = excluded.ocpp_version, last_seen = excluded.last_seen", d)
+
+
+def _charger_disconnected(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("UPDATE chargers SET connected = 0, last_seen = :ts WHERE id = :charger_id", d)
 
 
 def _status(conn: sqlite3.Connection, d: dict) -> None:
@@ -74,8 +83,6 @@ def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
         " energy_wh=CASE WHEN meter_start IS NULL OR :meter_stop IS NULL THEN NULL"
         " ELSE :meter_stop - meter_start END"
         " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
-    billing.settle_session(conn, d["charger_id"], d["tx_key"])
-    outbox.session_record(conn, d["charger_id"], d["tx_key"], billing.SETTINGS.currency)
 
 
 def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
@@ -93,8 +100,6 @@ def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
     if d["event"] == "Ended":
         conn.execute("UPDATE transactions SET stopped_at=:ts, stop_reason=COALESCE(:reason, 'Local')"
                      " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
-        billing.settle_session(conn, d["charger_id"], d["tx_key"])
-        outbox.session_record(conn, d["charger_id"], d["tx_key"], billing.SETTINGS.currency)
 
 
 def _meter(conn: sqlite3.Connection, d: dict) -> None:
@@ -112,14 +117,10 @@ def _auth_cache(conn: sqlite3.Connection, d: dict) -> None:
 
 
 OPS: dict[str, Callable[[sqlite3.Connection, dict], None]] = {
-    "charger_boot": _charger_boot, "status": _status, "replay_set": _replay_set, "replay_done": _replay_done,
+    "charger_boot": _charger_boot, "charger_connected": _charger_connected,
+    "charger_disconnected": _charger_disconnected, "status": _status, "replay_set": _replay_set, "replay_done": _replay_done,
     "enqueue": _enqueue, "dequeue": _dequeue, "tx_start": _tx_start, "tx_map": _tx_map,
     "tx_upstream_status": _tx_upstream_status, "tx_stop": _tx_stop,
     "tx_event": _tx_event, "meter": _meter, "auth_cache": _auth_cache,
 }
 
-
-def apply(conn: sqlite3.Connection, ops: list[tuple[str, dict]]) -> None:
-    """Apply `ops` in order on `conn` (inside the caller's transaction)."""
-    for kind, data in ops:
-        OPS[kind](conn, data)

@@ -1,22 +1,41 @@
-"""The edge's web app (FastAPI, in the daemon's own loop): `/healthz`, `/metrics`, and the JSON API."""
+"""The edge's web app (FastAPI, in the daemon's own loop): `/healthz`, `/metrics`, and the JSON API.
+
+Every handler is a coroutine: it runs on the daemon's loop, whose SQLite connection it reads (FastAPI would run
+a plain function in its thread pool, on a connection that belongs to the loop's thread)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
+from edge.config import Config
+from edge.events import EventBus
+from edge.metrics import Metrics
 from edge.money import UidError, normalise_uid
 from edge.rfid import Tap
-from edge.store import journal
+from edge.rfid.taps import TapService
+from edge.store import journal, reads
+from edge.store.sqlite import Store
 
-if TYPE_CHECKING:
-    from edge.daemon import Edge
+
+class Site(Protocol):
+    """What the web app needs of the running daemon (`edge.daemon.Edge` is one)."""
+
+    cfg: Config
+    store: Store
+    metrics: Metrics
+    events: EventBus
+    taps: TapService
+
+    def health(self) -> dict: ...
+
+    def connected(self, charger_id: str) -> object | None: ...
 
 
 class TapIn(BaseModel):
@@ -24,36 +43,26 @@ class TapIn(BaseModel):
     reader: str = "kiosk"
 
 
-def build_app(edge: Edge) -> FastAPI:
+def build_app(edge: Site) -> FastAPI:
     app = FastAPI(title="sitekeeper edge", version="0.1.0")
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        out = {"ok": True, "mode": edge.cfg.upstream.mode, "chargers_connected": len(edge.chargers.sessions),
-               "upstream_links_up": edge.upstream_links}
-        if edge.cfg.upstream.mode == "proxy":
-            queue = edge.upstream_queue()
-            out["upstream_queue"] = queue
-            out["alerts"] = [f"{queue['messages']} message(s) of {', '.join(queue['chargers'])} waiting for upstream"
-                             f" for {queue['oldest_age_s'] // 60} min"] if queue["stale"] else []
-        return out
+    async def healthz() -> dict:
+        return edge.health()
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
+    async def metrics() -> str:
         return edge.metrics.render()
 
     @app.get("/api/chargers")
-    def chargers() -> list[dict]:
-        rows = list(edge.store.db.query("SELECT * FROM chargers ORDER BY id"))
+    async def chargers() -> list[dict]:
+        rows = reads.chargers(edge.store.db.conn)
         for row in rows:
-            row["connected"] = row["id"] in edge.chargers.sessions
-            row["connectors"] = list(edge.store.db.query(
-                "SELECT evse_id, connector_id, status, error_code, timestamp FROM connector_status"
-                " WHERE charger_id = ? ORDER BY evse_id, connector_id", [row["id"]]))
+            row["connected"] = edge.connected(row["id"]) is not None
         return rows
 
     @app.get("/api/chargers/{charger_id}/journal")
-    def charger_journal(charger_id: str, limit: int = 100) -> list[dict]:
+    async def charger_journal(charger_id: str, limit: int = 100) -> list[dict]:
         if limit < 1 or limit > 10000:
             raise HTTPException(422, "limit must be 1..10000")
         return journal.read(edge.store, charger_id, limit)
@@ -82,8 +91,8 @@ def build_app(edge: Edge) -> FastAPI:
         return await edge.taps.handle(Tap(body.reader, uid, time.time()))
 
     @app.get("/api/transactions")
-    def transactions(limit: int = 100) -> list[dict]:
-        return list(edge.store.db.query("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", [limit]))
+    async def transactions(limit: int = 100) -> list[dict]:
+        return reads.transactions(edge.store.db.conn, limit)
 
     return app
 
@@ -106,7 +115,7 @@ class WebServer:
                 await self.task
 
 
-async def start_web(edge: Edge) -> tuple[WebServer, int]:
+async def start_web(edge: Site) -> tuple[WebServer, int]:
     import asyncio
 
     config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,

@@ -1,0 +1,111 @@
+"""What every `sitekeeper` command shares: loading the config (one line naming the key, exit 2), the site
+with its store opened for one read snapshot or one committed write, and one set of output helpers for
+tables, `--json` and `--csv`, amounts and times as a person reads them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from edge import config
+from edge.billing import sessions as billing
+from edge.clock import parse_ts
+from edge.money import format_minor
+from edge.store.sqlite import Store
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    try:
+        return config.load(args.config)
+    except config.ConfigError as e:
+        print(f"sitekeeper: config: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class Site:
+    """The loaded config with billing configured; the store is opened only once the input is checked."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.cfg = load_config(args)
+        self.settings = config.billing_settings(self.cfg)
+        billing.configure(self.settings)
+        self.tz = self.cfg.site.timezone
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Store]:
+        store = Store.open(self.cfg.store.path)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run the read `fn` in one snapshot of the database."""
+        with self.store() as store:
+            conn = store.db.conn
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("ROLLBACK")
+
+    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn` in one committed transaction (nothing is written if it raises)."""
+        with self.store() as store:
+            return store.write_now(fn)
+
+    # display helpers
+    def amount(self, minor: int | None) -> str:
+        return "-" if minor is None else format_minor(minor, self.settings.exponent)
+
+    def when(self, ts: str | None, seconds: bool = False) -> str:
+        from zoneinfo import ZoneInfo
+
+        dt = parse_ts(ts)
+        if dt is None:
+            return ts or "-"
+        return dt.astimezone(ZoneInfo(self.tz)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def print_table(headers: list[str], rows: list[list[Any]], right: tuple[int, ...] = ()) -> None:
+    cells = [[str(c) for c in headers], *[["-" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+
+
+def print_csv(fields: list[str], rows: list[dict]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def fmt_kwh(wh: int | None, digits: int = 2) -> str:
+    return "-" if wh is None else f"{wh / 1000:.{digits}f}"
+
+
+def fmt_duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
+
+
+def count(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+

@@ -1,0 +1,82 @@
+"""The queries the shells need (the OCPP server, the web app, cloud_sync, the daemon's gauges), as plain
+functions on a `sqlite3.Connection` returning plain rows, so that no SQL lives outside `store` and `billing`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
+    """What a charger's link starts from: its queue in order, its pending Boot/Status frames, its 1.6
+    transactions still in play (open, or with frames still queued), its open sessions on a hold and its open
+    2.0.1 transactions."""
+    cid = charger_id
+    tx = _dicts(conn.execute(
+        "SELECT id, upstream_tx_id, stopped_at IS NOT NULL AS stopped FROM transactions WHERE charger_id = ?"
+        " AND ocpp_version = '1.6' AND (stopped_at IS NULL OR id IN"
+        " (SELECT tx_id FROM upstream_queue WHERE charger_id = ? AND tx_id IS NOT NULL))", (cid, cid)))
+    return {
+        "queue": _dicts(conn.execute("SELECT seq, msg_id, action, frame, tx_id FROM upstream_queue"
+                                     " WHERE charger_id = ? ORDER BY seq", (cid,))),
+        "replay": _dicts(conn.execute("SELECT key, frame, pending FROM replay_state WHERE charger_id = ?", (cid,))),
+        "transactions_16": tx,
+        "billed": [r[0] for r in conn.execute(
+            "SELECT tx_key FROM transactions WHERE charger_id = ? AND stopped_at IS NULL"
+            " AND card_kind = 'commercial' AND hold_minor > 0", (cid,))],
+        "open_201": [r[0] for r in conn.execute(
+            "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
+            " AND stopped_at IS NULL", (cid,))],
+    }
+
+
+def queued_chargers(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+    """(charger id, its OCPP version if known) of every charger with messages waiting for upstream."""
+    return conn.execute("SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"
+                        " LEFT JOIN chargers c ON c.id = q.charger_id").fetchall()
+
+
+def queue_summary(conn: sqlite3.Connection) -> tuple[int, str | None, list[str]]:
+    """(messages waiting for upstream, the oldest one's time, the chargers they are of)."""
+    count, oldest = conn.execute("SELECT count(*), min(created) FROM upstream_queue").fetchone()
+    return count, oldest, [r[0] for r in conn.execute("SELECT DISTINCT charger_id FROM upstream_queue")]
+
+
+def chargers(conn: sqlite3.Connection) -> list[dict]:
+    """Every charger the site has seen, with its connectors' latest status."""
+    rows = _dicts(conn.execute("SELECT * FROM chargers ORDER BY id"))
+    for row in rows:
+        row["connectors"] = _dicts(conn.execute(
+            "SELECT evse_id, connector_id, status, error_code, timestamp FROM connector_status"
+            " WHERE charger_id = ? ORDER BY evse_id, connector_id", (row["id"],)))
+    return rows
+
+
+def charger_statuses(conn: sqlite3.Connection) -> dict[str, dict]:
+    """charger id → {"connected": bool, "connectors": [...]}, for every charger with a row or a status."""
+    out = {cid: {"connected": bool(c), "connectors": []}
+           for cid, c in conn.execute("SELECT id, connected FROM chargers")}
+    for cid, evse, conn_id, status, error, ts in conn.execute(
+            "SELECT charger_id, evse_id, connector_id, status, error_code, timestamp FROM connector_status"
+            " ORDER BY charger_id, evse_id, connector_id"):
+        out.setdefault(cid, {"connected": False, "connectors": []})["connectors"].append(
+            {"evse_id": evse, "connector_id": conn_id, "status": status, "error_code": error, "timestamp": ts})
+    return out
+
+
+def transactions(conn: sqlite3.Connection, limit: int = 100) -> list[dict]:
+    """The newest transactions, every column."""
+    return _dicts(conn.execute("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", (limit,)))
+
+
+def auth_cache(conn: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
+    """(id tag, status, expires) of every card upstream has answered for."""
+    return conn.execute("SELECT id_tag, status, expires FROM auth_cache").fetchall()
+
+
+def max_transaction_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()[0])
