@@ -151,7 +151,7 @@ class ChargerServer:
         session = ChargerSession(self, charger_id)
         self.arriving[charger_id] = session  # no replay on its behalf from now on
         await self.replays.stop(charger_id)  # before its new upstream link: the cloud must not see two at once
-        if self.cfg.upstream.mode == "proxy" and self.self.server.connect_limit.try_take():
+        if self.cfg.upstream.mode == "proxy" and self.connect_limit.try_take():
             # else the site is opening connections as fast as it may: the session's loop opens it in turn
             chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
             if chosen is None and self.cfg.upstream.strict:
