@@ -43,7 +43,3 @@ class EventBus:
                 yield f"id: {event['id']}\nevent: {event.get('type', 'message')}\ndata: {json.dumps(event)}\n\n"
         finally:
             self._subscribers.discard(q)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)

@@ -16,8 +16,9 @@ COUNTERS = {
     "sitekeeper_replays_without_charger_total": "Queues replayed upstream on behalf of a charger not connected",
 }
 
-# What the local controller's `Notice`s count.
-NOTICES = {
+# What the local controller's `Notice`s count: a counter sample, or ("error", kind) for sitekeeper_errors_total.
+NOTICES: dict[str, str | tuple[str, str]] = {
+    "bad_frame": ("error", "format"),
     "answered_while_up": "sitekeeper_answered_locally_while_up_total",
     "upstream_refused_replay": 'sitekeeper_upstream_refused_total{when="replay"}',
     "upstream_refused_live": 'sitekeeper_upstream_refused_total{when="live"}',

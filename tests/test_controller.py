@@ -12,6 +12,7 @@ from edge.controller.link import (
     ChargerLink,
     CloseCharger,
     EdgeCallDone,
+    Learned,
     LinkSettings,
     LinkState,
     Notice,
@@ -102,8 +103,9 @@ def test_bad_frames_answered_with_version_codes():
     assert sent(link16.from_charger(call("b", "StatusNotification",
                                          {"connectorId": 1, "errorCode": "NoError", "status": "Dancing"})),
                 SendCharger)[0][:3] == [4, "b", "PropertyConstraintViolation"]
-    # a bad CALLRESULT is never answered
-    assert link16.from_charger('[3, "zz", "not an object"]') == []
+    # a bad CALLRESULT is never answered, only counted
+    actions = link16.from_charger('[3, "zz", "not an object"]')
+    assert [type(a) for a in actions] == [Notice] and actions[0].counter == "bad_frame"
 
 
 def test_bad_frame_from_upstream_is_answered_upstream():
@@ -360,7 +362,10 @@ def test_upstream_drop_mid_call_answers_locally_and_strict_closes():
 def test_offline_authorization_uses_cache_learned_online():
     link = live_link()
     link.from_charger(call("a1", "Authorize", {"idTag": "GOOD"}))
-    link.from_upstream(json.dumps([3, "a1", {"idTagInfo": {"status": "Accepted"}}]))
+    actions = link.from_upstream(json.dumps([3, "a1", {"idTagInfo": {"status": "Accepted"}}]))
+    (learned,) = [a for a in actions if isinstance(a, Learned)]
+    assert "GOOD" not in link.authorizer.cache, "the link hands the shared cache's change to its shell"
+    link.authorizer.remember(learned.row)  # as the shell does
     link.upstream_down()
     assert sent(link.from_charger(call("a2", "Authorize", {"idTag": "GOOD"})), SendCharger)[0][2] == \
         {"idTagInfo": {"status": "Accepted"}}
@@ -431,3 +436,23 @@ def test_forwarded_stop_is_durable_before_the_charger_hears_back():
     assert isinstance(acts[0], Persist) and not acts[0].wait  # recorded without delaying the forward
     acts = link.from_upstream('[3, "x1", {}]')
     assert isinstance(acts[0], Persist) and acts[0].wait and isinstance(acts[1], SendCharger)
+
+
+def test_the_link_reads_time_only_through_the_clocks_it_is_given():
+    """Deadlines on its monotonic clock, the CSMS's currentTime, recorded times and the cache's expiry on its
+    wall clock: a link built with fake clocks answers with their time, whatever the machine's."""
+    new_year = 1767225600.0  # 2026-01-01T00:00:00Z
+    link = ChargerLink("CP1", "1.6", LinkSettings(standalone=True), Authorizer(), lambda prefer=None: 1,
+                       clock=Clock(), wall=lambda: new_year + 0.25)
+    assert sent(link.from_charger('[2, "h1", "Heartbeat", {}]'), SendCharger)[0][2] == {
+        "currentTime": "2026-01-01T00:00:00.250Z"}
+    boot = link.from_charger(call("b1", "BootNotification", {"chargePointModel": "m", "chargePointVendor": "v"}))
+    assert sent(boot, SendCharger)[0][2]["currentTime"] == "2026-01-01T00:00:00.250Z"
+    assert [d["ts"] for a in boot if isinstance(a, Persist) for k, d in a.ops if k == "charger_boot"] == [
+        "2026-01-01T00:00:00.250Z"]
+    proxy = ChargerLink("CP2", "1.6", LinkSettings(standalone=False), Authorizer(cache_ttl_s=60),
+                        lambda prefer=None: 1, clock=Clock(), wall=lambda: new_year)
+    proxy.upstream_up()
+    proxy.from_charger(call("a1", "Authorize", {"idTag": "T1"}))
+    learned = proxy.from_upstream(json.dumps([3, "a1", {"idTagInfo": {"status": "Accepted"}}]))
+    assert [a.row["expires"] for a in learned if isinstance(a, Learned)] == [new_year + 60]

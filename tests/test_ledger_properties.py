@@ -482,6 +482,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 f" model {self.model_held(account_id)}"
             available = ledger.available(conn, account_id)
             assert available == posted - held
+        assert ledger.audit(self.store.db.conn) == [], "the kept balances are the sums of the entries"
 
     @invariant()
     def billed_sessions_reach_the_outbox(self) -> None:
@@ -601,3 +602,22 @@ def test_reconciled_session_is_queued_for_the_cloud() -> None:
            lambda m: m._start(FLEET[1], 0, 0, False, "no"),
            lambda m: m._stop(_session(m, FLEET[1]), 0, 0, "Local", settle=False),
            lambda m: m.reconcile())
+
+
+def test_audit_names_an_account_whose_kept_balance_drifted(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "audit.db"))
+    try:
+        def setup(conn: sqlite3.Connection) -> int:
+            card = cards.add_card(conn, "04A0A0A0", "commercial", name="Ana")
+            ledger.post(conn, card.account_id, "topup", 10_000, key="t1", currency=CURRENCY)
+            return card.account_id
+
+        account = store.write_now(setup)
+        assert ledger.audit(store.db.conn) == []
+        store.write_now(lambda c: c.execute("UPDATE accounts SET balance_minor = balance_minor + 1 WHERE id = ?",
+                                            (account,)))
+        assert ledger.audit(store.db.conn) == [{"account_id": account, "balance_minor": 10_001,
+                                                "entries_balance_minor": 10_000, "held_minor": 0,
+                                                "entries_held_minor": 0}]
+    finally:
+        store.close()

@@ -93,6 +93,7 @@ async def test_malformed_frames_get_callerror_and_connection_lives(edge_factory,
         await ch.close()
     metrics = edge.http("/metrics")
     assert 'sitekeeper_frames_total{direction="c>e"} 8' in metrics
+    assert 'sitekeeper_errors_total{kind="format"} 7' in metrics, "every refused frame is counted"
 
 
 async def test_journal_shows_frames_with_cards_masked(edge_factory):

@@ -88,6 +88,17 @@ def balance_from_entries(conn: sqlite3.Connection, account_id: int) -> tuple[int
     return int(posted), int(holds)
 
 
+def audit(conn: sqlite3.Connection) -> list[dict]:
+    """Accounts whose kept balance or holds differ from the sum of their entries (none, on a sound ledger)."""
+    out = []
+    for account_id, kept_balance, kept_held in conn.execute("SELECT id, balance_minor, held_minor FROM accounts"):
+        summed_balance, summed_held = balance_from_entries(conn, account_id)
+        if (summed_balance, summed_held) != (kept_balance, kept_held):
+            out.append({"account_id": account_id, "balance_minor": kept_balance, "entries_balance_minor": summed_balance,
+                        "held_minor": kept_held, "entries_held_minor": summed_held})
+    return out
+
+
 def available(conn: sqlite3.Connection, account_id: int) -> int:
     return balance(conn, account_id) - held(conn, account_id)
 

@@ -13,6 +13,7 @@ from edge.controller.actions import (
     Ask,
     CloseCharger,
     EdgeCallDone,
+    Learned,
     LinkSettings,
     LinkState,
     Notice,
@@ -25,5 +26,6 @@ from edge.controller.actions import (
 from edge.controller.link import ChargerLink
 
 __all__ = ["ChargerLink", "LinkSettings", "LinkState", "QueueItem", "Action", "SendCharger", "SendUpstream",
-           "Persist", "CloseCharger", "ResetUpstream", "EdgeCallDone", "Ask", "Notice", "DOWN", "REPLAYING",
+           "Persist", "CloseCharger", "ResetUpstream", "EdgeCallDone", "Ask", "Notice",
+           "Learned", "DOWN", "REPLAYING",
            "LIVE"]

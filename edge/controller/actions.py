@@ -7,11 +7,21 @@ Shared by `edge.controller` and its parts (`edge.controller.site_cards`, `edge.c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from edge.controller.wire import Call, CallError, CallResult
 
-DOWN, REPLAYING, LIVE = "down", "replaying", "live"
+
+class Upstream(Enum):
+    """The upstream link's state, as the controller sees it (proxy mode; see `edge.controller.link`)."""
+
+    DOWN = "down"  # no link: the edge answers and queues
+    REPLAYING = "replaying"  # a link: sending what was queued, one at a time; the edge still answers
+    LIVE = "live"  # a link and nothing queued: frames pass through
+
+
+DOWN, REPLAYING, LIVE = Upstream.DOWN, Upstream.REPLAYING, Upstream.LIVE
 
 
 @dataclass(slots=True)
@@ -65,7 +75,15 @@ class Notice:
     text: str = ""
 
 
-Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone | Ask | Notice
+@dataclass(slots=True)
+class Learned:
+    """Upstream's word on a card (`Authorizer.learn`'s row): remember it in the site's authorization cache,
+    in memory and in the store. The controller never changes that shared cache itself."""
+
+    row: dict
+
+
+Action = SendCharger | SendUpstream | Persist | CloseCharger | ResetUpstream | EdgeCallDone | Ask | Notice | Learned
 
 
 @dataclass(slots=True)

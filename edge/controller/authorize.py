@@ -69,7 +69,8 @@ class Authorizer:
         return "Accepted" if self.offline_accept_unknown else "Invalid"
 
     def learn(self, id_tag: str, info: dict, now: float | None = None) -> dict | None:
-        """Remember upstream's answer for `id_tag`; return the row to persist (None if nothing to learn)."""
+        """What to remember of upstream's answer for `id_tag` (None if nothing): the cache row, for
+        `remember` and the store. Changes nothing itself: the controller hands the row to its shell."""
         status = info.get("status")
         if not isinstance(status, str):
             return None
@@ -78,5 +79,8 @@ class Authorizer:
         stated = _parse_time(info.get("expiryDate") or info.get("cacheExpiryDateTime"))
         if stated is not None:
             expires = min(expires, stated)
-        self.cache[id_tag] = CacheEntry(status, expires)
         return {"id_tag": id_tag, "status": status, "expires": expires}
+
+    def remember(self, row: dict) -> None:
+        """Take a row from `learn` into the cache (the shell does, on its loop)."""
+        self.cache[row["id_tag"]] = CacheEntry(row["status"], row["expires"])

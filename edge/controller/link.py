@@ -60,6 +60,7 @@ from edge.controller.actions import (
     ChargerPending,
     CloseCharger,
     EdgeCallDone,
+    Learned,
     LinkSettings,
     LinkState,
     Notice,
@@ -69,6 +70,7 @@ from edge.controller.actions import (
     SendCharger,
     SendUpstream,
     UpPending,
+    Upstream,
 )
 from edge.controller.answers import answer, is_queued
 from edge.controller.authorize import Authorizer, id_token_of
@@ -93,13 +95,18 @@ _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 
 class ChargerLink(BillingPart, ReplayPart):
     def __init__(self, charger_id: str, version: str, settings: LinkSettings, authorizer: Authorizer,
-                 new_tx_id: Any, state: LinkState | None = None, clock: Any = time.monotonic):
+                 new_tx_id: Any, state: LinkState | None = None, clock: Any = time.monotonic,
+                 wall: Any = time.time):
+        """`clock()`: monotonic seconds (deadlines); `wall()`: unix time (the currentTime the edge answers,
+        the authorization cache's expiry, times it records). The link reads time through these only, so a
+        test can give it its own."""
         self.charger_id = charger_id
         self.version = version
         self.settings = settings
         self.authorizer = authorizer
         self.new_tx_id = new_tx_id
         self.clock = clock
+        self.wall = wall
         state = state or LinkState()
         self.queue: deque[QueueItem] = deque(sorted(state.queue, key=lambda q: q.seq))
         self.next_seq = (self.queue[-1].seq + 1) if self.queue else 1
@@ -114,7 +121,7 @@ class ChargerLink(BillingPart, ReplayPart):
         self.stop_requested: set[str] = set()
         self.asks: dict[int, Asked] = {}
         self._ask_ids = itertools.count(1)
-        self.state = DOWN
+        self.state: Upstream = DOWN
         self.epoch = 0  # bumps on every upstream connection
         self.answers = 0  # answers upstream gave on this connection (the shell's backoff trusts a link that answers)
         self.retry_at: float | None = None  # replay: when to send the head of the queue again (see ReplayPart)
@@ -124,13 +131,8 @@ class ChargerLink(BillingPart, ReplayPart):
         self.to_charger: dict[str, ChargerPending] = {}
         self.upstream_calls: deque[tuple[str, str, str, str | None]] = deque()  # (id, action, text, tx)
         self.edge_calls: deque[tuple[str, str, str, str | None]] = deque()
-        self.errors = 0
 
     # -- helpers ---------------------------------------------------------------------------------------
-    @property
-    def proxy_live(self) -> bool:
-        return not self.settings.standalone and self.state == LIVE
-
     @property
     def waiting(self) -> bool:
         """Something waits on a deadline: `tick` has work to do."""
@@ -153,8 +155,7 @@ class ChargerLink(BillingPart, ReplayPart):
             if isinstance(frame, Call):
                 validate_call(frame, self.version)
         except FrameError as e:
-            self.errors += 1
-            return [SendCharger(e.reply(self.version))] if e.is_call else []
+            return [Notice("bad_frame"), *([SendCharger(e.reply(self.version))] if e.is_call else [])]
         if isinstance(frame, Call):
             return self._charger_call(frame)
         return self._charger_reply(frame)
@@ -163,8 +164,7 @@ class ChargerLink(BillingPart, ReplayPart):
         try:
             frame = parse(text)
         except FrameError as e:
-            self.errors += 1
-            return [SendUpstream(e.reply(self.version))] if e.is_call else []
+            return [Notice("bad_frame"), *([SendUpstream(e.reply(self.version))] if e.is_call else [])]
         if isinstance(frame, Call):
             return self._upstream_call(frame)
         pending = self.up_pending.pop(frame.msg_id, None)
@@ -283,9 +283,9 @@ class ChargerLink(BillingPart, ReplayPart):
         """What the edge records of a CALL it forwards (the answer's part is recorded with the answer)."""
         a, p, cid = call.action, call.payload, self.charger_id
         if a == "BootNotification":
-            return observe.boot_ops(cid, self.version, p)
+            return observe.boot_ops(cid, self.version, p, self.wall())
         if a == "StatusNotification":
-            return observe.status_ops(cid, p)
+            return observe.status_ops(cid, p, self.wall())
         if a == "MeterValues":
             return observe.meter_ops_16(cid, p) if self.version == "1.6" else observe.meter_ops_201(cid, p)
         if a == "StopTransaction":
@@ -332,9 +332,9 @@ class ChargerLink(BillingPart, ReplayPart):
         info = frame.payload.get("idTagInfo") or frame.payload.get("idTokenInfo")
         id_tag = id_token_of(call.payload)
         if isinstance(info, dict) and id_tag:
-            row = self.authorizer.learn(id_tag, info)
+            row = self.authorizer.learn(id_tag, info, now=self.wall())
             if row:
-                return [Persist([("auth_cache", row)], wait=False)]
+                return [Learned(row)]
         return []
 
     def _remember_for_replay(self, call: Call) -> list[tuple[str, dict]]:
@@ -366,11 +366,11 @@ class ChargerLink(BillingPart, ReplayPart):
         if decided is not None:
             status = decided["status"]
         elif a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
-            status = self.authorizer.decide(cid, id_tag, standalone=standalone)
+            status = self.authorizer.decide(cid, id_tag, standalone=standalone, now=self.wall())
         if not record:
             tx_id = decided.get("tx_id") if decided else None
             payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                             auth_status=status, transaction_id=tx_id, offline=offline)
+                             auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
             return [SendCharger(result_text(call.msg_id, payload or {}))]
         if a in ("BootNotification", "StatusNotification"):
             if not sent:
@@ -395,7 +395,7 @@ class ChargerLink(BillingPart, ReplayPart):
                 else:
                     self._forget_tx(queue_tx)
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                         auth_status=status, transaction_id=tx_id, offline=offline)
+                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
         actions: list[Action] = []
         if offline and self.state != DOWN:
             actions.append(Notice("answered_while_up"))

@@ -1,6 +1,7 @@
 """What the edge records from a charger's messages: boot facts, connector status, transactions, meter values.
 
-Each function takes a parsed payload and returns store operations ``(kind, data)``: the row writers of
+Each function takes a parsed payload (and, where the edge's own time is recorded, `now`: the controller
+passes its clock's) and returns store operations ``(kind, data)``: the row writers of
 `edge.store.ops`, and ``close_session`` (a session ended: bill it and queue its record, `edge.billing`).
 They are shared by standalone mode, offline answering and passive observation in proxy mode.
 """
@@ -14,7 +15,7 @@ Op = tuple[str, dict]
 ENERGY = "Energy.Active.Import.Register"
 
 
-def boot_ops(charger_id: str, version: str, payload: dict) -> list[Op]:
+def boot_ops(charger_id: str, version: str, payload: dict, now: float | None = None) -> list[Op]:
     info = payload.get("chargingStation", payload)  # 2.0.1 nests the facts; 1.6 does not
     return [("charger_boot", {
         "charger_id": charger_id, "version": version,
@@ -22,7 +23,7 @@ def boot_ops(charger_id: str, version: str, payload: dict) -> list[Op]:
         "model": info.get("model") or info.get("chargePointModel"),
         "serial": info.get("serialNumber") or info.get("chargePointSerialNumber"),
         "firmware": info.get("firmwareVersion"),
-        "ts": now_iso(),
+        "ts": now_iso(now),
     })]
 
 
@@ -33,12 +34,12 @@ def status_key(payload: dict) -> tuple[int, int]:
     return 0, int(payload.get("connectorId", 0))
 
 
-def status_ops(charger_id: str, payload: dict) -> list[Op]:
+def status_ops(charger_id: str, payload: dict, now: float | None = None) -> list[Op]:
     evse, connector = status_key(payload)
     return [("status", {
         "charger_id": charger_id, "evse_id": evse, "connector_id": connector,
         "status": payload.get("status") or payload.get("connectorStatus"),
-        "error_code": payload.get("errorCode"), "ts": payload.get("timestamp") or now_iso(),
+        "error_code": payload.get("errorCode"), "ts": payload.get("timestamp") or now_iso(now),
     })]
 
 

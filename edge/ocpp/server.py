@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import quote, unquote
 
 from edge.backoff import STABLE_AFTER, Backoff, RateLimit
@@ -36,9 +36,11 @@ from edge.clock import now_iso
 from edge.config import Config
 from edge.controller.actions import (
     LIVE,
+    Action,
     Ask,
     CloseCharger,
     EdgeCallDone,
+    Learned,
     LinkSettings,
     LinkState,
     Notice,
@@ -450,62 +452,71 @@ class ChargerSession:
         return done.result
 
     # -- actions -----------------------------------------------------------------------------------------
-    def _act(self, a: Any) -> bool:
-        """Carry out an action that needs no waiting; False if `a` must be awaited (see `_execute`)."""
-        site, kind = self.site, type(a)
-        if kind is SendCharger:
-            site.metrics.frames["e>c"] += 1
-            if not site.journal.passed_through(self.charger_id, a.text, "u>c"):
-                site.journal.add(self.charger_id, "e>c", a.text)
-            self.ws.send(a.text)
-        elif kind is SendUpstream:
-            if self.up is None:
-                return True
-            site.metrics.frames["e>u"] += 1
-            if not site.journal.passed_through(self.charger_id, a.text, "c>u"):
-                site.journal.add(self.charger_id, "e>u", a.text)
-            self.up.send(a.text)
-        elif kind is Persist:
-            if a.wait:
+    def _act(self, a: Action) -> bool:
+        """Carry out an action on the spot; False if it must be awaited (`_execute`): a Persist with wait, an Ask.
+        One `match` over every kind of action (`edge.controller.actions.Action`)."""
+        site = self.site
+        match a:
+            case SendCharger(text=text):
+                site.metrics.frames["e>c"] += 1
+                if not site.journal.passed_through(self.charger_id, text, "u>c"):
+                    site.journal.add(self.charger_id, "e>c", text)
+                self.ws.send(text)
+            case SendUpstream(text=text):
+                if self.up is not None:
+                    site.metrics.frames["e>u"] += 1
+                    if not site.journal.passed_through(self.charger_id, text, "c>u"):
+                        site.journal.add(self.charger_id, "e>u", text)
+                    self.up.send(text)
+            case Persist(ops=ops, wait=False):
+                site.store.write_soon(lambda c: persist.apply(c, ops))
+            case Persist() | Ask():
                 return False
-            ops = a.ops
-            site.store.write_soon(lambda c: persist.apply(c, ops))
-        elif kind is EdgeCallDone:
-            fut = self.calls.pop(a.msg_id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(a)
-        elif kind is CloseCharger:
-            log.warning("closing charger %s: %s", self.charger_id, a.reason)
-            self.ws.close(1011, a.reason)
-        elif kind is ResetUpstream:
-            log.warning("upstream link of %s reset: %s", self.charger_id, a.reason)
-            if self.up is not None:
-                self.up.close(1011, a.reason)
-        elif kind is Notice:
-            site.metrics.counts[NOTICES[a.counter]] += 1
-            if a.text:
-                log.warning("charger %s: %s", self.charger_id, a.text)
-        else:
-            return False
+            case EdgeCallDone(msg_id=msg_id):
+                fut = self.calls.pop(msg_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(a)
+            case CloseCharger(reason=reason):
+                log.warning("closing charger %s: %s", self.charger_id, reason)
+                self.ws.close(1011, reason)
+            case ResetUpstream(reason=reason):
+                log.warning("upstream link of %s reset: %s", self.charger_id, reason)
+                if self.up is not None:
+                    self.up.close(1011, reason)
+            case Learned(row=row):
+                site.authorizer.remember(row)
+                learned = [("auth_cache", row)]
+                site.store.write_soon(lambda c: persist.apply(c, learned))
+            case Notice(counter=counter, text=text):
+                counted = NOTICES[counter]
+                if isinstance(counted, tuple):
+                    site.metrics.errors[counted[1]] += 1
+                else:
+                    site.metrics.counts[counted] += 1
+                if text:
+                    log.warning("charger %s: %s", self.charger_id, text)
+            case _:
+                assert_never(a)
         return True
 
-    async def _execute(self, actions: list) -> None:
+    async def _execute(self, actions: list[Action]) -> None:
+        """Carry out `actions` in order, awaiting those that must be (a commit before what follows, billing)."""
         site = self.site
         for a in actions:
             if self._act(a):
                 continue
-            if isinstance(a, Persist):
-                ops = a.ops
-                await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
-            elif isinstance(a, Ask):
-                fn = billing.decide if a.kind == "decide" else billing.running
-                try:
-                    result = await site.store.write(lambda c, fn=fn, data=a.data: fn(c, **data))
-                except Exception:
-                    log.exception("billing %s failed for %s", a.kind, self.charger_id)
-                    site.metrics.errors["billing"] += 1
-                    result = {"known": False, "stop": False}
-                await self._execute(self.link.answered(a.ask_id, result))  # type: ignore[union-attr]
+            match a:
+                case Persist(ops=ops):
+                    await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
+                case Ask(ask_id=ask_id, kind=kind, data=data):
+                    fn = billing.decide if kind == "decide" else billing.running
+                    try:
+                        result = await site.store.write(lambda c, fn=fn, data=data: fn(c, **data))
+                    except Exception:
+                        log.exception("billing %s failed for %s", kind, self.charger_id)
+                        site.metrics.errors["billing"] += 1
+                        result = {"known": False, "stop": False}
+                    await self._execute(self.link.answered(ask_id, result))  # type: ignore[union-attr]
 
     async def _local_list_loop(self) -> None:
         """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""
