@@ -64,8 +64,9 @@ class Edge:
         self.authorizer = Authorizer(accept_unknown_standalone=cfg.site.accept_unknown_cards,
                                      offline_accept_unknown=cfg.upstream.offline_accept_unknown,
                                      cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache,
-                                     knows=self.knows_card, authority=cfg.billing.authority)
-        self.lists = ListWatch(self.store.db.conn)
+                                     authority=cfg.billing.authority)
+        # the site's cards, known to the authorizer as a snapshot renewed whenever the card list moves
+        self.lists = ListWatch(self.store.db.conn, lambda c: self.authorizer.set_known(cards.all_uids(c)))
         self.chargers = ChargerServer(Site(cfg, self.store, self.journal, self.metrics, self.authorizer, self.lists,
                                            next_tx_id=reads.max_transaction_id(self.store.db.conn) + 1))
         self.events = EventBus()
@@ -121,9 +122,6 @@ class Edge:
 
     def connected(self, charger_id: str) -> object | None:
         return self.chargers.connected(charger_id)
-
-    def knows_card(self, uid: str) -> bool:
-        return cards.get_card(self.store.db.conn, uid) is not None
 
     def reload(self) -> None:
         """Re-read the config file (SIGHUP): take what may change on the fly, log what needs a restart; a file
@@ -192,7 +190,7 @@ class Edge:
             ticks += 1
             if self.cfg.upstream.mode == "proxy" and self.cfg.upstream.replay_without_charger:
                 self.chargers.replays.start_due()
-            await self.lists.check(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
+            self.lists.refresh(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
             if ticks % 30 == 0:
                 with contextlib.suppress(Exception):
                     await self.store.write(self.journal.prune)

@@ -293,3 +293,30 @@ def test_tariff_command_prices_sessions_started_after_it(tmp_path):
     assert store.write_now(lambda c: one(c, 1, "2026-03-01T11:00:00Z", "2026-03-01T11:30:00Z")) == 1000
     assert store.write_now(lambda c: one(c, 2, "2026-03-01T12:30:00Z", "2026-03-01T13:00:00Z")) == 3500
     store.close()
+
+
+def test_blocking_a_blocked_card_changes_nothing_from_any_face(tmp_path):
+    """The cloud's `block` of a card already blocked (and the CLI's, and the web's: one library function)
+    writes nothing: no new local-list version for every charger, no card record for the cloud."""
+    from cloud_sync import commands
+    from edge.billing import owner
+
+    store = Store.open(str(tmp_path / "b.db"))
+    try:
+        store.write_now(lambda c: cards.add_card(c, "04B1B2B3", "commercial", name="B"))
+
+        def block(conn, cmd_id: str) -> dict:
+            return commands.apply(conn, "card", json.dumps({"id": cmd_id, "action": "block", "uid": "04B1B2B3"}).encode())
+
+        def state(conn) -> tuple[int, int]:
+            return cards.list_version(conn), conn.execute("SELECT count(*) FROM outbox WHERE kind = 'card'").fetchone()[0]
+
+        before = store.write_now(state)
+        assert store.write_now(lambda c: block(c, "blk-1"))["ok"] is True
+        once = store.write_now(state)
+        assert once == (before[0] + 1, before[1] + 1)
+        assert store.write_now(lambda c: block(c, "blk-2"))["ok"] is True
+        store.write_now(lambda c: owner.set_card_status(c, "04B1B2B3", "blocked"))
+        assert store.write_now(state) == once
+    finally:
+        store.close()

@@ -17,7 +17,7 @@ CARD = "04AABBCC"
 def link(version: str = "1.6", standalone: bool = True) -> ChargerLink:
     ids = itertools.count(7)
     lk = ChargerLink("CP1", version, LinkSettings(standalone=standalone, call_timeout=5),
-                     Authorizer(knows=lambda uid: uid == CARD), lambda prefer=None: next(ids))
+                     Authorizer(known={CARD}), lambda prefer=None: next(ids))
     if not standalone:
         lk.upstream_up()
     return lk

@@ -73,8 +73,9 @@ async def test_a_charger_that_leaves_takes_its_upstream_link_with_it(edge_factor
             assert csms.open_connections == 1
             await ch.close()
             await wait_for(lambda: csms.open_connections == 0, timeout=5, what="the cloud to see the close")
-        health = json.loads(edge.http("/healthz"))
-        assert health["chargers_connected"] == 0 and health["upstream_links_up"] == 0
+        await wait_for(lambda: json.loads(edge.http("/healthz"))["chargers_connected"] == 0, timeout=5,
+                       what="/healthz to count no charger")
+        assert json.loads(edge.http("/healthz"))["upstream_links_up"] == 0
         assert len(csms.history) == 3
         await wait_for(lambda: edge.log().count("charger LEAVE disconnected") == 3, timeout=5, what="log")
         await wait_for(lambda: edge.query("SELECT connected FROM chargers WHERE id = 'LEAVE'") == [(0,)],

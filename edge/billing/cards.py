@@ -73,6 +73,11 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
     return version
 
 
+def all_uids(conn: sqlite3.Connection) -> list[str]:
+    """Every card the site has (any status: a blocked card is known, and refused by billing)."""
+    return [r[0] for r in conn.execute("SELECT uid FROM cards")]
+
+
 def list_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT value FROM meta WHERE key = 'local_list_version'").fetchone()[0])
 
@@ -119,7 +124,8 @@ def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int |
 
 def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None, kind: str | None = None,
                 chargers: list[str] | None | bool = False) -> Card:
-    """Change a card's status, kind or allowed chargers (`chargers=None` lifts the limit)."""
+    """Change a card's status, kind or allowed chargers (`chargers=None` lifts the limit). What is already so
+    changes nothing: no write, no new local-list version, no record for the cloud (from any face alike)."""
     uid = normalise_uid(uid)
     card = get_card(conn, uid)
     if card is None:
@@ -129,13 +135,13 @@ def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None
     if kind is not None and kind not in KINDS:
         raise CardError(f"kind must be personal or commercial, not {kind!r}")
     sets, args = [], []
-    if status is not None:
+    if status is not None and status != card.status:
         sets.append("status = ?")
         args.append(status)
-    if kind is not None:
+    if kind is not None and kind != card.kind:
         sets.append("kind = ?")
         args.append(kind)
-    if chargers is not False:
+    if chargers is not False and (chargers or None) != card.chargers:
         sets.append("chargers = ?")
         args.append(json.dumps(chargers) if chargers else None)
     if sets:

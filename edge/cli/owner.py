@@ -129,8 +129,7 @@ def _status_command(status: str) -> Handler:
 
         def change(conn: sqlite3.Connection) -> str:
             before = cards.get_card(conn, uid)
-            if before is None or before.status != status:  # unchanged: no new local-list version either
-                owner.set_card_status(conn, uid, status)  # an unknown card raises here: nothing written
+            owner.set_card_status(conn, uid, status)  # an unknown card raises here; the same status writes nothing
             assert before is not None
             return before.status
 

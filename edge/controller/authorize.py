@@ -1,7 +1,8 @@
 """Who may charge: the edge's authorization decision for an id tag (1.6) or id token (2.0.1).
 
 One `Authorizer` per site. Cards the site knows are decided by `edge.billing` (the controller asks it when
-`knows(uid)`); for the others: the authorization cache (every idTagInfo / idTokenInfo upstream has answered, with an
+`knows(uid)`: a snapshot of the site's cards, which the shell refreshes when the card list changes, so the
+controller reads no database); for the others: the authorization cache (every idTagInfo / idTokenInfo upstream has answered, with an
 expiry), then the rule for unknown cards: in standalone mode `site.accept_unknown_cards`, in proxy mode
 while upstream is away `upstream.offline_accept_unknown`.
 """
@@ -9,7 +10,6 @@ while upstream is away `upstream.offline_accept_unknown`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,15 +43,21 @@ def _parse_time(value: str | None) -> float | None:
 class Authorizer:
     def __init__(self, *, accept_unknown_standalone: bool = True, offline_accept_unknown: bool = False,
                  cache_ttl_s: float = 86400.0, cache: dict[str, CacheEntry] | None = None,
-                 knows: Callable[[str], bool] | None = None, authority: str = "edge"):
-        """`knows(uid)`: whether the site has this card (then `edge.billing` decides, not this object);
+                 known: set[str] | None = None, authority: str = "edge"):
+        """`known`: the site's cards (then `edge.billing` decides, not this object; `set_known` replaces it);
         `authority`: "edge" or "upstream" (who decides for the site's cards while upstream is up)."""
-        self.knows = knows or (lambda uid: False)
+        self.known: frozenset[str] = frozenset(known or ())
         self.authority = authority
         self.accept_unknown_standalone = accept_unknown_standalone
         self.offline_accept_unknown = offline_accept_unknown
         self.cache_ttl_s = cache_ttl_s
         self.cache: dict[str, CacheEntry] = cache if cache is not None else {}
+
+    def knows(self, uid: str) -> bool:
+        return uid in self.known
+
+    def set_known(self, uids: set[str] | list[str]) -> None:
+        self.known = frozenset(uids)
 
     def decide(self, charger_id: str, id_tag: str | None, *, standalone: bool, now: float | None = None) -> str:
         """The status to answer for `id_tag` when the edge decides (standalone, or proxy while offline)."""

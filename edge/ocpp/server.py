@@ -371,6 +371,8 @@ class ChargerSession:
     # -- events ------------------------------------------------------------------------------------------
     def _from_charger(self, data: bytes) -> None:
         message = _text(data)
+        if b'"idTag"' in data or b'"idToken"' in data:  # it may name a card: the link's snapshot must be fresh
+            self.site.lists.refresh(self.site.store.db.conn)
         self.site.metrics.frames["c>e"] += 1
         self.site.journal.add(self.charger_id, "c>e", message)
         self.submit(ChargerLink.from_charger, message)
@@ -529,8 +531,7 @@ class ChargerSession:
                 first = False
                 if known is None:
                     return  # the charger has no local list
-            async with self.site.lists.changed:
-                await self.site.lists.changed.wait()
+            await self.site.lists.wait_changed()
 
     def _attached(self, link: Link, first: bool = False) -> None:
         """`link` is up: replay starts. `first`: ahead of whatever the charger sent during the handshake."""

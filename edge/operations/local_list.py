@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from edge.billing import cards
 from edge.operations.chargers import Charger
@@ -46,19 +48,29 @@ def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int 
 
 
 class ListWatch:
-    """The site's card-list version, and a notice (`changed`) when it moves, whichever process changed the
-    cards (the CLI, cloud_sync): the daemon calls `check` every few seconds."""
+    """The site's card-list version (every card change moves it, whichever process made it: the CLI,
+    cloud_sync, the web), `on_change(conn)` run when it moves, and `wait_changed()` for whoever follows it.
+    `refresh` is cheap (one row): the daemon calls it every few seconds, the OCPP shell before a frame that
+    names a card."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, on_change: Callable[[sqlite3.Connection], Any] | None = None):
         self.version = cards.list_version(conn)
-        self.changed = asyncio.Condition()
+        self.on_change = on_change
+        self._changed = asyncio.Event()
+        if on_change is not None:
+            on_change(conn)
 
-    async def check(self, conn: sqlite3.Connection) -> None:
+    def refresh(self, conn: sqlite3.Connection) -> None:
         version = cards.list_version(conn)
         if version != self.version:
             self.version = version
-            async with self.changed:
-                self.changed.notify_all()
+            if self.on_change is not None:
+                self.on_change(conn)
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
 
 
 def _send_payload(version: str, list_version: int, update: str, items: list[dict]) -> dict:
