@@ -17,6 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SITEKEEPER = str(Path(sys.executable).parent / "sitekeeper")
 
 
+async def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:
+    """Wait (on the running loop) until `predicate()` is true; fail naming `what` after `timeout` seconds."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    """`wait_for` for code that is not on an event loop (a thread, a synchronous test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import SITEKEEPER, to_toml
+from conftest import SITEKEEPER, to_toml, wait_until
 
 from edge.billing import cards, ledger
 from edge.store.sqlite import Store
@@ -87,14 +86,6 @@ def sync_factory(tmp_path):
 
 def records(sub) -> list:
     return [m for m in sub.snapshot() if "/records/" in m.topic]
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_records_published_in_order_with_payloads_then_acked(broker, sync_factory):

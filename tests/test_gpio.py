@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import wait_until
 
 gpiozero = pytest.importorskip("gpiozero")
 from gpiozero import Device  # noqa: E402
@@ -50,13 +51,6 @@ def on_time(factory: MockFactory, pin: int) -> float:
     history = factory.pin(pin).states
     assert [s.state for s in history] == [False, True, False], history
     return history[2].timestamp
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
 
 
 def settled(factory: MockFactory, *pins: int) -> Callable[[], bool]:

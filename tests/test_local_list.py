@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import wait_for
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call_result as result16
@@ -73,14 +74,6 @@ def change(edge, fn):
         store.close()
 
 
-async def until(predicate, timeout: float = 15):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 async def test_full_list_on_connect_then_differentials(edge_factory):
     edge = edge_factory()
     change(edge, lambda c: cards.add_card(c, "04000001", "commercial", name="A"))
@@ -88,13 +81,13 @@ async def test_full_list_on_connect_then_differentials(edge_factory):
     ch = await Charger(edge.url, "LL1", "1.6", cp_class=ListCharger16).connect()
     try:
         cp = ch.cp
-        await until(lambda: cp.list_version == 2)
+        await wait_for(lambda: cp.list_version == 2)
         assert cp.entries == {"04000001": "Accepted"}, "a card limited to other chargers is left out"
         assert cp.updates == ["Full"]
         change(edge, lambda c: cards.add_card(c, "04000003", "personal", name="C"))
-        await until(lambda: cp.list_version == 3)
+        await wait_for(lambda: cp.list_version == 3)
         change(edge, lambda c: cards.update_card(c, "04000001", status="blocked"))
-        await until(lambda: cp.list_version == 4)
+        await wait_for(lambda: cp.list_version == 4)
         assert cp.entries == {"04000001": "Blocked", "04000003": "Accepted"}
         assert cp.updates == ["Full", "Differential", "Differential"]
     finally:
@@ -116,7 +109,7 @@ async def test_201_list_and_chargers_without_lists(edge_factory):
     ch = await Charger(edge.url, "LL2", "2.0.1", cp_class=ListCharger201).connect()
     plain = await Charger(edge.url, "LL3", "1.6").connect()  # answers NotImplemented: left alone
     try:
-        await until(lambda: ch.cp.version_number == 1)
+        await wait_for(lambda: ch.cp.version_number == 1)
         assert ch.cp.entries == {"04000011": "Accepted"}
         await plain.boot16()
         await asyncio.sleep(1.5)

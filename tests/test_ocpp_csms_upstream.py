@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
 import websockets
-from conftest import EdgeProcess, free_port
+from conftest import EdgeProcess, free_port, wait_for
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call as call16
@@ -125,14 +125,6 @@ def of(events: list[ChargePointEvent], kind: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, kind)]
 
 
-async def until(predicate: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def upstream_links(edge: EdgeProcess) -> int:
     return json.loads(await asyncio.to_thread(edge.http, "/healthz"))["upstream_links_up"]
 
@@ -189,7 +181,7 @@ async def test_online_session_passes_through_with_mapped_transaction_id(edge_fac
         edge = edge_factory(proxy_config(port))
         ch = await Charger(edge.url, "CSMS-UP-1", "1.6").connect()
         try:
-            await until(lambda: of(events, ConnectedEvent), "ocpp-csms to see the charger connect")
+            await wait_for(lambda: of(events, ConnectedEvent), what="ocpp-csms to see the charger connect")
             assert cs.charge_points["CSMS-UP-1"].connected
 
             boot = await ch.boot16()
@@ -254,7 +246,7 @@ async def test_remote_stop_and_charging_profile_reach_charger_with_edge_id(edge_
         try:
             await ch.boot16()
             edge_tx = (await ch.start16(TAG, meter_start=500)).transaction_id
-            await until(lambda: of(events, TransactionStartedEvent), "ocpp-csms to see the start")
+            await wait_for(lambda: of(events, TransactionStartedEvent), what="ocpp-csms to see the start")
             up_tx = of(events, TransactionStartedEvent)[0].transaction.transaction_id
             assert edge_tx != up_tx
             cp = cs.charge_points["CSMS-UP-2"]
@@ -275,7 +267,7 @@ async def test_remote_stop_and_charging_profile_reach_charger_with_edge_id(edge_
             assert up_remote_stop[3] == {"transactionId": up_tx}
 
             await stop_remote(ch, edge_tx, 900)
-            await until(lambda: of(events, TransactionStoppedEvent), "ocpp-csms to see the stop")
+            await wait_for(lambda: of(events, TransactionStoppedEvent), what="ocpp-csms to see the stop")
         finally:
             await ch.close()
 
@@ -308,11 +300,11 @@ async def test_offline_session_replayed_once_in_order(edge_factory, wire: WireTa
         assert queued(edge, "CSMS-UP-3") == ["StartTransaction", "MeterValues", "StopTransaction"]
 
         async with central_system(port, events) as cs:
-            await until(lambda: not queued(edge, "CSMS-UP-3"), "the edge to replay its queue", timeout=20)
+            await wait_for(lambda: not queued(edge, "CSMS-UP-3"), what="the edge to replay its queue", timeout=20)
             # The queue is empty, so the edge is live: this Heartbeat must go to ocpp-csms as the last CALL.
             heartbeat = await ch.call(call16.Heartbeat())
             assert heartbeat.current_time
-            await until(lambda: wire.calls("Heartbeat"), "the live Heartbeat to reach ocpp-csms")
+            await wait_for(lambda: wire.calls("Heartbeat"), what="the live Heartbeat to reach ocpp-csms")
             await asyncio.sleep(0.5)  # room for a duplicate to show up
             assert not cs.charge_points["CSMS-UP-3"].transactions
     finally:
@@ -364,7 +356,7 @@ async def test_csms_restart_mid_session(edge_factory, wire: WireTap) -> None:
         received_before = len(wire.received)
 
         async with central_system(port, events) as cs2:
-            await until(lambda: not queued(edge, "CSMS-UP-4"), "the edge to replay its queue", timeout=20)
+            await wait_for(lambda: not queued(edge, "CSMS-UP-4"), what="the edge to replay its queue", timeout=20)
             second = await ch.start16(TAG, meter_start=900)
             await ch.stop16(second.transaction_id, 1000, id_tag=TAG)
             assert not cs2.charge_points["CSMS-UP-4"].transactions
@@ -400,7 +392,7 @@ async def test_remote_stop_after_csms_restart_reaches_the_running_session(edge_f
         for tx in finished:
             await ch.stop16(tx, 100, id_tag=TAG)
         async with central_system(port, events) as cs2:
-            await until(lambda: not queued(edge, "CSMS-UP-5"), "the edge to replay its queue", timeout=20)
+            await wait_for(lambda: not queued(edge, "CSMS-UP-5"), what="the edge to replay its queue", timeout=20)
             running = (await ch.start16(TAG, meter_start=100, connector_id=1)).transaction_id
             *old, new = of(events, TransactionStartedEvent)
             up_tx = new.transaction.transaction_id

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import websockets
-from conftest import free_port
+from conftest import free_port, wait_for
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as call16
 from peers import Charger, Csms
@@ -18,14 +18,6 @@ from peers import Charger, Csms
 def proxy_config(csms: Csms, **upstream) -> dict:
     return {"upstream": {"mode": "proxy", "url": csms.url, "reconnect_min": 0.1, "reconnect_max": 0.5,
                          "call_timeout": 10, **upstream}}
-
-
-async def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import httpx
-from conftest import SITEKEEPER
+from conftest import SITEKEEPER, wait_for
 
 from edge.billing import cards, ledger
 from edge.ocpp.simulate import SimCharger
@@ -44,14 +44,6 @@ async def tap(edge, uid: str, reader: str) -> dict:
     return json.loads(out)
 
 
-async def until(predicate, timeout: float = 15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 async def test_tap_starts_and_tap_again_stops(edge_factory):
     edge = edge_factory(site())
     add_card(edge, "04A0A0A0", "commercial", topup=100_000)
@@ -62,13 +54,13 @@ async def test_tap_starts_and_tap_again_stops(edge_factory):
     try:
         event = await tap(edge, "04:a0:a0:a0", "bay1")
         assert event["result"] == "starting" and event["uid_masked"] == "****A0A0" and event["name"] == "Driver A0"
-        await until(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(1,)])
+        await wait_for(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(1,)])
         assert edge.query("SELECT hold_minor, id_tag FROM transactions") == [(20_000, "04A0A0A0")], \
             "the charger's start took the hold, as any start does"
         await asyncio.sleep(0.5)
         event = await tap(edge, "04A0A0A0", "bay1")
         assert event["result"] == "stopping"
-        await until(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NOT NULL") == [(1,)])
+        await wait_for(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NOT NULL") == [(1,)])
         assert edge.query("SELECT stop_reason, captured_minor > 0 FROM transactions") == [("Remote", 1)]
     finally:
         serving.cancel()
@@ -89,7 +81,7 @@ async def test_refused_and_concurrent_taps_say_why(edge_factory):
         low = await tap(edge, "04B0B0B0", "bay1")
         assert low["result"] == "refused" and low["status"] == "NoCredit" and "below the minimum" in low["message"]
         assert (await tap(edge, "04C0C0C0", "bay1"))["result"] == "starting"
-        await until(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(1,)])
+        await wait_for(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(1,)])
         other = await tap(edge, "04C0C0C0", "bay2")
         assert other["result"] == "refused" and other["status"] == "ConcurrentTx"
         unknown = await tap(edge, "04DDDDDD", "bay2")
@@ -120,7 +112,7 @@ async def test_kiosk_tap_on_the_event_stream_and_enrol_by_tap(edge_factory):
         await asyncio.sleep(0.5)
         await tap(edge, "04E0E0E0", "kiosk")
         await tap(edge, "04F1F2F3", "kiosk")
-        await until(lambda: len(seen) == 2)
+        await wait_for(lambda: len(seen) == 2)
     finally:
         listener.cancel()
     known, unknown = seen

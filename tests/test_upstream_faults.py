@@ -11,9 +11,9 @@ import json
 import subprocess
 from collections import Counter
 
-from conftest import SITEKEEPER, free_port
+from conftest import SITEKEEPER, free_port, wait_for
 from peers import Charger, Csms
-from test_proxy import proxy_config, wait_for
+from test_proxy import proxy_config
 
 SESSION_16 = ("StartTransaction", "StopTransaction")
 
