@@ -1,7 +1,7 @@
 """What the local controller asks its shell to do (actions), and the small records it keeps.
 
 Shared by `edge.controller` and its parts (`edge.controller.site_cards`, `edge.controller.replay`); the shell
-(`edge.ocpp.server`) carries the actions out in order.
+(`edge.ocpp.session`) carries the actions out in order.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 
     link.answered(ask_id, r)   the result of an `Ask` (a billing decision or running cost)
 
-Each returns a list of actions (`edge.controller.actions`) for the asyncio shell (`edge.ocpp.server`) to carry out in order:
+Each returns a list of actions (`edge.controller.actions`) for the asyncio shell (`edge.ocpp.session`) to carry out in order:
 `Persist` (commit these store ops; if `wait`, before doing anything that follows), `SendCharger`,
 `SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone`, `Ask` and `Notice`. The parts for the site's own cards
 (`edge.controller.site_cards`) and for replay and 1.6 id rewriting (`edge.controller.replay`) are mixins of the same object.
@@ -94,6 +94,18 @@ _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 
 
 class ChargerLink(BillingPart, ReplayPart):
+    """One charger's OCPP connection, proxy and local CSMS, as a state machine without I/O.
+
+    Feed it each thing that happens with one event method: `from_charger`, `from_upstream`, `upstream_up`,
+    `upstream_down`, `tick`, `call`, `answered`. Each returns the actions to carry out, **in order, before the
+    next event is fed**: a `Persist` with `wait` must be committed before anything after it is done; an
+    `Ask` must be run and its result fed back with `answered(ask_id, result)`, whose actions then take its
+    place; a `Learned` updates the site's authorization cache. The link keeps its own state (the durable
+    queue's copy, the 1.6 id map, what waits on a deadline) and reads no socket, no database and no clock
+    but the two it is given. The parts for the site's own cards (`site_cards`) and for replay (`replay`) are
+    mixins that share this state.
+    """
+
     def __init__(self, charger_id: str, version: str, settings: LinkSettings, authorizer: Authorizer,
                  new_tx_id: Any, state: LinkState | None = None, clock: Any = time.monotonic,
                  wall: Any = time.time):
@@ -150,6 +162,8 @@ class ChargerLink(BillingPart, ReplayPart):
 
     # -- events ----------------------------------------------------------------------------------------
     def from_charger(self, text: str | bytes) -> list[Action]:
+        """A frame from the charger. A CALL is answered (by upstream, forwarded; or by the edge), a reply to a
+        CALL toward the charger is forwarded or ends the edge's own call; a bad frame gets its CALLERROR."""
         try:
             frame = parse(text)
             if isinstance(frame, Call):
@@ -161,6 +175,8 @@ class ChargerLink(BillingPart, ReplayPart):
         return self._charger_reply(frame)
 
     def from_upstream(self, text: str | bytes) -> list[Action]:
+        """A frame from upstream: its CALL goes to the charger (ids rewritten for 1.6), its answer goes back
+        to the charger (live), is used (late) or moves the replay on."""
         try:
             frame = parse(text)
         except FrameError as e:
@@ -178,6 +194,7 @@ class ChargerLink(BillingPart, ReplayPart):
         return self._replay_reply(pending, frame) + self._replay_next()
 
     def upstream_up(self) -> list[Action]:
+        """The upstream link is open: replay starts (Boot, statuses, the queue), then LIVE."""
         if self.settings.standalone:
             return []
         self.epoch += 1
@@ -187,6 +204,7 @@ class ChargerLink(BillingPart, ReplayPart):
         return self._replay_next()
 
     def upstream_down(self) -> list[Action]:
+        """The upstream link closed: what was in flight is answered locally (strict: the charger is closed)."""
         if self.settings.standalone or self.state == DOWN:
             return []
         return self._lose_link()
@@ -206,6 +224,8 @@ class ChargerLink(BillingPart, ReplayPart):
         return actions
 
     def tick(self, now: float | None = None) -> list[Action]:
+        """Time passed (`now` on the monotonic clock): late answers, a stalled link, a retry due, a charger
+        that did not answer the edge's call. The shell ticks while `waiting`."""
         now = self.clock() if now is None else now
         actions: list[Action] = []
         if any(p.stall_at <= now for p in self.up_pending.values()):
@@ -301,30 +321,6 @@ class ChargerLink(BillingPart, ReplayPart):
         self.open_tx_keys.add(key)
         return self.new_tx_id()
 
-    def _went_late(self, p: UpPending) -> list[Action]:
-        """A forwarded CALL upstream has not answered in time: answer the charger as if upstream were away, and
-        keep waiting for upstream's answer (`_late_reply`); what the charger sends meanwhile queues behind."""
-        p.kind = "late"
-        self.state = REPLAYING
-        return self._answer_sent(p)
-
-    def _answer_sent(self, p: UpPending) -> list[Action]:
-        """Answer locally a CALL that went upstream and got no answer (late, or the link went down), as if it
-        had come now: a card the site knows goes through billing, unless it was decided already."""
-        if p.decided is None and (asked := self._ask_decision(p.call, sent=True)):
-            return asked
-        return self._answer_locally(p.call, offline=True, decided=p.decided, sent=True)
-
-    def _late_reply(self, pending: UpPending, frame: CallResult | CallError) -> list[Action]:
-        """Upstream's answer to a CALL that went late: the charger has its answer; upstream now has the frame,
-        so its queued copy goes (a 1.6 start's id is mapped) as for a replayed one."""
-        actions = self._learn(pending.call, frame)
-        head = self.queue[0] if self.queue else None
-        if head is None or head.msg_id != pending.call.msg_id or head.action != pending.call.action:
-            return actions  # nothing was queued for it (a Heartbeat, an Authorize)
-        pending.item = head
-        return actions + self._replay_reply(pending, frame)
-
     def _learn(self, call: Call, frame: CallResult | CallError) -> list[Action]:
         """Upstream's word on a card (idTagInfo / idTokenInfo), for the authorization cache."""
         if not isinstance(frame, CallResult):
@@ -337,86 +333,84 @@ class ChargerLink(BillingPart, ReplayPart):
                 return [Learned(row)]
         return []
 
-    def _remember_for_replay(self, call: Call) -> list[tuple[str, dict]]:
-        """Keep a Boot or Status for upstream's return (the latest of each kind goes up before the queue)."""
-        cid = self.charger_id
-        if call.action == "BootNotification":
-            key = "boot"
-            # A new boot makes earlier statuses stale: the charger will send fresh ones.
-            for k in [k for k in self.replay if k.startswith("status:")]:
-                self.replay[k] = (self.replay[k][0], False)
-        else:
-            evse, connector = observe.status_key(call.payload)
-            key = f"status:{evse}:{connector}"
-        self.replay[key] = (call.text, True)
-        return [("replay_set", {"charger_id": cid, "key": key, "frame": call.text})]
-
     def _answer_locally(self, call: Call, *, offline: bool, decided: dict | None = None,
                         record: bool = True, sent: bool = False) -> list[Action]:
-        """Answer `call` as the CSMS. `decided`: the billing decision for a known card (its session row is
-        written already); `record=False`: answer only (a repeated start, an Authorize); `sent`: the call went
-        upstream already (what it recorded on the way up is not recorded again, and it is queued as sent)."""
-        a, p, cid = call.action, call.payload, self.charger_id
-        standalone = self.settings.standalone
-        ops: list[tuple[str, dict]] = []
-        status = "Accepted"
-        tx_id: int | None = None
-        queue_tx: int | None = None
-        id_tag = id_token_of(p)
-        if decided is not None:
-            status = decided["status"]
-        elif a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
-            status = self.authorizer.decide(cid, id_tag, standalone=standalone, now=self.wall())
+        """Answer `call` as the CSMS: record what it tells, queue it for upstream if `offline`, reply.
+
+        `decided`: the billing decision for a known card (its session row is written already);
+        `record=False`: reply only (a repeated start, an Authorize); `sent`: the call went upstream already
+        (what it recorded on the way up is not recorded again, and it is queued as the cloud may have it)."""
+        status = self._local_status(call, decided)
         if not record:
-            tx_id = decided.get("tx_id") if decided else None
-            payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                             auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
-            return [SendCharger(result_text(call.msg_id, payload or {}))]
-        if a in ("BootNotification", "StatusNotification"):
-            if not sent:
-                ops += self._observe_ops(call)
-            if offline and (not sent or self.state == DOWN):  # a late one is still on its way up
-                ops += self._remember_for_replay(call)
-        elif a == "StartTransaction":
-            if decided is not None:
-                tx_id = queue_tx = decided["tx_id"]
-            else:
-                tx_id = queue_tx = self.new_tx_id()
-                ops.append(observe.start_op_16(cid, tx_id, p, offline=offline))
-            self.tx_map[tx_id] = None
-        else:
-            if not sent:
-                ops += self._observe_ops(call)
-            if a in ("StopTransaction", "MeterValues") and isinstance(p.get("transactionId"), int):
-                queue_tx = p["transactionId"]
-            if a == "StopTransaction" and queue_tx in self.tx_map:
-                if offline and is_queued(self.version, a):
-                    self.stopped_tx.add(queue_tx)
-                else:
-                    self._forget_tx(queue_tx)
-        payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
+            return [self._reply(call, status, decided.get("tx_id") if decided else None, offline)]
+        ops, tx_id, queue_tx = self._record(call, offline=offline, decided=decided, sent=sent)
         actions: list[Action] = []
         if offline and self.state != DOWN:
             actions.append(Notice("answered_while_up"))
-        if offline and is_queued(self.version, a):
-            text = call.text
-            if a == "TransactionEvent" and not sent:  # the cloud must know it did not get this one live
-                text = call_text(call.msg_id, a, {**p, "offline": True})
-            item = QueueItem(self.next_seq, call.msg_id, a, text, queue_tx)
-            self.next_seq += 1
-            self.queue.append(item)
-            self.queued_tx[self._item_tx_key(item)] += 1
-            ops.append(("enqueue", {"charger_id": cid, "seq": item.seq, "msg_id": item.msg_id, "action": a,
-                                    "frame": item.frame, "tx_id": item.tx_id}))
+        if offline and is_queued(self.version, call.action):
+            ops.append(self._enqueue(call, queue_tx, sent))
         if ops:
             actions.append(Persist(ops))
-        if payload is None:
-            actions.append(SendCharger(call_error_text(call.msg_id, "NotSupported",
-                                                       f"{a} is not supported by this CSMS")))
-        else:
-            actions.append(SendCharger(result_text(call.msg_id, payload)))
+        actions.append(self._reply(call, status, tx_id, offline))
         return actions + self._watch_cost(call)
+
+    def _local_status(self, call: Call, decided: dict | None) -> str:
+        """The authorization status the edge answers with: billing's for a known card, else the offline or
+        standalone rule (`Authorizer.decide`) for actions that carry a card."""
+        if decided is not None:
+            return decided["status"]
+        a, id_tag = call.action, id_token_of(call.payload)
+        if a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
+            return self.authorizer.decide(self.charger_id, id_tag, standalone=self.settings.standalone,
+                                          now=self.wall())
+        return "Accepted"
+
+    def _reply(self, call: Call, status: str, tx_id: int | None, offline: bool) -> SendCharger:
+        payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
+                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
+        if payload is None:
+            return SendCharger(call_error_text(call.msg_id, "NotSupported",
+                                               f"{call.action} is not supported by this CSMS"))
+        return SendCharger(result_text(call.msg_id, payload))
+
+    def _record(self, call: Call, *, offline: bool, decided: dict | None,
+                sent: bool) -> tuple[list[tuple[str, dict]], int | None, int | None]:
+        """What the edge records of a CALL it answers: (store ops, the 1.6 transaction id it gives, the 1.6
+        transaction id the frame is queued under)."""
+        a, p = call.action, call.payload
+        if a == "StartTransaction":  # the edge gives the id (billing has, for a known card)
+            if decided is not None:
+                tx_id, ops = decided["tx_id"], []
+            else:
+                tx_id = self.new_tx_id()
+                ops = [observe.start_op_16(self.charger_id, tx_id, p, offline=offline)]
+            self.tx_map[tx_id] = None
+            return ops, tx_id, tx_id
+        ops = [] if sent else self._observe_ops(call)  # a sent one was recorded on its way up
+        if a in ("BootNotification", "StatusNotification"):
+            if offline and (not sent or self.state == DOWN):  # a late one is still on its way up
+                ops += self._remember_for_replay(call)
+            return ops, None, None
+        queue_tx = p["transactionId"] if a in ("StopTransaction", "MeterValues") and \
+            isinstance(p.get("transactionId"), int) else None
+        if a == "StopTransaction" and queue_tx in self.tx_map:
+            if offline and is_queued(self.version, a):
+                self.stopped_tx.add(queue_tx)  # its mapping stays until upstream has the Stop
+            else:
+                self._forget_tx(queue_tx)
+        return ops, None, queue_tx
+
+    def _enqueue(self, call: Call, queue_tx: int | None, sent: bool) -> tuple[str, dict]:
+        """Queue `call` for upstream, in order; the store op that makes it durable."""
+        text = call.text
+        if call.action == "TransactionEvent" and not sent:  # the cloud must know it did not get this one live
+            text = call_text(call.msg_id, call.action, {**call.payload, "offline": True})
+        item = QueueItem(self.next_seq, call.msg_id, call.action, text, queue_tx)
+        self.next_seq += 1
+        self.queue.append(item)
+        self.queued_tx[self._item_tx_key(item)] += 1
+        return ("enqueue", {"charger_id": self.charger_id, "seq": item.seq, "msg_id": item.msg_id,
+                            "action": item.action, "frame": item.frame, "tx_id": item.tx_id})
 
     def _charger_reply(self, frame: CallResult | CallError) -> list[Action]:
         pending = self.to_charger.pop(frame.msg_id, None)

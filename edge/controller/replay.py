@@ -1,6 +1,6 @@
 """The local controller's part for upstream's return: replaying Boot, Status and the durable queue in
-order, and rewriting OCPP 1.6 transaction ids between the edge's and upstream's. A mixin of `ChargerLink`
-(it shares the link's state); kept apart so that the protocol core reads on its own.
+order, answers that come late, and rewriting OCPP 1.6 transaction ids between the edge's and upstream's. A
+mixin of `ChargerLink` (it shares the link's state); kept apart so that the protocol core reads on its own.
 
 A replayed 1.6 start that upstream refuses (transactionId 0, or a status other than Accepted) is never
 dropped in silence: the session's meter values and stop still go up, with the id upstream gave, so that the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from edge.controller import observe
 from edge.controller.actions import (
     LIVE,
     REPLAYING,
@@ -127,6 +128,45 @@ class ReplayPart:
         self.queued_tx[self._item_tx_key(item)] -= 1
         ops = (ops or []) + [("dequeue", {"charger_id": self.charger_id, "seq": item.seq})]
         return [Persist(ops)]
+
+    # -- late answers --------------------------------------------------------------------------------------
+    def _went_late(self, p: UpPending) -> list[Action]:
+        """A forwarded CALL upstream has not answered in time: answer the charger as if upstream were away, and
+        keep waiting for upstream's answer (`_late_reply`); what the charger sends meanwhile queues behind."""
+        p.kind = "late"
+        self.state = REPLAYING
+        return self._answer_sent(p)
+
+    def _answer_sent(self, p: UpPending) -> list[Action]:
+        """Answer locally a CALL that went upstream and got no answer (late, or the link went down), as if it
+        had come now: a card the site knows goes through billing, unless it was decided already."""
+        if p.decided is None and (asked := self._ask_decision(p.call, sent=True)):
+            return asked
+        return self._answer_locally(p.call, offline=True, decided=p.decided, sent=True)
+
+    def _late_reply(self, pending: UpPending, frame: CallResult | CallError) -> list[Action]:
+        """Upstream's answer to a CALL that went late: the charger has its answer; upstream now has the frame,
+        so its queued copy goes (a 1.6 start's id is mapped) as for a replayed one."""
+        actions = self._learn(pending.call, frame)
+        head = self.queue[0] if self.queue else None
+        if head is None or head.msg_id != pending.call.msg_id or head.action != pending.call.action:
+            return actions  # nothing was queued for it (a Heartbeat, an Authorize)
+        pending.item = head
+        return actions + self._replay_reply(pending, frame)
+
+    def _remember_for_replay(self, call: Call) -> list[tuple[str, dict]]:
+        """Keep a Boot or Status for upstream's return (the latest of each kind goes up before the queue)."""
+        cid = self.charger_id
+        if call.action == "BootNotification":
+            key = "boot"
+            # A new boot makes earlier statuses stale: the charger will send fresh ones.
+            for k in [k for k in self.replay if k.startswith("status:")]:
+                self.replay[k] = (self.replay[k][0], False)
+        else:
+            evse, connector = observe.status_key(call.payload)
+            key = f"status:{evse}:{connector}"
+        self.replay[key] = (call.text, True)
+        return [("replay_set", {"charger_id": cid, "key": key, "frame": call.text})]
 
     # -- 1.6 transaction id rewriting --------------------------------------------------------------------
     def _to_upstream_text(self, call: Call) -> str:

@@ -1,0 +1,427 @@
+"""One charger's connection (`ChargerSession`): it feeds the charger's link (`edge.controller`) and carries
+out its actions, one event at a time; it keeps the charger's upstream link, reconnecting with backoff, and
+replays a queue on a charger's behalf when the charger is away (`replay_only`).
+
+Events (a frame from either side, upstream up/down, a tick, the edge's own CALL) go to the link one at a time,
+in arrival order. Most frames are carried out on the spot, inside the transport's callback: sends and
+background writes need no waiting. When an action must wait (a commit before an answer, a billing decision),
+a task carries out the rest, and events arriving meanwhile queue behind it (`_backlog`), so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, assert_never
+
+from edge.backoff import STABLE_AFTER, Backoff, RateLimit
+from edge.billing import sessions as billing
+from edge.clock import now_iso
+from edge.config import Config
+from edge.controller.actions import (
+    LIVE,
+    Action,
+    Ask,
+    CloseCharger,
+    EdgeCallDone,
+    Learned,
+    LinkSettings,
+    LinkState,
+    Notice,
+    Persist,
+    QueueItem,
+    ResetUpstream,
+    SendCharger,
+    SendUpstream,
+)
+from edge.controller.authorize import Authorizer
+from edge.controller.link import ChargerLink
+from edge.controller.wire import VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
+from edge.metrics import NOTICES, Metrics
+from edge.ocpp import persist
+from edge.ocpp.transport import Link
+from edge.operations import local_list
+from edge.operations.local_list import ListWatch
+from edge.store import reads
+from edge.store.journal import Journal
+from edge.store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Site:
+    """What the charger server works with, made by the daemon: the config, the store and the journal, the
+    counters, the authorization cache, the card-list version (for the chargers' local lists) and the first
+    transaction id to give."""
+
+    cfg: Config
+    store: Store
+    journal: Journal
+    metrics: Metrics
+    authorizer: Authorizer
+    lists: ListWatch
+    next_tx_id: int = 1
+
+
+
+class Host(Protocol):
+    """What a session needs of its server (`edge.ocpp.server.ChargerServer`)."""
+
+    site: Site
+    connect_limit: RateLimit
+    upstream_links: int
+
+    def new_tx_id(self, prefer: int | None = None) -> int: ...
+
+    async def open_upstream(self, charger_id: str, subprotocols: list[str], link: Link) -> str | None: ...
+
+    def left(self, session: ChargerSession) -> None: ...
+
+
+def _text(data: bytes) -> str | bytes:
+    """A received message as text (the very object the journal and the link then share); bytes if it is not
+    UTF-8, for the link to refuse."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+class ChargerSession:
+    """One charger's connection: feeds its link and carries out the actions, one event at a time."""
+
+    def __init__(self, server: Host, charger_id: str, headless: bool = False):
+        self.server = server
+        self.site = server.site
+        self.charger_id = charger_id
+        self.headless = headless  # no charger: replaying its queue on its behalf (`replay_only`)
+        self.version = "1.6"
+        self.ws = Link(self._from_charger, None)
+        self.up: Link | None = None
+        self.pending_up: Link | None = None
+        self.task: asyncio.Task | None = None
+        self.calls: dict[str, asyncio.Future] = {}
+        self.link: ChargerLink | None = None
+        self.done = asyncio.Event()
+        self._busy = True  # until `run` has built the link; events wait in the backlog meanwhile
+        self._backlog: deque[tuple[Callable[..., list], tuple]] = deque()
+        self._drainer: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    def upstream_link(self) -> Link:
+        self.pending_up = Link(self._from_upstream, None)
+        return self.pending_up
+
+    def abandon(self) -> None:
+        """The charger went away during the handshake."""
+        self.server.left(self)
+        if self.task is not None:
+            self.task.cancel()
+        if self.pending_up is not None:
+            self.pending_up.close()
+
+    def load_state(self) -> LinkState:
+        rows = reads.link_rows(self.site.store.db.conn, self.charger_id)
+        tx = rows["transactions_16"]
+        return LinkState(
+            queue=[QueueItem(r["seq"], r["msg_id"], r["action"], r["frame"], r["tx_id"]) for r in rows["queue"]],
+            replay={r["key"]: (r["frame"], bool(r["pending"])) for r in rows["replay"]},
+            tx_map={r["id"]: r["upstream_tx_id"] for r in tx}, stopped_tx={r["id"] for r in tx if r["stopped"]},
+            open_tx_keys=set(rows["open_201"]), billed_tx=set(rows["billed"]))
+
+    async def _new_link(self) -> ChargerLink:
+        site = self.site
+        await site.store.flush()  # what an earlier connection of this charger queued must be visible
+        cfg = site.cfg
+        settings = LinkSettings(standalone=cfg.upstream.mode == "standalone", strict=cfg.upstream.strict,
+                                heartbeat_interval=cfg.ocpp.heartbeat_interval,
+                                call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout)
+        return ChargerLink(self.charger_id, self.version, settings, site.authorizer, self.server.new_tx_id,
+                           self.load_state())
+
+    async def run(self) -> None:
+        site = self.site
+        cfg = site.cfg
+        self.link = await self._new_link()
+        settings = self.link.settings
+        seen = [("charger_connected", {"charger_id": self.charger_id, "version": self.version, "ts": now_iso()})]
+        site.store.write_soon(lambda c: persist.apply(c, seen))
+        log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
+        if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
+            self._tasks.append(asyncio.create_task(self._local_list_loop()))
+        try:
+            if not settings.standalone:
+                if self.up is not None:
+                    # Up before the charger's first frame is handled, so that frame goes upstream.
+                    self._attached(self.up, first=True)
+                self._tasks.append(asyncio.create_task(self._upstream_loop()))
+            self._drainer = asyncio.create_task(self._drain([]))  # what arrived meanwhile, then live
+            await self.ws.wait_closed()
+            if self._drainer is not None:
+                await asyncio.wait([self._drainer], timeout=30)
+        finally:
+            # First what must happen even if this task is cancelled meanwhile (nothing here awaits) ...
+            links = self._let_go()
+            for fut in self.calls.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("charger disconnected"))
+            gone = [("charger_disconnected", {"charger_id": self.charger_id, "ts": now_iso()})]
+            site.store.write_soon(lambda c: persist.apply(c, gone))
+            log.info("charger %s disconnected", self.charger_id)
+            self.done.set()
+            # ... then wait for the upstream side to be gone.
+            await self._closed(links)
+
+    def _let_go(self) -> list[Link]:
+        """Stop this session's tasks and start closing its upstream links; the links, to wait for."""
+        for task in self._tasks:
+            task.cancel()
+        links = [link for link in (self.up, self.pending_up) if link is not None]
+        for link in links:
+            link.close(1000, "charger disconnected" if not self.headless else "queue replayed")
+        return links
+
+    async def _closed(self, links: list[Link]) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        for link in links:
+            await link.aclose()
+
+    async def replay_only(self) -> bool:
+        """No charger: connect upstream on its behalf, replay its queue, close. True if it all went up."""
+        self.link = await self._new_link()
+        self._drainer = asyncio.create_task(self._drain([]))
+        await asyncio.sleep(self.server.connect_limit.delay())
+        link = self.upstream_link()
+        if await self.server.open_upstream(self.charger_id, [VERSION_SUBPROTOCOL[self.version]], link) is None:
+            return False
+        log.info("replaying the queue of %s upstream (the charger is not connected)", self.charger_id)
+        self._attached(link)
+        try:
+            while not link.is_closed and not (self.link.state == LIVE and not self._busy):
+                await asyncio.sleep(0.1)
+            return self.link.state == LIVE
+        finally:
+            self.up = None
+            self.server.upstream_links -= 1
+            if self._drainer is not None:
+                await asyncio.wait([self._drainer], timeout=10)
+            await self._closed(self._let_go() + [link])
+
+    async def close(self, reason: str) -> None:
+        self.ws.close(1000, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), 10)
+
+    # -- events ------------------------------------------------------------------------------------------
+    def _from_charger(self, data: bytes) -> None:
+        message = _text(data)
+        if b'"idTag"' in data or b'"idToken"' in data:  # it may name a card: the link's snapshot must be fresh
+            self.site.lists.refresh(self.site.store.db.conn)
+        self.site.metrics.frames["c>e"] += 1
+        self.site.journal.add(self.charger_id, "c>e", message)
+        self.submit(ChargerLink.from_charger, message)
+
+    def _from_upstream(self, data: bytes) -> None:
+        message = _text(data)
+        self.site.metrics.frames["u>e"] += 1
+        self.site.journal.add(self.charger_id, "u>e", message)
+        if self.headless and self._refused_for_absent_charger(message):
+            return
+        self.submit(ChargerLink.from_upstream, message)
+
+    def _refused_for_absent_charger(self, message: str | bytes) -> bool:
+        """Replaying without the charger: upstream's own CALLs get an error at once, not silence."""
+        try:
+            frame = parse(message)
+        except FrameError:
+            return False
+        if not isinstance(frame, Call) or self.up is None:
+            return False
+        text = call_error_text(frame.msg_id, "GenericError", "the charger is not connected to the site now")
+        self.site.journal.add(self.charger_id, "e>u", text)
+        self.up.send(text)
+        return True
+
+    def submit(self, fn: Callable[..., list], *args: Any) -> None:
+        """Feed the link `fn(link, *args)` and carry out its actions, after every event before it."""
+        if self._busy:
+            self._backlog.append((fn, args))
+            return
+        actions = self._event(fn, args)
+        try:
+            for i, a in enumerate(actions):
+                if not self._act(a):
+                    self._busy = True
+                    self._drainer = asyncio.create_task(self._drain(actions[i:]))
+                    return
+        except Exception:
+            log.exception("charger %s: carrying out actions failed", self.charger_id)
+            self.site.metrics.errors["internal"] += 1
+
+    def _event(self, fn: Callable[..., list], args: tuple) -> list:
+        """The link's actions for one event; none (logged, counted) if the link failed on it."""
+        try:
+            return fn(self.link, *args)
+        except Exception:
+            log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
+            self.site.metrics.errors["internal"] += 1
+            return []
+
+    async def _drain(self, actions: list) -> None:
+        """Carry out `actions` (the first needs waiting), then the events that queued meanwhile."""
+        try:
+            while True:
+                try:
+                    await self._execute(actions)
+                except Exception:
+                    log.exception("charger %s: carrying out actions failed", self.charger_id)
+                    self.site.metrics.errors["internal"] += 1
+                if not self._backlog:
+                    return
+                actions = self._event(*self._backlog.popleft())
+        finally:
+            self._busy = False
+
+    async def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict:
+        """Send a CALL of the edge's own to this charger and return its answer (raises on CALLERROR)."""
+        fut = asyncio.get_running_loop().create_future()
+
+        def start(link: ChargerLink) -> list:
+            msg_id, actions = link.call(action, payload)
+            self.calls[msg_id] = fut
+            return actions
+
+        self.submit(start)
+        done = await asyncio.wait_for(fut, timeout)
+        if done.error is not None:
+            raise RuntimeError(f"{action}: {done.error.code}: {done.error.description}")
+        return done.result
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def _act(self, a: Action) -> bool:
+        """Carry out an action on the spot; False if it must be awaited (`_execute`): a Persist with wait, an Ask.
+        One `match` over every kind of action (`edge.controller.actions.Action`)."""
+        site = self.site
+        match a:
+            case SendCharger(text=text):
+                site.metrics.frames["e>c"] += 1
+                if not site.journal.passed_through(self.charger_id, text, "u>c"):
+                    site.journal.add(self.charger_id, "e>c", text)
+                self.ws.send(text)
+            case SendUpstream(text=text):
+                if self.up is not None:
+                    site.metrics.frames["e>u"] += 1
+                    if not site.journal.passed_through(self.charger_id, text, "c>u"):
+                        site.journal.add(self.charger_id, "e>u", text)
+                    self.up.send(text)
+            case Persist(ops=ops, wait=False):
+                site.store.write_soon(lambda c: persist.apply(c, ops))
+            case Persist() | Ask():
+                return False
+            case EdgeCallDone(msg_id=msg_id):
+                fut = self.calls.pop(msg_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(a)
+            case CloseCharger(reason=reason):
+                log.warning("closing charger %s: %s", self.charger_id, reason)
+                self.ws.close(1011, reason)
+            case ResetUpstream(reason=reason):
+                log.warning("upstream link of %s reset: %s", self.charger_id, reason)
+                if self.up is not None:
+                    self.up.close(1011, reason)
+            case Learned(row=row):
+                site.authorizer.remember(row)
+                learned = [("auth_cache", row)]
+                site.store.write_soon(lambda c: persist.apply(c, learned))
+            case Notice(counter=counter, text=text):
+                counted = NOTICES[counter]
+                if isinstance(counted, tuple):
+                    site.metrics.errors[counted[1]] += 1
+                else:
+                    site.metrics.counts[counted] += 1
+                if text:
+                    log.warning("charger %s: %s", self.charger_id, text)
+            case _:
+                assert_never(a)
+        return True
+
+    async def _execute(self, actions: list[Action]) -> None:
+        """Carry out `actions` in order, awaiting those that must be (a commit before what follows, billing)."""
+        site = self.site
+        for a in actions:
+            if self._act(a):
+                continue
+            match a:
+                case Persist(ops=ops):
+                    await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
+                case Ask(ask_id=ask_id, kind=kind, data=data):
+                    fn = billing.decide if kind == "decide" else billing.running
+                    try:
+                        result = await site.store.write(lambda c, fn=fn, data=data: fn(c, **data))
+                    except Exception:
+                        log.exception("billing %s failed for %s", kind, self.charger_id)
+                        site.metrics.errors["billing"] += 1
+                        result = {"known": False, "stop": False}
+                    await self._execute(self.link.answered(ask_id, result))  # type: ignore[union-attr]
+
+    async def _local_list_loop(self) -> None:
+        """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""
+        await asyncio.sleep(1.0)  # after the charger's BootNotification
+        known: int | None = None
+        first = True
+        while True:
+            if first or known != self.site.lists.version:
+                known = await local_list.sync(self, self.site.store.db.conn, None if first else known)
+                first = False
+                if known is None:
+                    return  # the charger has no local list
+            await self.site.lists.wait_changed()
+
+    def _attached(self, link: Link, first: bool = False) -> None:
+        """`link` is up: replay starts. `first`: ahead of whatever the charger sent during the handshake."""
+        self.up = link
+        self.server.upstream_links += 1
+        log.info("upstream link of %s up", self.charger_id)
+        if first:
+            self._backlog.appendleft((ChargerLink.upstream_up, ()))
+        else:
+            self.submit(ChargerLink.upstream_up)
+
+    async def _upstream_loop(self) -> None:
+        """Watch the upstream link (attached already if the handshake opened it); reconnect with backoff,
+        within the site's rate of new connections."""
+        ucfg = self.site.cfg.upstream
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(ucfg.reconnect_min, ucfg.reconnect_max)
+        subprotocol = VERSION_SUBPROTOCOL[self.version]
+        while True:
+            if self.up is None:
+                await asyncio.sleep(self.server.connect_limit.delay())
+                link = self.upstream_link()
+                if await self.server.open_upstream(self.charger_id, [subprotocol], link) is None:
+                    if ucfg.strict:
+                        await self.close("upstream CSMS unreachable (strict mode)")
+                        return
+                    await asyncio.sleep(backoff.next())
+                    continue
+                self._attached(link)
+            up = self.up
+            assert up is not None
+            since = loop.time()
+            try:
+                await up.wait_closed()
+            finally:
+                self.up = None
+                self.server.upstream_links -= 1
+            log.info("upstream link of %s down", self.charger_id)
+            answered = self.link is not None and self.link.answers > 0
+            self.submit(ChargerLink.upstream_down)
+            if answered and loop.time() - since >= STABLE_AFTER:
+                backoff.reset()  # it worked for a while: the next failure starts again from the shortest pause
+            await asyncio.sleep(backoff.next())
