@@ -18,9 +18,10 @@ import sqlite3
 
 from edge.billing import cards, owner
 from edge.billing import sessions as billing
-from edge.billing.tariff import TariffError, build_tariff, utc_key
-from edge.clock import now_iso, parse_ts
+from edge.billing.tariff import TariffError
+from edge.clock import parse_ts
 from edge.money import MoneyError, UidError
+from edge.store import applied
 
 KINDS = ("topup", "card", "tariff")
 
@@ -100,12 +101,11 @@ def _tariff(conn: sqlite3.Connection, cmd_id: str, cmd: dict) -> dict:
     if not isinstance(spec, dict):
         raise CommandError("tariff must be an object")
     try:
-        build_tariff(spec, billing.SETTINGS.exponent, billing.SETTINGS.tariff.timezone)
+        stored = owner.add_tariff(conn, when, spec, source=cmd_id, exponent=billing.SETTINGS.exponent,
+                                  timezone=billing.SETTINGS.tariff.timezone)
     except TariffError as e:
         raise CommandError(str(e)) from None
-    conn.execute("INSERT INTO tariffs (valid_from, body, command_id, created) VALUES (?, ?, ?, ?)",
-                 (utc_key(when), json.dumps(spec), cmd_id, now_iso()))
-    return {"valid_from": utc_key(when)}
+    return {"valid_from": stored}
 
 
 def apply(conn: sqlite3.Connection, kind: str, raw: bytes) -> dict:
@@ -114,25 +114,21 @@ def apply(conn: sqlite3.Connection, kind: str, raw: bytes) -> dict:
         cmd_id, cmd = parse(raw)
     except CommandError as e:
         return {"id": None, "ok": False, "error": str(e)}
-    done = conn.execute("SELECT ok, error FROM applied_commands WHERE id = ?", (cmd_id,)).fetchone()
+    done = applied.answer_of(conn, cmd_id)
     if done is not None:
-        return {"id": cmd_id, "ok": bool(done[0]), "error": done[1], "repeat": True}
-    conn.execute("SAVEPOINT command")
+        return {"id": cmd_id, **done, "repeat": True}
     try:
-        if kind == "topup":
-            result = _topup(conn, cmd_id, cmd)
-        elif kind == "card":
-            result = _card(conn, cmd)
-        elif kind == "tariff":
-            result = _tariff(conn, cmd_id, cmd)
-        else:
-            raise CommandError(f"unknown command kind {kind!r} (known: {', '.join(KINDS)})")
-        conn.execute("RELEASE command")
+        with applied.savepoint(conn):
+            if kind == "topup":
+                result = _topup(conn, cmd_id, cmd)
+            elif kind == "card":
+                result = _card(conn, cmd)
+            elif kind == "tariff":
+                result = _tariff(conn, cmd_id, cmd)
+            else:
+                raise CommandError(f"unknown command kind {kind!r} (known: {', '.join(KINDS)})")
         answer = {"id": cmd_id, "ok": True, "error": None, **result}
     except (CommandError, owner.OwnerError, cards.CardError, MoneyError, UidError, ValueError) as e:
-        conn.execute("ROLLBACK TO command")
-        conn.execute("RELEASE command")
         answer = {"id": cmd_id, "ok": False, "error": str(e)}
-    conn.execute("INSERT INTO applied_commands (id, kind, ok, error, applied_at) VALUES (?, ?, ?, ?, ?)",
-                 (cmd_id, kind, int(answer["ok"]), answer["error"], now_iso()))
+    applied.remember(conn, cmd_id, kind, answer["ok"], answer["error"])
     return answer

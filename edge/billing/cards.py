@@ -58,6 +58,12 @@ def list_cards(conn: sqlite3.Connection) -> list[Card]:
     return [c for c in map(_card, conn.execute(_SELECT + " ORDER BY a.name, c.uid").fetchall()) if c]
 
 
+def changed_since(conn: sqlite3.Connection, list_version: int) -> list[Card]:
+    """The cards changed after local-list version `list_version` (0: all), by UID."""
+    rows = conn.execute(_SELECT + " WHERE c.list_version > ? ORDER BY c.uid", (list_version,)).fetchall()
+    return [c for c in map(_card, rows) if c]
+
+
 def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
     """A card changed: a new local-list version, recorded on the card (for differential updates)."""
     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'local_list_version'")

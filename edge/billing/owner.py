@@ -16,10 +16,14 @@ Top-up rules:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
+from datetime import datetime
 
 from edge.billing import cards, ledger
+from edge.billing.tariff import build_tariff, utc_key
+from edge.clock import now_iso
 from edge.money import MoneyError, normalise_uid, to_minor
 
 MAX_TOPUP_MINOR = 10**12  # far above any real top-up, far below SQLite's 64-bit integers
@@ -92,3 +96,14 @@ def topup(conn: sqlite3.Connection, uid: str, amount_minor: int, *, currency: st
             "amount_minor": amount_minor, "currency": currency, "entry_id": entry_id, "applied": added,
             "key": ledger_key, "balance_minor": ledger.balance(conn, card.account_id),
             "available_minor": ledger.available(conn, card.account_id)}
+
+
+def add_tariff(conn: sqlite3.Connection, valid_from: datetime, spec: dict, *, source: str | None = None,
+               exponent: int, timezone: str) -> str:
+    """A tariff for sessions that start from `valid_from` on (checked first: a bad one raises TariffError and
+    writes nothing); `source`: the command that brought it. Returns `valid_from` as stored (UTC)."""
+    build_tariff(spec, exponent, timezone)
+    when = utc_key(valid_from)
+    conn.execute("INSERT INTO tariffs (valid_from, body, command_id, created) VALUES (?, ?, ?, ?)",
+                 (when, json.dumps(spec), source, now_iso()))
+    return when

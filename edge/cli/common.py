@@ -48,12 +48,7 @@ class Site:
     def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run the read `fn` in one snapshot of the database."""
         with self.store() as store:
-            conn = store.db.conn
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("ROLLBACK")
+            return store.read_now(fn)
 
     def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `fn` in one committed transaction (nothing is written if it raises)."""

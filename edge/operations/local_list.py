@@ -13,7 +13,6 @@ list: the hold is taken when the start reaches the edge.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -28,10 +27,9 @@ log = logging.getLogger(__name__)
 def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int = 0) -> list[dict]:
     """The list entries for `charger_id` of the cards changed after list version `since` (0: all)."""
     out = []
-    rows = conn.execute("SELECT c.uid, c.status, c.chargers, a.blocked FROM cards c JOIN accounts a"
-                        " ON a.id = c.account_id WHERE c.list_version > ? ORDER BY c.uid", (since,)).fetchall()
-    for uid, status, chargers, blocked in rows:
-        allowed = chargers is None or charger_id in json.loads(chargers)
+    for card in cards.changed_since(conn, since):
+        uid, status, chargers, blocked = card.uid, card.status, card.chargers, card.account_blocked
+        allowed = chargers is None or charger_id in chargers
         state = None if not allowed else "Blocked" if status != "active" or blocked else "Accepted"
         if state is None and since == 0:
             continue  # a full list simply leaves it out

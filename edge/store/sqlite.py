@@ -224,6 +224,15 @@ class Store:
         return cls(path)
 
     # -- synchronous use (CLI, start-up, other threads) ----------------------------------------------------
+    def read_now(self, fn: WriteFn) -> Any:
+        """Run the read `fn` on one snapshot of the database (the read connection, on the calling thread)."""
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("ROLLBACK")
+
     def write_now(self, fn: WriteFn) -> Any:
         """Run `fn` in its own committed transaction, on the calling thread."""
         with self._lock:
