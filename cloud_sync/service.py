@@ -33,7 +33,7 @@ from paho.mqtt.properties import Properties
 from cloud_sync import commands
 from edge.billing import sessions as billing
 from edge.clock import now_iso
-from edge.config import Config, billing_settings
+from edge.config import Config
 from edge.store import outbox, reads
 from edge.store.sqlite import Store
 
@@ -47,7 +47,7 @@ class SyncService:
         self.site = cfg.site.id
         self.prefix = f"{self.mq.topic_prefix}/{self.site}"
         self.store = Store.open(cfg.store.path)
-        billing.configure(billing_settings(cfg))
+        billing.configure(billing.settings_from_config(cfg))
         self.events: queue.Queue[tuple] = queue.Queue()
         self.connected = False
         self.cursor = 0  # the last seq published on this connection

@@ -257,38 +257,6 @@ def _bands(prefix: str, value: Any) -> list:
     return [dict(band) if isinstance(band, dict) else band for band in value]
 
 
-def billing_settings(cfg: Config):
-    """The checked billing settings and tariff in minor units (raises `ConfigError` naming the key)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from edge.billing.sessions import BillingSettings
-    from edge.billing.tariff import TariffError, build_tariff
-    from edge.money import MoneyError, to_minor
-
-    b = cfg.billing
-    exp = b.currency_exponent
-
-    def amount(key: str, value: str) -> int:
-        try:
-            return to_minor(value, exp)
-        except MoneyError as e:
-            raise ConfigError(f"{key}: {e}") from None
-
-    try:
-        ZoneInfo(cfg.site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"site.timezone: unknown time zone {cfg.site.timezone!r}") from None
-    try:
-        tariff = build_tariff(dataclasses.asdict(cfg.tariff), exp, cfg.site.timezone, prefix="tariff")
-    except TariffError as e:
-        raise ConfigError(str(e)) from None
-    return BillingSettings(currency=b.currency, exponent=exp,
-                           min_start_balance=amount("billing.min_start_balance", b.min_start_balance),
-                           max_hold=amount("billing.max_hold", b.max_hold),
-                           overdraft_limit=amount("billing.overdraft_limit", b.overdraft_limit),
-                           authority=b.authority, tariff=tariff)
-
-
 def _validate(cfg: Config) -> None:
     if not 1 <= cfg.ocpp.port <= 65535:
         raise ConfigError(f"ocpp.port: expected 1..65535, got {cfg.ocpp.port}")
@@ -344,7 +312,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"billing.currency: expected an ISO 4217 code such as 'PHP', got {cfg.billing.currency!r}")
     if not 0 <= cfg.billing.currency_exponent <= 4:
         raise ConfigError("billing.currency_exponent: expected 0..4")
-    billing_settings(cfg)
     if cfg.store.journal_max_rows < 10:
         raise ConfigError("store.journal_max_rows: must be at least 10")
 

@@ -16,7 +16,7 @@ from edge import reload as config_reload
 from edge.billing import cards
 from edge.billing import sessions as billing
 from edge.clock import parse_ts
-from edge.config import Config, ConfigError, OcppConfig, billing_settings, load
+from edge.config import Config, ConfigError, OcppConfig, load
 from edge.controller.authorize import Authorizer, CacheEntry
 from edge.controller.link import ChargerLink
 from edge.controller.wire import precompile_schemas
@@ -59,7 +59,7 @@ class Edge:
         self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
         cache = {tag: CacheEntry(status, float(expires or 0))
                  for tag, status, expires in reads.auth_cache(self.store.db.conn)}
-        billing.configure(billing_settings(cfg))
+        billing.configure(billing.settings_from_config(cfg))
         self.store.write_now(billing.reconcile)  # sessions that stopped but were not billed (a crash between)
         self.authorizer = Authorizer(accept_unknown_standalone=cfg.site.accept_unknown_cards,
                                      offline_accept_unknown=cfg.upstream.offline_accept_unknown,
@@ -131,6 +131,7 @@ class Edge:
             return
         try:
             new = load(self.cfg.source)
+            billing.settings_from_config(new)  # a bad amount or tariff stops the reload here
             if new.ocpp.security_profile != self.cfg.ocpp.security_profile:
                 raise ConfigError("ocpp.security_profile: a new security profile needs a restart")
             server_tls(new.ocpp)  # a certificate that will not load stops the reload here

@@ -88,7 +88,7 @@ idle_per_minute = "0.00"
     # sessions, through the billing library as the controller does it
     def library(self, fn) -> None:
         saved = billing.SETTINGS
-        billing.configure(config.billing_settings(config.load(self.config)))
+        billing.configure(billing.settings_from_config(config.load(self.config)))
         store = Store.open(str(self.db))
         try:
             store.write_now(fn)

@@ -113,3 +113,19 @@ def test_bad_config_stops_start_up_with_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["sitekeeper: config: web.prot: unknown key (known: host, port)"]
     assert not (tmp_path / "sitekeeper.db").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[tariff]\nper_kwh = "fifteen"\n', "tariff.per_kwh"),
+    ('[billing]\nmax_hold = "-5"\n', "billing.max_hold"),
+    ('[site]\ntimezone = "Mars/Olympus"\n', "site.timezone: unknown time zone"),
+])
+def test_bad_billing_keys_stop_start_up_with_one_line(tmp_path, text, message):
+    """Billing's own keys are checked by billing (config knows no money rules), before anything starts."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = subprocess.run([SITEKEEPER, "--config", str(path), "run"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sitekeeper: config: {message}"), lines
+    assert not (tmp_path / "sitekeeper.db").exists()

@@ -14,13 +14,17 @@ Decisions for a card the edge knows (`decide`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.billing import cards, ledger
-from edge.billing.tariff import Tariff, build_tariff, session_cost, utc_key
+from edge.billing.tariff import Tariff, TariffError, build_tariff, session_cost, utc_key
 from edge.clock import parse_ts
+from edge.config import Config, ConfigError
+from edge.money import MoneyError, to_minor
 from edge.store import ops, outbox
 
 
@@ -36,6 +40,32 @@ class BillingSettings:
 
 
 SETTINGS = BillingSettings()
+
+
+def settings_from_config(cfg: Config) -> BillingSettings:
+    """The checked billing settings and tariff in minor units (raises `ConfigError` naming the key)."""
+    b = cfg.billing
+    exp = b.currency_exponent
+
+    def amount(key: str, value: str) -> int:
+        try:
+            return to_minor(value, exp)
+        except MoneyError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    try:
+        ZoneInfo(cfg.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"site.timezone: unknown time zone {cfg.site.timezone!r}") from None
+    try:
+        tariff = build_tariff(dataclasses.asdict(cfg.tariff), exp, cfg.site.timezone, prefix="tariff")
+    except TariffError as e:
+        raise ConfigError(str(e)) from None
+    return BillingSettings(currency=b.currency, exponent=exp,
+                           min_start_balance=amount("billing.min_start_balance", b.min_start_balance),
+                           max_hold=amount("billing.max_hold", b.max_hold),
+                           overdraft_limit=amount("billing.overdraft_limit", b.overdraft_limit),
+                           authority=b.authority, tariff=tariff)
 
 
 def configure(settings: BillingSettings) -> None:

@@ -21,8 +21,11 @@ from edge.store.sqlite import Store
 
 
 def load_config(args: argparse.Namespace) -> config.Config:
+    """The config file (or the built-in demo), checked whole: its billing keys too."""
     try:
-        return config.load(args.config)
+        cfg = config.load(args.config)
+        billing.settings_from_config(cfg)
+        return cfg
     except config.ConfigError as e:
         print(f"sitekeeper: config: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -33,7 +36,7 @@ class Site:
 
     def __init__(self, args: argparse.Namespace):
         self.cfg = load_config(args)
-        self.settings = config.billing_settings(self.cfg)
+        self.settings = billing.settings_from_config(self.cfg)
         billing.configure(self.settings)
         self.tz = self.cfg.site.timezone
 
