@@ -179,8 +179,8 @@ class Billing:
         uid = normalise_uid(raw)
         tx_id, self.next_tx = self.next_tx, self.next_tx + 1
         charger = f"CP{tx_id % 50}"
-        _, tx = observe.start_op_16(charger, tx_id, {"connectorId": 1, "idTag": uid, "meterStart": 1000,
-                                                     "timestamp": now_iso()}, offline=False)
+        tx = vars(observe.start_op_16(charger, tx_id, {"connectorId": 1, "idTag": uid, "meterStart": 1000,
+                                                     "timestamp": now_iso()}, offline=False))
         out = self.store.write_now(lambda c: billing.decide(c, uid=uid, charger_id=charger, version="1.6",
                                                             kind="start", tx=tx))
         assert out["status"] == "Accepted" and out["hold_minor"] > 0, out
@@ -190,8 +190,8 @@ class Billing:
         t0 = time.perf_counter()
         uid = normalise_uid(self.veteran_uid.lower())
         tx_id, self.next_tx = self.next_tx, self.next_tx + 1
-        _, tx = observe.start_op_16("CP0", tx_id, {"connectorId": 1, "idTag": uid, "meterStart": 1000,
-                                                   "timestamp": now_iso()}, offline=False)
+        tx = vars(observe.start_op_16("CP0", tx_id, {"connectorId": 1, "idTag": uid, "meterStart": 1000,
+                                                   "timestamp": now_iso()}, offline=False))
         out = self.store.write_now(lambda c: billing.decide(c, uid=uid, charger_id="CP0", version="1.6",
                                                             kind="start", tx=tx))
         self.veteran.values.append(time.perf_counter() - t0)

@@ -24,7 +24,7 @@ from edge import config
 from edge.billing import sessions as billing
 from edge.controller import observe
 from edge.ocpp import persist
-from edge.store.ops import OPS
+from edge.store import ops
 from edge.store.sqlite import Store
 
 TZ = "Asia/Manila"  # UTC+8, no DST
@@ -97,16 +97,16 @@ idle_per_minute = "0.00"
             billing.configure(saved)
 
     def boot(self, charger: str) -> None:
-        self.library(lambda conn: [OPS[k](conn, d) for k, d in observe.boot_ops(charger, "1.6", {})])
+        self.library(lambda conn: persist.apply(conn, observe.boot_ops(charger, "1.6", {})))
 
     def session(self, charger: str, tx_id: int, uid: str, start: datetime, wh_start: int,
                 stop: datetime | None = None, wh_stop: int | None = None) -> None:
         def fn(conn: sqlite3.Connection) -> None:
-            _, tx = observe.start_op_16(charger, tx_id, {"connectorId": 1, "idTag": uid, "meterStart": wh_start,
-                                                         "timestamp": z(start)}, offline=False)
+            tx = vars(observe.start_op_16(charger, tx_id, {"connectorId": 1, "idTag": uid, "meterStart": wh_start,
+                                                           "timestamp": z(start)}, offline=False))
             decided = billing.decide(conn, uid=uid, charger_id=charger, version="1.6", kind="start", tx=tx)
             if not decided["known"]:
-                OPS["tx_start"](conn, tx)
+                ops.tx_start(conn, tx)
             else:
                 assert decided["status"] == "Accepted", decided
             if stop is not None:

@@ -228,22 +228,21 @@ def test_no_broker_configured_stays_idle_and_says_so(sync_factory):
 
 def test_sessions_and_charger_status_reach_the_cloud(broker, sync_factory):
     from edge.billing import sessions as billing
+    from edge.controller import records
     from edge.controller.observe import start_op_16
-    from edge.store.ops import OPS
+    from edge.ocpp import persist
 
     sync = sync_factory(broker)
     billing.configure(billing.BillingSettings(currency="PHP"))
 
     def session(conn):
-        OPS["charger_boot"](conn, {"charger_id": "CP-9", "version": "1.6", "vendor": "v", "model": "m",
-                                   "serial": None, "firmware": None, "ts": "2026-03-01T10:00:00.000Z"})
-        OPS["status"](conn, {"charger_id": "CP-9", "evse_id": 0, "connector_id": 1, "status": "Charging",
-                             "error_code": "NoError", "ts": "2026-03-01T10:00:00.000Z"})
-        OPS["tx_start"](conn, start_op_16("CP-9", 41, {"connectorId": 1, "idTag": "ABCDEF01", "meterStart": 100,
-                                                      "timestamp": "2026-03-01T10:00:00Z"}, offline=False)[1])
-        OPS["tx_stop"](conn, {"charger_id": "CP-9", "tx_key": "41", "meter_stop": 2100,
-                              "stopped_at": "2026-03-01T11:00:00Z", "reason": "Local"})
-        billing.close_session(conn, "CP-9", "41")
+        persist.apply(conn, [
+            records.ChargerBoot("CP-9", "1.6", "v", "m", None, None, "2026-03-01T10:00:00.000Z"),
+            records.StatusSeen("CP-9", 0, 1, "Charging", "NoError", "2026-03-01T10:00:00.000Z"),
+            start_op_16("CP-9", 41, {"connectorId": 1, "idTag": "ABCDEF01", "meterStart": 100,
+                                     "timestamp": "2026-03-01T10:00:00Z"}, offline=False),
+            records.TxStop("CP-9", "41", 2100, "2026-03-01T11:00:00Z", "Local"),
+            records.CloseSession("CP-9", "41")])
     sync.write(session)
     sub = broker.subscriber(f"sitekeeper/{SITE}/#")
     sync.start()
@@ -261,7 +260,7 @@ def test_tariff_command_prices_sessions_started_after_it(tmp_path):
     from edge.billing import sessions as billing
     from edge.billing.tariff import Tariff
     from edge.controller.observe import start_op_16
-    from edge.store.ops import OPS
+    from edge.store import ops
 
     store = Store.open(str(tmp_path / "t.db"))
     billing.configure(billing.BillingSettings(currency="PHP", min_start_balance=0,
@@ -273,11 +272,11 @@ def test_tariff_command_prices_sessions_started_after_it(tmp_path):
         cards.get_card(conn, "04AB0A0B") or cards.add_card(conn, "04AB0A0B", "commercial", name="T")
         card = cards.get_card(conn, "04AB0A0B")
         ledger.post(conn, card.account_id, "topup", 100_000, key=f"t{tx_id}", currency="PHP")
-        tx = start_op_16("CP", tx_id, {"connectorId": 1, "idTag": "04AB0A0B", "meterStart": 0, "timestamp": start},
-                         offline=False)[1]
+        tx = vars(start_op_16("CP", tx_id, {"connectorId": 1, "idTag": "04AB0A0B", "meterStart": 0,
+                                            "timestamp": start}, offline=False))
         billing.decide(conn, uid="04AB0A0B", charger_id="CP", version="1.6", kind="start", tx=tx)
-        OPS["tx_stop"](conn, {"charger_id": "CP", "tx_key": str(tx_id), "meter_stop": 1000, "stopped_at": stop,
-                              "reason": "Local"})
+        ops.tx_stop(conn, {"charger_id": "CP", "tx_key": str(tx_id), "meter_stop": 1000, "stopped_at": stop,
+                           "reason": "Local"})
         billing.close_session(conn, "CP", str(tx_id))
         return conn.execute("SELECT cost_minor FROM transactions WHERE id = ?", (tx_id,)).fetchone()[0]
 

@@ -22,6 +22,7 @@ from edge.controller.link import (
     SendCharger,
     SendUpstream,
 )
+from edge.controller.records import ChargerBoot, Dequeue, Enqueue, TxMap, TxStart
 
 
 class Clock:
@@ -44,8 +45,8 @@ def sent(actions, kind) -> list:
     return [json.loads(a.text) for a in actions if isinstance(a, kind)]
 
 
-def persisted(actions) -> list[str]:
-    return [kind for a in actions if isinstance(a, Persist) for kind, _ in a.ops]
+def persisted(actions) -> list[type]:
+    return [type(op) for a in actions if isinstance(a, Persist) for op in a.ops]
 
 
 def call(msg_id: str, action: str, payload: dict) -> str:
@@ -78,7 +79,7 @@ def test_standalone_answers_and_persists_before_answering():
     assert isinstance(actions[0], Persist) and actions[0].wait and isinstance(actions[1], SendCharger)
     reply = sent(actions, SendCharger)[0]
     assert reply[:2] == [3, "1"] and reply[2]["transactionId"] == 1 and reply[2]["idTagInfo"]["status"] == "Accepted"
-    assert persisted(actions) == ["tx_start"]
+    assert persisted(actions) == [TxStart]
     assert sent(actions, SendUpstream) == []
 
 
@@ -129,7 +130,7 @@ def test_live_start_gets_edge_id_mapped_and_ids_rewritten_both_ways():
     link = live_link()
     link.from_charger(call("s1", "StartTransaction", START))
     actions = link.from_upstream(json.dumps([3, "s1", {"transactionId": 777, "idTagInfo": {"status": "Accepted"}}]))
-    assert persisted(actions)[-1] == "tx_start"
+    assert persisted(actions)[-1] == TxStart
     assert isinstance(actions[-2], Persist) and actions[-2].wait  # mapping durable before the charger sees it
     local = sent(actions, SendCharger)[0][2]["transactionId"]
     assert local != 777
@@ -154,7 +155,7 @@ def test_late_answer_is_used_not_lost():
     assert not any(isinstance(a, ResetUpstream) for a in actions)
     assert sent(actions, SendCharger)[0][2]["idTagInfo"]["status"] == "Invalid"  # unknown card, offline rule
     local = sent(actions, SendCharger)[0][2]["transactionId"]
-    assert "enqueue" in persisted(actions) and link.state == REPLAYING
+    assert Enqueue in persisted(actions) and link.state == REPLAYING
     # the charger goes on; its meter values wait behind the start (upstream's id is not known yet)
     acts = link.from_charger(call("m1", "MeterValues", meter(local)))
     assert sent(acts, SendUpstream) == [] and sent(acts, SendCharger) == [[3, "m1", {}]]
@@ -162,7 +163,7 @@ def test_late_answer_is_used_not_lost():
     clock.t += 9  # 15 s after the start: upstream answers
     acts = link.from_upstream(json.dumps([3, "s1", {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}]))
     assert sent(acts, SendCharger) == []  # the charger had its answer long ago
-    assert "tx_map" in persisted(acts) and "dequeue" in persisted(acts)
+    assert TxMap in persisted(acts) and Dequeue in persisted(acts)
     assert [m[1:3] for m in sent(acts, SendUpstream)] == [["m1", "MeterValues"]]
     assert sent(acts, SendUpstream)[0][3]["transactionId"] == 4242
     acts = link.from_upstream('[3, "m1", {}]')
@@ -227,7 +228,7 @@ def test_offline_session_queued_then_replayed_in_order_with_rewrites():
     link.from_charger(call("st2", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
                                                         "status": "Charging"}))
     acts = link.from_charger(call("s1", "StartTransaction", START))
-    assert persisted(acts) == ["tx_start", "enqueue"] and acts[0].wait
+    assert persisted(acts) == [TxStart, Enqueue] and acts[0].wait
     local = sent(acts, SendCharger)[0][2]["transactionId"]
     link.from_charger(call("m1", "MeterValues", meter(local)))
     link.from_charger(call("x1", "StopTransaction", stop(local)))
@@ -293,7 +294,7 @@ def test_replayed_start_refused_concurrent_right_after_its_cards_stop_is_retried
     refused = json.dumps([3, "s2", {"transactionId": 0, "idTagInfo": {"status": "ConcurrentTx"}}])
     acts = link.from_upstream(refused)
     assert [a.counter for a in acts if isinstance(a, Notice)] == ["replay_retried"]
-    assert sent(acts, SendUpstream) == [] and "dequeue" not in persisted(acts)
+    assert sent(acts, SendUpstream) == [] and Dequeue not in persisted(acts)
     assert link.waiting and sent(link.tick(), SendUpstream) == []  # a short pause first
     clock.t += 2.5
     again = sent(link.tick(), SendUpstream)
@@ -448,7 +449,7 @@ def test_the_link_reads_time_only_through_the_clocks_it_is_given():
         "currentTime": "2026-01-01T00:00:00.250Z"}
     boot = link.from_charger(call("b1", "BootNotification", {"chargePointModel": "m", "chargePointVendor": "v"}))
     assert sent(boot, SendCharger)[0][2]["currentTime"] == "2026-01-01T00:00:00.250Z"
-    assert [d["ts"] for a in boot if isinstance(a, Persist) for k, d in a.ops if k == "charger_boot"] == [
+    assert [op.ts for a in boot if isinstance(a, Persist) for op in a.ops if isinstance(op, ChargerBoot)] == [
         "2026-01-01T00:00:00.250Z"]
     proxy = ChargerLink("CP2", "1.6", LinkSettings(standalone=False), Authorizer(cache_ttl_s=60),
                         lambda prefer=None: 1, clock=Clock(), wall=lambda: new_year)

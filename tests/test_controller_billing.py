@@ -9,7 +9,9 @@ import itertools
 import json
 
 from edge.controller import Ask, ChargerLink, LinkSettings, Persist, SendCharger, SendUpstream
+from edge.controller.actions import Decide, Decision, Running, RunningCost
 from edge.controller.authorize import Authorizer
+from edge.controller.records import CloseSession, TxStop
 
 CARD = "04AABBCC"
 
@@ -48,9 +50,9 @@ def test_a_known_card_waits_for_billing_and_the_charger_hears_its_decision():
     actions = lk.from_charger(call("s1", "StartTransaction", START))
     assert frames(actions, SendCharger) == [], "nothing is answered before billing has decided"
     (ask,) = asks(actions)
-    assert ask.kind == "decide" and ask.data["uid"] == CARD and ask.data["kind"] == "start"
-    tx = ask.data["tx"]["id"]
-    actions = lk.answered(ask.ask_id, {"known": True, "status": "Accepted", "tx_id": tx, "hold_minor": 50000})
+    assert isinstance(ask.question, Decide) and ask.question.uid == CARD and ask.question.kind == "start"
+    tx = ask.question.tx.id
+    actions = lk.answered(ask.ask_id, Decision(True, "Accepted", tx, 50000))
     (answer,) = frames(actions, SendCharger)
     assert answer[2] == {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}
     assert str(tx) in lk.billed_tx
@@ -59,8 +61,8 @@ def test_a_known_card_waits_for_billing_and_the_charger_hears_its_decision():
 def test_a_refused_card_is_told_so_and_nothing_is_watched():
     lk = link()
     (ask,) = asks(lk.from_charger(call("s1", "StartTransaction", START)))
-    tx = ask.data["tx"]["id"]
-    actions = lk.answered(ask.ask_id, {"known": True, "status": "Blocked", "tx_id": tx, "hold_minor": 0})
+    tx = ask.question.tx.id
+    actions = lk.answered(ask.ask_id, Decision(True, "Blocked", tx, 0))
     assert frames(actions, SendCharger)[0][2]["idTagInfo"]["status"] == "Blocked"
     assert asks(lk.from_charger(call("m1", "MeterValues", meter(tx, 2000)))) == []
 
@@ -68,15 +70,15 @@ def test_a_refused_card_is_told_so_and_nothing_is_watched():
 def test_the_session_is_stopped_once_when_its_cost_reaches_the_hold():
     lk = link()
     (ask,) = asks(lk.from_charger(call("s1", "StartTransaction", START)))
-    tx = ask.data["tx"]["id"]
-    lk.answered(ask.ask_id, {"known": True, "status": "Accepted", "tx_id": tx, "hold_minor": 10000})
+    tx = ask.question.tx.id
+    lk.answered(ask.ask_id, Decision(True, "Accepted", tx, 10000))
     actions = lk.from_charger(call("m1", "MeterValues", meter(tx, 3000)))
     assert frames(actions, SendCharger) == [[3, "m1", {}]]
     (running,) = asks(actions)
-    assert running.kind == "running" and running.data == {"charger_id": "CP1", "tx_key": str(tx)}
-    assert frames(lk.answered(running.ask_id, {"stop": False}), SendCharger) == []  # still within the hold
+    assert running.question == RunningCost("CP1", str(tx))
+    assert frames(lk.answered(running.ask_id, Running(False)), SendCharger) == []  # still within the hold
     (running,) = asks(lk.from_charger(call("m2", "MeterValues", meter(tx, 9000))))
-    stop = frames(lk.answered(running.ask_id, {"stop": True}), SendCharger)
+    stop = frames(lk.answered(running.ask_id, Running(True)), SendCharger)
     assert stop[0][2] == "RemoteStopTransaction" and stop[0][3] == {"transactionId": tx}
     # later meter values of the same session ask no more (the stop is on its way)
     assert asks(lk.from_charger(call("m3", "MeterValues", meter(tx, 9500)))) == []
@@ -88,24 +90,24 @@ def test_201_session_at_its_hold_is_stopped_with_request_stop():
                "seqNo": 0, "transactionInfo": {"transactionId": "T1"}, "idToken": {"idToken": CARD, "type": "ISO14443"},
                "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": 0}]}]}
     (ask,) = asks(lk.from_charger(call("e1", "TransactionEvent", started)))
-    actions = lk.answered(ask.ask_id, {"known": True, "status": "Accepted", "tx_id": 1, "hold_minor": 100})
+    actions = lk.answered(ask.ask_id, Decision(True, "Accepted", 1, 100))
     assert frames(actions, SendCharger)[0][2] == {"idTokenInfo": {"status": "Accepted"}}
     updated = {**started, "eventType": "Updated", "seqNo": 1, "triggerReason": "MeterValuePeriodic"}
     del updated["idToken"]
     (running,) = asks(lk.from_charger(call("e2", "TransactionEvent", updated)))
-    stop = frames(lk.answered(running.ask_id, {"stop": True}), SendCharger)
+    stop = frames(lk.answered(running.ask_id, Running(True)), SendCharger)
     assert stop[0][2:] == ["RequestStopTransaction", {"transactionId": "T1"}]
 
 
 def test_a_stop_asks_for_the_session_to_be_closed_once_per_stop_recorded():
     lk = link()
     (ask,) = asks(lk.from_charger(call("s1", "StartTransaction", START)))
-    tx = ask.data["tx"]["id"]
-    lk.answered(ask.ask_id, {"known": True, "status": "Accepted", "tx_id": tx, "hold_minor": 10000})
+    tx = ask.question.tx.id
+    lk.answered(ask.ask_id, Decision(True, "Accepted", tx, 10000))
     stop = {"transactionId": tx, "meterStop": 4000, "timestamp": "2026-01-01T01:00:00Z"}
     actions = lk.from_charger(call("x1", "StopTransaction", stop))
-    ops = [kind for a in actions if isinstance(a, Persist) for kind, _ in a.ops]
-    assert ops.index("tx_stop") < ops.index("close_session"), "the stop row first, then its bill and record"
+    ops = [type(op) for a in actions if isinstance(a, Persist) for op in a.ops]
+    assert ops.index(TxStop) < ops.index(CloseSession), "the stop row first, then its bill and record"
     assert isinstance(actions[0], Persist) and actions[0].wait, "durable before the charger hears"
     assert frames(actions, SendCharger) == [[3, "x1", {}]]
 
@@ -113,8 +115,8 @@ def test_a_stop_asks_for_the_session_to_be_closed_once_per_stop_recorded():
 def test_proxy_live_the_edge_decides_its_card_and_upstream_gives_the_id():
     lk = link(standalone=False)
     (ask,) = asks(lk.from_charger(call("s1", "StartTransaction", START)))
-    tx = ask.data["tx"]["id"]
-    actions = lk.answered(ask.ask_id, {"known": True, "status": "Accepted", "tx_id": tx, "hold_minor": 100})
+    tx = ask.question.tx.id
+    actions = lk.answered(ask.ask_id, Decision(True, "Accepted", tx, 100))
     assert frames(actions, SendCharger) == [] and frames(actions, SendUpstream)[0][1] == "s1"
     actions = lk.from_upstream(json.dumps([3, "s1", {"transactionId": 555, "idTagInfo": {"status": "Invalid"}}]))
     answer = frames(actions, SendCharger)[0]

@@ -304,7 +304,7 @@ class LedgerMachine(RuleBasedStateMachine):
         hold = max(0, min(available, self.billing_settings.max_hold)) if status == "Accepted" else 0
 
         tx_id = self.new_tx_id()
-        _, tx = observe.start_op_16(charger, tx_id, payload, offline=False)
+        tx = vars(observe.start_op_16(charger, tx_id, payload, offline=False))
         out = self.store.write_now(lambda c: billing.decide(c, uid=uid, charger_id=charger, version="1.6",
                                                             kind="start", tx=tx))
         assert out["known"] and out["account_id"] == account_id
@@ -312,8 +312,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sessions[tx_id] = Session(tx_id, charger, connector, uid, account_id, status, hold, payload,
                                        meter_start, meter_start, self.clock)
         if retry != "no":
-            again = tx if retry == "same" else observe.start_op_16(charger, self.new_tx_id(), payload,
-                                                                   offline=False)[1]
+            again = tx if retry == "same" else vars(observe.start_op_16(charger, self.new_tx_id(), payload,
+                                                                        offline=False))
             before = self.dump()
             rep = self.store.write_now(lambda c: billing.decide(c, uid=uid, charger_id=charger, version="1.6",
                                                                 kind="start", tx=again))

@@ -96,3 +96,50 @@ def test_journal_rows_of_an_older_store_survive_the_move_to_batches(tmp_path):
 def test_mask_frame_leaves_other_fields():
     text = '[2,"1","TransactionEvent",{"idToken":{"idToken":"AB12CD34EF","type":"ISO14443"},"seqNo":1}]'
     assert mask_frame(text) == '[2,"1","TransactionEvent",{"idToken":{"idToken":"******34EF","type":"ISO14443"},"seqNo":1}]'
+
+
+def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
+    """Each record type of `edge.controller.records` has its writer, and a charger's day written through
+    `persist.apply` (boot, status, replay state, queue, a 1.6 session start to stop, a 2.0.1 session) leaves
+    the rows an owner would read."""
+    import typing
+
+    from edge.billing import sessions
+    from edge.controller import records as r
+    from edge.ocpp import persist
+
+    kinds = set(typing.get_args(r.StoreOp))
+    assert kinds - {r.CloseSession, r.AuthCache} == set(persist.WRITERS), "a record type without its writer"
+    store = Store.open(str(tmp_path / "s.db"))
+    sessions.configure(sessions.BillingSettings(currency="PHP"))
+    ts = "2026-03-01T10:00:00Z"
+    day = [
+        r.ChargerConnected("CP1", "1.6", ts), r.ChargerBoot("CP1", "1.6", "ACME", "M1", "S1", "1.0", ts),
+        r.StatusSeen("CP1", 0, 1, "Charging", "NoError", ts), r.ReplaySet("CP1", "boot", "[2]"),
+        r.ReplayDone("CP1", "boot", "[2]"), r.Enqueue("CP1", 1, "m1", "Heartbeat", "[2]", None),
+        r.Enqueue("CP1", 2, "m2", "Heartbeat", "[2]", None), r.Dequeue("CP1", 1),
+        r.TxStart(5, "CP1", "5", "1.6", None, 1, "ABCDEF01", 1000, ts, 1, None, None), r.TxMap(5, 77, "Accepted"),
+        r.MeterRows([{"charger_id": "CP1", "tx_key": "5", "connector_id": 1, "timestamp": ts, "context": None,
+                      "measurand": "Energy.Active.Import.Register", "phase": None, "unit": "Wh", "value": "2000"}]),
+        r.TxStop("CP1", "5", 3000, "2026-03-01T11:00:00Z", "Local"), r.CloseSession("CP1", "5"),
+        r.TxEvent(6, "2.0.1", "CP1", "T6", "Started", 1, 1, "ABCDEF02", ts, 0, None),
+        r.TxUpstreamStatus("CP1", "T6", "Invalid"),
+        r.TxEvent(None, "2.0.1", "CP1", "T6", "Ended", 1, 1, None, "2026-03-01T10:30:00Z", 500, "EVDisconnected"),
+        r.AuthCache({"id_tag": "ABCDEF03", "status": "Accepted", "expires": None}),
+        r.ChargerDisconnected("CP1", "2026-03-01T12:00:00Z"),
+    ]
+    assert {type(op) for op in day} == kinds, "the day covers every kind"
+    store.write_now(lambda c: persist.apply(c, day))
+    q = store.db.execute
+    assert q("SELECT vendor, model, connected FROM chargers").fetchall() == [("ACME", "M1", 0)]
+    assert q("SELECT status FROM connector_status").fetchall() == [("Charging",)]
+    assert q("SELECT pending FROM replay_state").fetchall() == [(0,)]
+    assert q("SELECT seq FROM upstream_queue").fetchall() == [(2,)]
+    assert q("SELECT upstream_tx_id, energy_wh, stop_reason FROM transactions WHERE id = 5").fetchall() == [
+        (77, 2000, "Local")]
+    assert q("SELECT count(*) FROM meter_values").fetchone() == (1,)
+    assert q("SELECT upstream_status, energy_wh, stop_reason FROM transactions WHERE tx_key = 'T6'").fetchall() == [
+        ("Invalid", 500, "EVDisconnected")]
+    assert q("SELECT status FROM auth_cache").fetchall() == [("Accepted",)]
+    assert q("SELECT count(*) FROM outbox").fetchone()[0] >= 1, "the closed session's record is queued for the cloud"
+    store.close()

@@ -107,7 +107,7 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
            tx: dict | None = None, upstream_status: str | None = None) -> dict:
     """The edge's decision for a card it knows; for kind 'start', also the session row and its hold.
 
-    `tx` is the session's start record (as `observe.start_op_16` / a 2.0.1 event makes it). With
+    `tx` is the session's start record (the fields of `edge.controller.records.TxStart`). With
     `upstream_status` (authority "upstream": upstream has decided), the edge records and holds but does not
     overrule. A start seen twice (a charger's retry) returns the first one's decision and id.
     """
@@ -161,7 +161,7 @@ def _record_start(conn: sqlite3.Connection, tx: dict, card: cards.Card | None, s
     existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                             (tx["charger_id"], tx["tx_key"])).fetchone()
     if existing is None:
-        ops.OPS["tx_start"](conn, tx)
+        ops.tx_start(conn, tx)
         existing = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?",
                                 (tx["charger_id"], tx["tx_key"])).fetchone()
     session_id = int(existing[0])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from edge.controller.records import StoreOp, TxStart
 from edge.controller.wire import Call, CallError, CallResult
 
 
@@ -36,7 +37,7 @@ class SendUpstream:
 
 @dataclass(slots=True)
 class Persist:
-    ops: list[tuple[str, dict]]
+    ops: list[StoreOp]
     wait: bool = True  # the following actions must not happen before these are durable
 
 
@@ -51,12 +52,52 @@ class ResetUpstream:
 
 
 @dataclass(slots=True)
+class Decide:
+    """Billing's decision for a card the site knows (`edge.billing.decide`); for `kind` "start", with the
+    session's start record `tx`, which billing writes with its hold. `upstream_status`: upstream decided
+    already (authority "upstream"): record and hold, do not overrule."""
+
+    uid: str
+    charger_id: str
+    version: str
+    kind: str  # "authorize" or "start"
+    tx: TxStart | None = None
+    upstream_status: str | None = None
+
+
+@dataclass(slots=True)
+class RunningCost:
+    """What a session on a hold has cost so far (`edge.billing.running`): stop it at the hold?"""
+
+    charger_id: str
+    tx_key: str
+
+
+@dataclass(slots=True)
+class Decision:
+    """The answer to `Decide`. `known` False: the card went away meanwhile (treated as any unknown card)."""
+
+    known: bool
+    status: str = "Invalid"
+    tx_id: int | None = None  # start: the session's id (1.6: the transactionId the charger gets)
+    hold_minor: int = 0  # start: the amount held for the session (0: nothing to watch)
+    repeat: bool = False  # the same start seen again: answer with the first one's decision
+
+
+@dataclass(slots=True)
+class Running:
+    """The answer to `RunningCost`."""
+
+    stop: bool
+
+
+@dataclass(slots=True)
 class Ask:
-    """Run a billing function in its own store transaction; feed its result to `answered(ask_id, ...)`."""
+    """Run `question` in its own store transaction; feed its answer (`Decision` for `Decide`, `Running` for
+    `RunningCost`) to `answered(ask_id, answer)`."""
 
     ask_id: int
-    kind: str  # "decide" (edge.billing.decide) or "running" (edge.billing.running)
-    data: dict
+    question: Decide | RunningCost
 
 
 @dataclass(slots=True)
@@ -95,34 +136,56 @@ class QueueItem:
     tx_id: int | None = None  # 1.6: the edge's transaction id the frame refers to
 
 
+class Sent(Enum):
+    """Why a CALL sent upstream is awaited (`UpPending.kind`)."""
+
+    LIVE = "live"  # the charger waits for the answer
+    LATE = "late"  # it did not come in time: the charger was answered locally; the answer is still used
+    REPLAY = "replay"  # queued or replayed: nobody waits
+
+
 @dataclass(slots=True)
 class UpPending:
-    """A CALL sent upstream and not answered yet. `kind`: "live" (the charger waits for the answer), "late"
-    (it did not come in time: the charger was answered locally, the answer is still awaited and used), or
-    "replay" (queued or replayed; nobody waits). `deadline`: when a live one goes late; `stall_at`: when
+    """A CALL sent upstream and not answered yet. `deadline`: when a live one goes late; `stall_at`: when
     the link is taken for failed and reset."""
 
-    kind: str
+    kind: Sent
     call: Call
     deadline: float
     stall_at: float = float("inf")
     item: Any = None  # replay: QueueItem or the replay_state key
     sent_text: str = ""
-    decided: dict | None = None  # the edge's own decision for a card it knows (authority "edge")
+    decided: Decision | None = None  # the edge's own decision for a card it knows (authority "edge")
+
+
+class Waits(Enum):
+    """What a call waits on billing for (`Asked.kind`)."""
+
+    AUTHORIZE = "authorize"  # an Authorize of a known card: answer with billing's status
+    START = "start"  # a start of a known card: the edge decides, records and holds
+    UPSTREAM_START = "upstream_start"  # upstream decided a known card's start: record and hold
+    RUNNING = "running"  # meter values of a session on a hold: stop it there?
 
 
 @dataclass(slots=True)
 class Asked:
     call: Call
-    kind: str  # "authorize", "start", "upstream_start" (upstream decided; record and hold), "running"
+    kind: Waits
     upstream_reply: CallResult | None = None
     tx_key: str | None = None
     sent: bool = False  # the call went upstream already (its answer is late, or the link went down)
 
 
+class Origin(Enum):
+    """Who made a CALL toward the charger."""
+
+    UPSTREAM = "upstream"  # upstream's: its answer goes back up
+    EDGE = "edge"  # the edge's own: its answer ends in `EdgeCallDone`
+
+
 @dataclass(slots=True)
 class ChargerPending:
-    origin: str  # "upstream" or "edge"
+    origin: Origin
     action: str
     deadline: float
     epoch: int = 0

@@ -59,21 +59,28 @@ from edge.controller.actions import (
     Asked,
     ChargerPending,
     CloseCharger,
+    Decide,
+    Decision,
     EdgeCallDone,
     Learned,
     LinkSettings,
     LinkState,
     Notice,
+    Origin,
     Persist,
     QueueItem,
     ResetUpstream,
+    Running,
     SendCharger,
     SendUpstream,
+    Sent,
     UpPending,
     Upstream,
+    Waits,
 )
 from edge.controller.answers import answer, is_queued
 from edge.controller.authorize import Authorizer, id_token_of
+from edge.controller.records import Enqueue, StoreOp
 from edge.controller.replay import ReplayPart
 from edge.controller.site_cards import BillingPart
 from edge.controller.wire import (
@@ -187,9 +194,9 @@ class ChargerLink(BillingPart, ReplayPart):
         if pending is None:
             return []  # an answer to nothing we sent (a duplicate, or from before a reset): nothing to do
         self.answers += 1
-        if pending.kind == "live":
+        if pending.kind is Sent.LIVE:
             return self._live_reply(pending, frame)
-        if pending.kind == "late":
+        if pending.kind is Sent.LATE:
             return self._late_reply(pending, frame) + self._replay_next()
         return self._replay_reply(pending, frame) + self._replay_next()
 
@@ -217,9 +224,9 @@ class ChargerLink(BillingPart, ReplayPart):
             return [CloseCharger("upstream connection lost (strict mode)")]
         actions: list[Action] = []
         for p in pending.values():
-            if p.kind == "live":
+            if p.kind is Sent.LIVE:
                 actions += self._answer_sent(p)
-            elif p.kind == "late" and p.call.action in ("BootNotification", "StatusNotification"):
+            elif p.kind is Sent.LATE and p.call.action in ("BootNotification", "StatusNotification"):
                 actions.append(Persist(self._remember_for_replay(p.call)))
         return actions
 
@@ -233,33 +240,33 @@ class ChargerLink(BillingPart, ReplayPart):
             actions += self._lose_link()
             actions.append(ResetUpstream(f"upstream has not answered a call for {stall:g} s"))
         elif not self.settings.strict:  # strict: never answered locally; the charger waits for upstream
-            for p in [p for p in self.up_pending.values() if p.kind == "live" and p.deadline <= now]:
+            for p in [p for p in self.up_pending.values() if p.kind is Sent.LIVE and p.deadline <= now]:
                 actions += self._went_late(p)
         if self.retry_at is not None and self.retry_at <= now:
             actions += self._replay_next()
         for msg_id in [m for m, p in self.to_charger.items() if p.deadline <= now]:
             p = self.to_charger.pop(msg_id)
-            if p.origin == "edge":
+            if p.origin is Origin.EDGE:
                 actions.append(EdgeCallDone(msg_id, error=CallError(msg_id, "Timeout", "charger did not answer",
                                                                     {})))
             actions += self._next_to_charger()
         return actions
 
-    def answered(self, ask_id: int, result: dict) -> list[Action]:
-        """The result of an `Ask`: finish what was waiting for it."""
+    def answered(self, ask_id: int, result: Decision | Running) -> list[Action]:
+        """The answer to an `Ask`: finish what was waiting for it."""
         asked = self.asks.pop(ask_id, None)
         if asked is None:
             return []
-        if asked.kind == "running":
+        if isinstance(result, Running):
             return self._stop_if_exhausted(asked.tx_key, result)
         call = asked.call
-        if not result.get("known"):  # the card went away meanwhile: as for any unknown card
+        if not result.known:  # the card went away meanwhile: as for any unknown card
             return self._route_call(call)
-        if asked.kind == "upstream_start":
+        if asked.kind is Waits.UPSTREAM_START:
             return self._after_upstream_start(asked, result)
-        if asked.kind == "start" and result.get("hold_minor"):
+        if asked.kind is Waits.START and result.hold_minor:
             self.billed_tx.add(self._tx_key_of(call, result))
-        if asked.kind == "authorize" or result.get("repeat"):
+        if asked.kind is Waits.AUTHORIZE or result.repeat:
             return self._answer_locally(call, offline=False, decided=result, record=False)
         if asked.sent or self.settings.standalone or self.state != LIVE:
             return self._answer_locally(call, offline=not self.settings.standalone, decided=result,
@@ -285,10 +292,10 @@ class ChargerLink(BillingPart, ReplayPart):
             return self._answer_locally(call, offline=True)
         return self._forward(call)
 
-    def _forward(self, call: Call, decided: dict | None = None) -> list[Action]:
+    def _forward(self, call: Call, decided: Decision | None = None) -> list[Action]:
         text = self._to_upstream_text(call)
         now = self.clock()
-        self.up_pending[call.msg_id] = UpPending("live", call, now + self.settings.call_timeout,
+        self.up_pending[call.msg_id] = UpPending(Sent.LIVE, call, now + self.settings.call_timeout,
                                                   now + self.settings.stall_timeout, sent_text=text,
                                                   decided=decided)
         actions: list[Action] = []
@@ -299,7 +306,7 @@ class ChargerLink(BillingPart, ReplayPart):
         actions += self._watch_cost(call)
         return actions
 
-    def _observe_ops(self, call: Call) -> list[tuple[str, dict]]:
+    def _observe_ops(self, call: Call) -> list[StoreOp]:
         """What the edge records of a CALL it forwards (the answer's part is recorded with the answer)."""
         a, p, cid = call.action, call.payload, self.charger_id
         if a == "BootNotification":
@@ -333,7 +340,7 @@ class ChargerLink(BillingPart, ReplayPart):
                 return [Learned(row)]
         return []
 
-    def _answer_locally(self, call: Call, *, offline: bool, decided: dict | None = None,
+    def _answer_locally(self, call: Call, *, offline: bool, decided: Decision | None = None,
                         record: bool = True, sent: bool = False) -> list[Action]:
         """Answer `call` as the CSMS: record what it tells, queue it for upstream if `offline`, reply.
 
@@ -342,7 +349,7 @@ class ChargerLink(BillingPart, ReplayPart):
         (what it recorded on the way up is not recorded again, and it is queued as the cloud may have it)."""
         status = self._local_status(call, decided)
         if not record:
-            return [self._reply(call, status, decided.get("tx_id") if decided else None, offline)]
+            return [self._reply(call, status, decided.tx_id if decided else None, offline)]
         ops, tx_id, queue_tx = self._record(call, offline=offline, decided=decided, sent=sent)
         actions: list[Action] = []
         if offline and self.state != DOWN:
@@ -354,11 +361,11 @@ class ChargerLink(BillingPart, ReplayPart):
         actions.append(self._reply(call, status, tx_id, offline))
         return actions + self._watch_cost(call)
 
-    def _local_status(self, call: Call, decided: dict | None) -> str:
+    def _local_status(self, call: Call, decided: Decision | None) -> str:
         """The authorization status the edge answers with: billing's for a known card, else the offline or
         standalone rule (`Authorizer.decide`) for actions that carry a card."""
         if decided is not None:
-            return decided["status"]
+            return decided.status
         a, id_tag = call.action, id_token_of(call.payload)
         if a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
             return self.authorizer.decide(self.charger_id, id_tag, standalone=self.settings.standalone,
@@ -373,17 +380,17 @@ class ChargerLink(BillingPart, ReplayPart):
                                                f"{call.action} is not supported by this CSMS"))
         return SendCharger(result_text(call.msg_id, payload))
 
-    def _record(self, call: Call, *, offline: bool, decided: dict | None,
-                sent: bool) -> tuple[list[tuple[str, dict]], int | None, int | None]:
+    def _record(self, call: Call, *, offline: bool, decided: Decision | None,
+                sent: bool) -> tuple[list[StoreOp], int | None, int | None]:
         """What the edge records of a CALL it answers: (store ops, the 1.6 transaction id it gives, the 1.6
         transaction id the frame is queued under)."""
         a, p = call.action, call.payload
         if a == "StartTransaction":  # the edge gives the id (billing has, for a known card)
             if decided is not None:
-                tx_id, ops = decided["tx_id"], []
+                tx_id, ops = decided.tx_id, []
             else:
                 tx_id = self.new_tx_id()
-                ops = [observe.start_op_16(self.charger_id, tx_id, p, offline=offline)]
+                ops: list[StoreOp] = [observe.start_op_16(self.charger_id, tx_id, p, offline=offline)]
             self.tx_map[tx_id] = None
             return ops, tx_id, tx_id
         ops = [] if sent else self._observe_ops(call)  # a sent one was recorded on its way up
@@ -400,7 +407,7 @@ class ChargerLink(BillingPart, ReplayPart):
                 self._forget_tx(queue_tx)
         return ops, None, queue_tx
 
-    def _enqueue(self, call: Call, queue_tx: int | None, sent: bool) -> tuple[str, dict]:
+    def _enqueue(self, call: Call, queue_tx: int | None, sent: bool) -> Enqueue:
         """Queue `call` for upstream, in order; the store op that makes it durable."""
         text = call.text
         if call.action == "TransactionEvent" and not sent:  # the cloud must know it did not get this one live
@@ -409,15 +416,14 @@ class ChargerLink(BillingPart, ReplayPart):
         self.next_seq += 1
         self.queue.append(item)
         self.queued_tx[self._item_tx_key(item)] += 1
-        return ("enqueue", {"charger_id": self.charger_id, "seq": item.seq, "msg_id": item.msg_id,
-                            "action": item.action, "frame": item.frame, "tx_id": item.tx_id})
+        return Enqueue(self.charger_id, item.seq, item.msg_id, item.action, item.frame, item.tx_id)
 
     def _charger_reply(self, frame: CallResult | CallError) -> list[Action]:
         pending = self.to_charger.pop(frame.msg_id, None)
         if pending is None:
             return []
         actions: list[Action] = []
-        if pending.origin == "edge":
+        if pending.origin is Origin.EDGE:
             if isinstance(frame, CallResult):
                 actions.append(EdgeCallDone(frame.msg_id, result=frame.payload))
             else:
@@ -450,10 +456,10 @@ class ChargerLink(BillingPart, ReplayPart):
             return []
         if self.upstream_calls:
             msg_id, action, text, tx_key = self.upstream_calls.popleft()
-            origin = "upstream"
+            origin = Origin.UPSTREAM
         elif self.edge_calls:
             msg_id, action, text, tx_key = self.edge_calls.popleft()
-            origin = "edge"
+            origin = Origin.EDGE
         else:
             return []
         self.to_charger[msg_id] = ChargerPending(origin, action, self.clock() + self.settings.charger_call_timeout,
@@ -476,9 +482,8 @@ class ChargerLink(BillingPart, ReplayPart):
             status = (info or {}).get("status", "Accepted")
             upstream_id = p.get("transactionId") if call.action == "StartTransaction" else None
             tx = self._start_record(call, uid, upstream_id if isinstance(upstream_id, int) else 0, status)
-            return actions + self._ask(Asked(call, "upstream_start", upstream_reply=frame), "decide", {
-                "uid": uid, "charger_id": self.charger_id, "version": self.version, "kind": "start", "tx": tx,
-                "upstream_status": status})
+            return actions + self._ask(Asked(call, Waits.UPSTREAM_START, upstream_reply=frame),
+                                       Decide(uid, self.charger_id, self.version, "start", tx, status))
         if self.version == "1.6" and call.action == "StartTransaction":
             upstream_id = p.get("transactionId")
             local = self.new_tx_id(upstream_id) if type(upstream_id) is int and upstream_id > 0 else self.new_tx_id()

@@ -1,30 +1,36 @@
 """What the edge records from a charger's messages: boot facts, connector status, transactions, meter values.
 
 Each function takes a parsed payload (and, where the edge's own time is recorded, `now`: the controller
-passes its clock's) and returns store operations ``(kind, data)``: the row writers of
-`edge.store.ops`, and ``close_session`` (a session ended: bill it and queue its record, `edge.billing`).
+passes its clock's) and returns store records (`edge.controller.records`): rows to write, and
+`CloseSession` (a session ended: bill it and queue its record, `edge.billing`).
 They are shared by standalone mode, offline answering and passive observation in proxy mode.
 """
 
 from __future__ import annotations
 
 from edge.clock import now_iso
-
-Op = tuple[str, dict]
+from edge.controller.records import (
+    ChargerBoot,
+    CloseSession,
+    MeterRows,
+    StatusSeen,
+    StoreOp,
+    TxEvent,
+    TxStart,
+    TxStop,
+)
 
 ENERGY = "Energy.Active.Import.Register"
 
 
-def boot_ops(charger_id: str, version: str, payload: dict, now: float | None = None) -> list[Op]:
+def boot_ops(charger_id: str, version: str, payload: dict, now: float | None = None) -> list[StoreOp]:
     info = payload.get("chargingStation", payload)  # 2.0.1 nests the facts; 1.6 does not
-    return [("charger_boot", {
-        "charger_id": charger_id, "version": version,
-        "vendor": info.get("vendorName") or info.get("chargePointVendor"),
-        "model": info.get("model") or info.get("chargePointModel"),
-        "serial": info.get("serialNumber") or info.get("chargePointSerialNumber"),
-        "firmware": info.get("firmwareVersion"),
-        "ts": now_iso(now),
-    })]
+    return [ChargerBoot(
+        charger_id=charger_id, version=version,
+        vendor=info.get("vendorName") or info.get("chargePointVendor"),
+        model=info.get("model") or info.get("chargePointModel"),
+        serial=info.get("serialNumber") or info.get("chargePointSerialNumber"),
+        firmware=info.get("firmwareVersion"), ts=now_iso(now))]
 
 
 def status_key(payload: dict) -> tuple[int, int]:
@@ -34,13 +40,12 @@ def status_key(payload: dict) -> tuple[int, int]:
     return 0, int(payload.get("connectorId", 0))
 
 
-def status_ops(charger_id: str, payload: dict, now: float | None = None) -> list[Op]:
+def status_ops(charger_id: str, payload: dict, now: float | None = None) -> list[StoreOp]:
     evse, connector = status_key(payload)
-    return [("status", {
-        "charger_id": charger_id, "evse_id": evse, "connector_id": connector,
-        "status": payload.get("status") or payload.get("connectorStatus"),
-        "error_code": payload.get("errorCode"), "ts": payload.get("timestamp") or now_iso(now),
-    })]
+    return [StatusSeen(
+        charger_id=charger_id, evse_id=evse, connector_id=connector,
+        status=payload.get("status") or payload.get("connectorStatus"),
+        error_code=payload.get("errorCode"), ts=payload.get("timestamp") or now_iso(now))]
 
 
 def meter_rows(charger_id: str, tx_key: str | None, connector_id: int | None, meter_value: list) -> list[dict]:
@@ -73,41 +78,38 @@ def energy_wh(meter_value: list) -> int | None:
     return found
 
 
-def meter_ops_16(charger_id: str, payload: dict) -> list[Op]:
+def meter_ops_16(charger_id: str, payload: dict) -> list[StoreOp]:
     tx = payload.get("transactionId")
     rows = meter_rows(charger_id, None if tx is None else str(tx), payload.get("connectorId"),
                       payload.get("meterValue"))
-    return [("meter", {"rows": rows})] if rows else []
+    return [MeterRows(rows)] if rows else []
 
 
-def meter_ops_201(charger_id: str, payload: dict) -> list[Op]:
+def meter_ops_201(charger_id: str, payload: dict) -> list[StoreOp]:
     rows = meter_rows(charger_id, None, payload.get("evseId"), payload.get("meterValue"))
-    return [("meter", {"rows": rows})] if rows else []
+    return [MeterRows(rows)] if rows else []
 
 
 def start_op_16(charger_id: str, tx_id: int, payload: dict, *, offline: bool,
-                upstream_tx_id: int | None = None, upstream_status: str | None = None) -> Op:
-    return ("tx_start", {
-        "id": tx_id, "charger_id": charger_id, "tx_key": str(tx_id), "version": "1.6",
-        "evse_id": None, "connector_id": payload.get("connectorId"), "id_tag": payload.get("idTag"),
-        "meter_start": payload.get("meterStart"), "started_at": payload.get("timestamp"),
-        "started_offline": int(offline), "upstream_tx_id": upstream_tx_id, "upstream_status": upstream_status,
-    })
+                upstream_tx_id: int | None = None, upstream_status: str | None = None) -> TxStart:
+    return TxStart(
+        id=tx_id, charger_id=charger_id, tx_key=str(tx_id), version="1.6",
+        evse_id=None, connector_id=payload.get("connectorId"), id_tag=payload.get("idTag"),
+        meter_start=payload.get("meterStart"), started_at=payload.get("timestamp"),
+        started_offline=int(offline), upstream_tx_id=upstream_tx_id, upstream_status=upstream_status)
 
 
-def stop_ops_16(charger_id: str, payload: dict) -> list[Op]:
+def stop_ops_16(charger_id: str, payload: dict) -> list[StoreOp]:
     tx_key = str(payload.get("transactionId"))
     rows = meter_rows(charger_id, tx_key, None, payload.get("transactionData"))
-    ops: list[Op] = [("meter", {"rows": rows})] if rows else []  # first: the bill at stop reads them
-    ops.append(("tx_stop", {
-        "charger_id": charger_id, "tx_key": tx_key, "meter_stop": payload.get("meterStop"),
-        "stopped_at": payload.get("timestamp"), "reason": payload.get("reason", "Local"),
-    }))
-    ops.append(("close_session", {"charger_id": charger_id, "tx_key": tx_key}))
+    ops: list[StoreOp] = [MeterRows(rows)] if rows else []  # first: the bill at stop reads them
+    ops.append(TxStop(charger_id=charger_id, tx_key=tx_key, meter_stop=payload.get("meterStop"),
+                      stopped_at=payload.get("timestamp"), reason=payload.get("reason", "Local")))
+    ops.append(CloseSession(charger_id, tx_key))
     return ops
 
 
-def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | None) -> list[Op]:
+def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | None) -> list[StoreOp]:
     """Ops for a 2.0.1 TransactionEvent: start on Started (or first sight), meter values, stop on Ended."""
     info = payload.get("transactionInfo") or {}
     tx_key = info.get("transactionId")
@@ -115,12 +117,11 @@ def tx_event_ops(charger_id: str, version: str, payload: dict, new_id: int | Non
     token = payload.get("idToken") or {}
     energy = energy_wh(payload.get("meterValue"))
     rows = meter_rows(charger_id, tx_key, evse.get("id"), payload.get("meterValue"))
-    ops: list[Op] = [("meter", {"rows": rows})] if rows else []  # first: the bill at stop reads them
-    ops.append(("tx_event", {
-        "id": new_id, "version": version, "charger_id": charger_id, "tx_key": tx_key, "event": payload.get("eventType"),
-        "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": token.get("idToken"),
-        "ts": payload.get("timestamp"), "energy_wh": energy, "reason": info.get("stoppedReason"),
-    }))
+    ops: list[StoreOp] = [MeterRows(rows)] if rows else []  # first: the bill at stop reads them
+    ops.append(TxEvent(
+        id=new_id, version=version, charger_id=charger_id, tx_key=tx_key, event=payload.get("eventType"),
+        evse_id=evse.get("id"), connector_id=evse.get("connectorId"), id_tag=token.get("idToken"),
+        ts=payload.get("timestamp"), energy_wh=energy, reason=info.get("stoppedReason")))
     if payload.get("eventType") == "Ended":
-        ops.append(("close_session", {"charger_id": charger_id, "tx_key": tx_key}))
+        ops.append(CloseSession(charger_id, tx_key))
     return ops

@@ -24,8 +24,10 @@ from edge.controller.actions import (
     Persist,
     QueueItem,
     SendUpstream,
+    Sent,
     UpPending,
 )
+from edge.controller.records import Dequeue, ReplayDone, ReplaySet, StoreOp, TxMap, TxUpstreamStatus
 from edge.controller.wire import Call, CallError, CallResult, call_text, parse
 
 RETRY_PAUSE = 2.0  # seconds before a start refused with ConcurrentTx right after its card's stop goes again
@@ -67,7 +69,7 @@ class ReplayPart:
 
     def _send_replay(self, frame: Call, item: Any, text: str) -> list[Action]:
         now = self.clock()
-        self.up_pending[frame.msg_id] = UpPending("replay", frame, now + self.settings.call_timeout,
+        self.up_pending[frame.msg_id] = UpPending(Sent.REPLAY, frame, now + self.settings.call_timeout,
                                                    now + self.settings.stall_timeout, item=item, sent_text=text)
         return [SendUpstream(text)]
 
@@ -77,9 +79,8 @@ class ReplayPart:
             text, _ = self.replay[item]
             if text == pending.call.text:
                 self.replay[item] = (text, False)
-            return [Persist([("replay_done", {"charger_id": self.charger_id, "key": item,
-                                              "frame": pending.call.text})])]
-        ops: list[tuple[str, dict]] = []
+            return [Persist([ReplayDone(self.charger_id, item, pending.call.text)])]
+        ops: list[StoreOp] = []
         notices: list[Action] = []
         p = frame.payload if isinstance(frame, CallResult) else {}
         if self.version == "1.6" and item.action == "StartTransaction" and item.tx_id is not None:
@@ -93,7 +94,7 @@ class ReplayPart:
                     f"upstream refused replayed StartTransaction {item.msg_id} with ConcurrentTx right after"
                     f" that card's stop; sending it once more in {RETRY_PAUSE:g} s"))]
             self.tx_map[item.tx_id] = upstream_id
-            ops.append(("tx_map", {"id": item.tx_id, "upstream_tx_id": upstream_id, "upstream_status": status}))
+            ops.append(TxMap(item.tx_id, upstream_id, status))
             if upstream_id <= 0 or status != "Accepted":
                 notices.append(self._refused(f"transaction {item.tx_id}", f"transactionId {upstream_id}",
                                              f"status {status}"))
@@ -101,8 +102,7 @@ class ReplayPart:
             status = (p.get("idTokenInfo") or {}).get("status")
             tx_key = (pending.call.payload.get("transactionInfo") or {}).get("transactionId")
             if status is not None:
-                ops.append(("tx_upstream_status", {"charger_id": self.charger_id, "tx_key": tx_key,
-                                                   "status": status}))
+                ops.append(TxUpstreamStatus(self.charger_id, tx_key, status))
             if isinstance(frame, CallError) or status not in (None, "Accepted"):
                 notices.append(self._refused(f"transaction {tx_key}", f"status {status or frame.code}"))
         self._last_replayed = (item.action, pending.call.payload.get("idTag"), self.clock())
@@ -120,20 +120,20 @@ class ReplayPart:
         return (item.seq not in self._retried and last is not None and last[0] == "StopTransaction"
                 and last[1] in (None, call.payload.get("idTag")) and self.clock() - last[2] <= RETRY_WINDOW)
 
-    def _dequeue(self, item: QueueItem, ops: list | None = None) -> list[Action]:
+    def _dequeue(self, item: QueueItem, ops: list[StoreOp] | None = None) -> list[Action]:
         if self.queue and self.queue[0] is item:
             self.queue.popleft()
         if item.action == "StopTransaction" and item.tx_id is not None:
             self._forget_tx(item.tx_id)
         self.queued_tx[self._item_tx_key(item)] -= 1
-        ops = (ops or []) + [("dequeue", {"charger_id": self.charger_id, "seq": item.seq})]
+        ops = (ops or []) + [Dequeue(self.charger_id, item.seq)]
         return [Persist(ops)]
 
     # -- late answers --------------------------------------------------------------------------------------
     def _went_late(self, p: UpPending) -> list[Action]:
         """A forwarded CALL upstream has not answered in time: answer the charger as if upstream were away, and
         keep waiting for upstream's answer (`_late_reply`); what the charger sends meanwhile queues behind."""
-        p.kind = "late"
+        p.kind = Sent.LATE
         self.state = REPLAYING
         return self._answer_sent(p)
 
@@ -154,7 +154,7 @@ class ReplayPart:
         pending.item = head
         return actions + self._replay_reply(pending, frame)
 
-    def _remember_for_replay(self, call: Call) -> list[tuple[str, dict]]:
+    def _remember_for_replay(self, call: Call) -> list[StoreOp]:
         """Keep a Boot or Status for upstream's return (the latest of each kind goes up before the queue)."""
         cid = self.charger_id
         if call.action == "BootNotification":
@@ -166,7 +166,7 @@ class ReplayPart:
             evse, connector = observe.status_key(call.payload)
             key = f"status:{evse}:{connector}"
         self.replay[key] = (call.text, True)
-        return [("replay_set", {"charger_id": cid, "key": key, "frame": call.text})]
+        return [ReplaySet(cid, key, call.text)]
 
     # -- 1.6 transaction id rewriting --------------------------------------------------------------------
     def _to_upstream_text(self, call: Call) -> str:

@@ -6,8 +6,22 @@ apart so that the protocol core reads on its own.
 from __future__ import annotations
 
 from edge.controller import observe
-from edge.controller.actions import LIVE, Action, Ask, Asked, Notice, Persist, SendCharger
+from edge.controller.actions import (
+    LIVE,
+    Action,
+    Ask,
+    Asked,
+    Decide,
+    Decision,
+    Notice,
+    Persist,
+    Running,
+    RunningCost,
+    SendCharger,
+    Waits,
+)
 from edge.controller.authorize import id_token_of
+from edge.controller.records import TxMap, TxStart
 from edge.controller.wire import Call, CallResult, result_text
 from edge.money import lookup_key
 
@@ -26,10 +40,10 @@ class BillingPart:
         uid = lookup_key(token)
         return uid if self.authorizer.knows(uid) else None
 
-    def _ask(self, asked: Asked, kind: str, data: dict) -> list[Action]:
+    def _ask(self, asked: Asked, question: Decide | RunningCost) -> list[Action]:
         ask_id = next(self._ask_ids)
         self.asks[ask_id] = asked
-        return [Ask(ask_id, kind, data)]
+        return [Ask(ask_id, question)]
 
     def _ask_decision(self, call: Call, sent: bool = False) -> list[Action]:
         uid = self._card_of(call)
@@ -40,41 +54,41 @@ class BillingPart:
                 return []  # upstream decides; a start is recorded and held when its answer comes
             if self.state != LIVE and self.settings.strict:
                 return []
-        kind = "authorize" if call.action == "Authorize" else "start"
-        tx = self._start_record(call, uid) if kind == "start" else None
-        return self._ask(Asked(call, kind, sent=sent), "decide", {"uid": uid, "charger_id": self.charger_id,
-                                                        "version": self.version, "kind": kind, "tx": tx})
+        if call.action == "Authorize":
+            return self._ask(Asked(call, Waits.AUTHORIZE, sent=sent),
+                             Decide(uid, self.charger_id, self.version, "authorize"))
+        return self._ask(Asked(call, Waits.START, sent=sent),
+                         Decide(uid, self.charger_id, self.version, "start", self._start_record(call, uid)))
 
     def _start_record(self, call: Call, uid: str, upstream_id: int | None = None,
-                      upstream_status: str | None = None) -> dict:
+                      upstream_status: str | None = None) -> TxStart:
         offline = not self.settings.standalone and self.state != LIVE
         p = call.payload
         if call.action == "StartTransaction":
             tx_id = self.new_tx_id()
-            _, tx = observe.start_op_16(self.charger_id, tx_id, p, offline=offline, upstream_tx_id=upstream_id,
-                                        upstream_status=upstream_status)
-            return tx
+            return observe.start_op_16(self.charger_id, tx_id, p, offline=offline, upstream_tx_id=upstream_id,
+                                       upstream_status=upstream_status)
         key = (p.get("transactionInfo") or {}).get("transactionId")
         self.open_tx_keys.add(key)
         evse = p.get("evse") or {}
-        return {"id": self.new_tx_id(), "charger_id": self.charger_id, "tx_key": key, "version": self.version,
-                "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"), "id_tag": uid,
-                "meter_start": observe.energy_wh(p.get("meterValue")), "started_at": p.get("timestamp"),
-                "started_offline": int(offline), "upstream_tx_id": None, "upstream_status": None}
+        return TxStart(id=self.new_tx_id(), charger_id=self.charger_id, tx_key=key, version=self.version,
+                       evse_id=evse.get("id"), connector_id=evse.get("connectorId"), id_tag=uid,
+                       meter_start=observe.energy_wh(p.get("meterValue")), started_at=p.get("timestamp"),
+                       started_offline=int(offline), upstream_tx_id=None, upstream_status=None)
 
-    def _tx_key_of(self, call: Call, result: dict) -> str:
+    def _tx_key_of(self, call: Call, result: Decision) -> str:
         if call.action == "StartTransaction":
-            return str(result["tx_id"])
+            return str(result.tx_id)
         return (call.payload.get("transactionInfo") or {}).get("transactionId")
 
-    def _after_upstream_start(self, asked: Asked, result: dict) -> list[Action]:
+    def _after_upstream_start(self, asked: Asked, result: Decision) -> list[Action]:
         """Authority "upstream": upstream's answer to a start of a known card, now recorded and held."""
         reply = asked.upstream_reply
         assert reply is not None
-        if result.get("hold_minor"):
+        if result.hold_minor:
             self.billed_tx.add(self._tx_key_of(asked.call, result))
         if asked.call.action == "StartTransaction":
-            local = result["tx_id"]
+            local = result.tx_id
             upstream_id = reply.payload.get("transactionId")
             self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
             return [SendCharger(result_text(reply.msg_id, {**reply.payload, "transactionId": local}))]
@@ -92,11 +106,10 @@ class BillingPart:
         key = None if key is None else str(key)
         if key not in self.billed_tx or key in self.stop_requested or not p.get("meterValue"):
             return []
-        return self._ask(Asked(call, "running", tx_key=key), "running",
-                         {"charger_id": self.charger_id, "tx_key": key})
+        return self._ask(Asked(call, Waits.RUNNING, tx_key=key), RunningCost(self.charger_id, key))
 
-    def _stop_if_exhausted(self, tx_key: str | None, result: dict) -> list[Action]:
-        if not result.get("stop") or tx_key is None or tx_key in self.stop_requested:
+    def _stop_if_exhausted(self, tx_key: str | None, result: Running) -> list[Action]:
+        if not result.stop or tx_key is None or tx_key in self.stop_requested:
             return []
         self.stop_requested.add(tx_key)
         if self.version == "1.6":
@@ -105,25 +118,26 @@ class BillingPart:
             _, actions = self.call("RequestStopTransaction", {"transactionId": tx_key})
         return actions
 
-    def _decided_reply(self, call: Call, frame: CallResult, decided: dict) -> list[Action]:
+    def _decided_reply(self, call: Call, frame: CallResult, decided: Decision) -> list[Action]:
         """Upstream's answer to a forwarded start of a card the edge decided: upstream's ids, the edge's status."""
         p = frame.payload
         if call.action == "StartTransaction":
-            local = decided["tx_id"]
+            local = decided.tx_id
+            assert local is not None
             upstream_id = p.get("transactionId")
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
             self.tx_map[local] = upstream_id
-            info = {**(p.get("idTagInfo") or {}), "status": decided["status"]}
+            info = {**(p.get("idTagInfo") or {}), "status": decided.status}
             upstream_status = (p.get("idTagInfo") or {}).get("status")
             actions: list[Action] = []
-            if decided["status"] == "Accepted" and (upstream_id <= 0 or upstream_status != "Accepted"):
+            if decided.status == "Accepted" and (upstream_id <= 0 or upstream_status != "Accepted"):
                 actions.append(Notice("upstream_refused_live", (
                     f"upstream refused transaction {local} (transactionId {upstream_id}, status {upstream_status})"
                     " that the edge accepted for its own card: it runs, and its frames go up with that id")))
             return actions + [
-                Persist([("tx_map", {"id": local, "upstream_tx_id": upstream_id, "upstream_status": upstream_status})]),
+                Persist([TxMap(local, upstream_id, upstream_status)]),
                 SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
         if "idTokenInfo" in p or call.payload.get("idToken"):
-            info = {**(p.get("idTokenInfo") or {}), "status": decided["status"]}
+            info = {**(p.get("idTokenInfo") or {}), "status": decided.status}
             return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]
         return [Persist([]), SendCharger(frame.text)]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
 from edge.backoff import STABLE_AFTER, Backoff, RateLimit
-from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config
 from edge.controller.actions import (
@@ -27,6 +26,8 @@ from edge.controller.actions import (
     Action,
     Ask,
     CloseCharger,
+    Decide,
+    Decision,
     EdgeCallDone,
     Learned,
     LinkSettings,
@@ -35,14 +36,17 @@ from edge.controller.actions import (
     Persist,
     QueueItem,
     ResetUpstream,
+    Running,
     SendCharger,
     SendUpstream,
 )
 from edge.controller.authorize import Authorizer
 from edge.controller.link import ChargerLink
+from edge.controller.records import AuthCache, ChargerConnected, ChargerDisconnected
 from edge.controller.wire import VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
 from edge.metrics import NOTICES, Metrics
 from edge.ocpp import persist
+from edge.ocpp.persist import ask_billing
 from edge.ocpp.transport import Link
 from edge.operations import local_list
 from edge.operations.local_list import ListWatch
@@ -149,7 +153,7 @@ class ChargerSession:
         cfg = site.cfg
         self.link = await self._new_link()
         settings = self.link.settings
-        seen = [("charger_connected", {"charger_id": self.charger_id, "version": self.version, "ts": now_iso()})]
+        seen = [ChargerConnected(self.charger_id, self.version, now_iso())]
         site.store.write_soon(lambda c: persist.apply(c, seen))
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
@@ -170,7 +174,7 @@ class ChargerSession:
             for fut in self.calls.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("charger disconnected"))
-            gone = [("charger_disconnected", {"charger_id": self.charger_id, "ts": now_iso()})]
+            gone = [ChargerDisconnected(self.charger_id, now_iso())]
             site.store.write_soon(lambda c: persist.apply(c, gone))
             log.info("charger %s disconnected", self.charger_id)
             self.done.set()
@@ -337,7 +341,7 @@ class ChargerSession:
                     self.up.close(1011, reason)
             case Learned(row=row):
                 site.authorizer.remember(row)
-                learned = [("auth_cache", row)]
+                learned = [AuthCache(row)]
                 site.store.write_soon(lambda c: persist.apply(c, learned))
             case Notice(counter=counter, text=text):
                 counted = NOTICES[counter]
@@ -360,14 +364,13 @@ class ChargerSession:
             match a:
                 case Persist(ops=ops):
                     await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
-                case Ask(ask_id=ask_id, kind=kind, data=data):
-                    fn = billing.decide if kind == "decide" else billing.running
+                case Ask(ask_id=ask_id, question=question):
                     try:
-                        result = await site.store.write(lambda c, fn=fn, data=data: fn(c, **data))
+                        result = await site.store.write(lambda c, q=question: ask_billing(c, q))
                     except Exception:
-                        log.exception("billing %s failed for %s", kind, self.charger_id)
+                        log.exception("billing failed for %s (%s)", self.charger_id, question)
                         site.metrics.errors["billing"] += 1
-                        result = {"known": False, "stop": False}
+                        result = Decision(known=False) if isinstance(question, Decide) else Running(stop=False)
                     await self._execute(self.link.answered(ask_id, result))  # type: ignore[union-attr]
 
     async def _local_list_loop(self) -> None:

@@ -1,4 +1,5 @@
-"""The row writers the local controller's Persist actions name: ``OPS[kind](conn, data)``.
+"""The row writers for the local controller's `Persist` actions: one per record type of
+`edge.controller.records`, called with that record's fields as a dict (`edge.ocpp.persist` pairs them).
 
 Kept apart from the controller so that the controller stays free of SQL and the writers can be tested
 against a real database on their own. They only write rows: what a stopped session costs is billing's
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 
 from edge.clock import boot_id, clock_synced, now_iso
 
 
-def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
+def charger_boot(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO chargers (id, ocpp_version, vendor, model, serial, firmware, first_seen, last_seen, last_boot)"
         " VALUES (:charger_id, :version, :vendor, :model, :serial, :firmware, :ts, :ts, :ts)"
@@ -22,43 +22,43 @@ def _charger_boot(conn: sqlite3.Connection, d: dict) -> None:
         " firmware=:firmware, last_seen=:ts, last_boot=:ts", d)
 
 
-def _charger_connected(conn: sqlite3.Connection, d: dict) -> None:
+def charger_connected(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("INSERT INTO chargers (id, ocpp_version, first_seen, last_seen, connected)"
                  " VALUES (:charger_id, :version, :ts, :ts, 1) ON CONFLICT (id) DO UPDATE SET connected = 1,"
                  " ocpp_version = excluded.ocpp_version, last_seen = excluded.last_seen", d)
 
 
-def _charger_disconnected(conn: sqlite3.Connection, d: dict) -> None:
+def charger_disconnected(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("UPDATE chargers SET connected = 0, last_seen = :ts WHERE id = :charger_id", d)
 
 
-def _status(conn: sqlite3.Connection, d: dict) -> None:
+def status(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO connector_status (charger_id, evse_id, connector_id, status, error_code, timestamp)"
         " VALUES (:charger_id, :evse_id, :connector_id, :status, :error_code, :ts)"
         " ON CONFLICT DO UPDATE SET status=:status, error_code=:error_code, timestamp=:ts", d)
 
 
-def _replay_set(conn: sqlite3.Connection, d: dict) -> None:
+def replay_set(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("INSERT INTO replay_state (charger_id, key, frame, pending) VALUES (:charger_id, :key, :frame, 1)"
                  " ON CONFLICT DO UPDATE SET frame=:frame, pending=1", d)
 
 
-def _replay_done(conn: sqlite3.Connection, d: dict) -> None:
+def replay_done(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("UPDATE replay_state SET pending=0 WHERE charger_id=:charger_id AND key=:key AND frame=:frame", d)
 
 
-def _enqueue(conn: sqlite3.Connection, d: dict) -> None:
+def enqueue(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("INSERT INTO upstream_queue (charger_id, seq, msg_id, action, frame, tx_id, created)"
                  " VALUES (:charger_id, :seq, :msg_id, :action, :frame, :tx_id, :created)",
                  {**d, "created": now_iso()})
 
 
-def _dequeue(conn: sqlite3.Connection, d: dict) -> None:
+def dequeue(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("DELETE FROM upstream_queue WHERE charger_id=:charger_id AND seq=:seq", d)
 
 
-def _tx_start(conn: sqlite3.Connection, d: dict) -> None:
+def tx_start(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
         " meter_start, started_at, started_offline, upstream_tx_id, upstream_status, boot_id, clock_synced)"
@@ -67,17 +67,17 @@ def _tx_start(conn: sqlite3.Connection, d: dict) -> None:
         {**d, "boot_id": boot_id(), "clock_synced": int(clock_synced())})
 
 
-def _tx_map(conn: sqlite3.Connection, d: dict) -> None:
+def tx_map(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("UPDATE transactions SET upstream_tx_id=:upstream_tx_id, upstream_status=:upstream_status"
                  " WHERE id=:id", d)
 
 
-def _tx_upstream_status(conn: sqlite3.Connection, d: dict) -> None:
+def tx_upstream_status(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("UPDATE transactions SET upstream_status=:status WHERE charger_id=:charger_id AND tx_key=:tx_key",
                  d)
 
 
-def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
+def tx_stop(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "UPDATE transactions SET meter_stop=:meter_stop, stopped_at=:stopped_at, stop_reason=:reason,"
         " energy_wh=CASE WHEN meter_start IS NULL OR :meter_stop IS NULL THEN NULL"
@@ -85,7 +85,7 @@ def _tx_stop(conn: sqlite3.Connection, d: dict) -> None:
         " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
 
 
-def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
+def tx_event(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
         "INSERT INTO transactions (id, charger_id, tx_key, ocpp_version, evse_id, connector_id, id_tag,"
         " meter_start, started_at, boot_id, clock_synced) VALUES (:id, :charger_id, :tx_key, :version, :evse_id,"
@@ -102,25 +102,15 @@ def _tx_event(conn: sqlite3.Connection, d: dict) -> None:
                      " WHERE charger_id=:charger_id AND tx_key=:tx_key AND stopped_at IS NULL", d)
 
 
-def _meter(conn: sqlite3.Connection, d: dict) -> None:
+def meter(conn: sqlite3.Connection, d: dict) -> None:
     conn.executemany(
         "INSERT INTO meter_values (charger_id, tx_key, connector_id, timestamp, measurand, phase, unit, context,"
         " value) VALUES (:charger_id, :tx_key, :connector_id, :timestamp, :measurand, :phase, :unit, :context,"
         " :value)", d["rows"])
 
 
-def _auth_cache(conn: sqlite3.Connection, d: dict) -> None:
+def auth_cache(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute("INSERT INTO auth_cache (id_tag, status, expires, info, updated) VALUES (?, ?, ?, ?, ?)"
                  " ON CONFLICT DO UPDATE SET status=excluded.status, expires=excluded.expires,"
                  " updated=excluded.updated",
                  (d["id_tag"], d["status"], d["expires"], json.dumps(d), now_iso()))
-
-
-OPS: dict[str, Callable[[sqlite3.Connection, dict], None]] = {
-    "charger_boot": _charger_boot, "charger_connected": _charger_connected,
-    "charger_disconnected": _charger_disconnected, "status": _status, "replay_set": _replay_set, "replay_done": _replay_done,
-    "enqueue": _enqueue, "dequeue": _dequeue, "tx_start": _tx_start, "tx_map": _tx_map,
-    "tx_upstream_status": _tx_upstream_status, "tx_stop": _tx_stop,
-    "tx_event": _tx_event, "meter": _meter, "auth_cache": _auth_cache,
-}
-
