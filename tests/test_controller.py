@@ -159,7 +159,7 @@ def test_late_answer_is_used_not_lost():
     # the charger goes on; its meter values wait behind the start (upstream's id is not known yet)
     acts = link.from_charger(call("m1", "MeterValues", meter(local)))
     assert sent(acts, SendUpstream) == [] and sent(acts, SendCharger) == [[3, "m1", {}]]
-    assert [q.action for q in link.queue] == ["StartTransaction", "MeterValues"]
+    assert [q.action for q in link.replay.items] == ["StartTransaction", "MeterValues"]
     clock.t += 9  # 15 s after the start: upstream answers
     acts = link.from_upstream(json.dumps([3, "s1", {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}]))
     assert sent(acts, SendCharger) == []  # the charger had its answer long ago
@@ -167,7 +167,7 @@ def test_late_answer_is_used_not_lost():
     assert [m[1:3] for m in sent(acts, SendUpstream)] == [["m1", "MeterValues"]]
     assert sent(acts, SendUpstream)[0][3]["transactionId"] == 4242
     acts = link.from_upstream('[3, "m1", {}]')
-    assert link.state == LIVE and not link.queue and link.tx_map[local] == 4242
+    assert link.state == LIVE and not link.replay.items and link.tx.id_map[local] == 4242
 
 
 def test_a_link_silent_for_stall_timeout_is_reset_and_the_frame_in_flight_goes_again_with_its_id():
@@ -233,7 +233,7 @@ def test_offline_session_queued_then_replayed_in_order_with_rewrites():
     link.from_charger(call("m1", "MeterValues", meter(local)))
     link.from_charger(call("x1", "StopTransaction", stop(local)))
     link.from_charger('[2,"h1","Heartbeat",{}]')  # not queued
-    assert [q.action for q in link.queue] == ["StartTransaction", "MeterValues", "StopTransaction"]
+    assert [q.action for q in link.replay.items] == ["StartTransaction", "MeterValues", "StopTransaction"]
 
     # upstream returns: boot, latest status, then the queue, one at a time
     upstream = []
@@ -247,7 +247,7 @@ def test_offline_session_queued_then_replayed_in_order_with_rewrites():
                  "StartTransaction": {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}}.get(expect, {})
         acts = link.from_upstream(json.dumps([3, msg[0][1], reply]))
         assert sent(acts, SendCharger) == []  # the charger was answered long ago
-    assert link.state == LIVE and not link.queue
+    assert link.state == LIVE and not link.replay.items
     assert upstream[1][3]["status"] == "Charging"  # only the latest status
     assert [m[1] for m in upstream] == ["b1", "st2", "s1", "m1", "x1"]  # original message ids
     assert upstream[3][3]["transactionId"] == 4242 and upstream[4][3]["transactionId"] == 4242
@@ -268,7 +268,7 @@ def test_replay_refused_with_zero_still_sends_the_rest_with_that_id_and_says_so(
     assert sent(acts, SendUpstream)[0][:3] == [2, "x1", "StopTransaction"]
     assert sent(acts, SendUpstream)[0][3]["meterStop"] == 900
     link.from_upstream('[3, "x1", {}]')
-    assert link.state == LIVE and not link.queue
+    assert link.state == LIVE and not link.replay.items
     # a session still running when upstream refused its replayed start: its live frames go up, not answered
     # by the edge
     link.upstream_down()
@@ -340,7 +340,7 @@ def test_replay_survives_a_new_link_from_stored_state():
     local = sent(link.from_charger(call("s1", "StartTransaction", START)), SendCharger)[0][2]["transactionId"]
     link.from_charger(call("x1", "StopTransaction", stop(local)))
     # the daemon dies; the store holds the queue and the open mapping
-    state = LinkState(queue=[QueueItem(q.seq, q.msg_id, q.action, q.frame, q.tx_id) for q in link.queue],
+    state = LinkState(queue=[QueueItem(q.seq, q.msg_id, q.action, q.frame, q.tx_id) for q in link.replay.items],
                       tx_map={local: None})
     fresh = make(state=state)
     acts = fresh.upstream_up()
@@ -428,7 +428,7 @@ def test_restarted_upstream_reusing_an_id_targets_the_running_session():
                   SendCharger)[0][2]["transactionId"]
     down = sent(link.from_upstream(call("r1", "RemoteStopTransaction", {"transactionId": 1})), SendCharger)[0]
     assert down[3] == {"transactionId": second} and second != first
-    assert first not in link.tx_map
+    assert first not in link.tx.id_map
 
 
 def test_forwarded_stop_is_durable_before_the_charger_hears_back():

@@ -55,7 +55,7 @@ def test_a_known_card_waits_for_billing_and_the_charger_hears_its_decision():
     actions = lk.answered(ask.ask_id, Decision(True, "Accepted", tx, 50000))
     (answer,) = frames(actions, SendCharger)
     assert answer[2] == {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}
-    assert str(tx) in lk.billed_tx
+    assert str(tx) in lk.tx.billed
 
 
 def test_a_refused_card_is_told_so_and_nothing_is_watched():
@@ -121,4 +121,4 @@ def test_proxy_live_the_edge_decides_its_card_and_upstream_gives_the_id():
     actions = lk.from_upstream(json.dumps([3, "s1", {"transactionId": 555, "idTagInfo": {"status": "Invalid"}}]))
     answer = frames(actions, SendCharger)[0]
     assert answer[2] == {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}, "the edge's word on its card"
-    assert lk.tx_map[tx] == 555
+    assert lk.tx.id_map[tx] == 555

@@ -13,8 +13,13 @@
 
 Each returns a list of actions (`edge.controller.actions`) for the asyncio shell (`edge.ocpp.session`) to carry out in order:
 `Persist` (commit these store ops; if `wait`, before doing anything that follows), `SendCharger`,
-`SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone`, `Ask` and `Notice`. The parts for the site's own cards
-(`edge.controller.site_cards`) and for replay and 1.6 id rewriting (`edge.controller.replay`) are mixins of the same object.
+`SendUpstream`, `CloseCharger`, `ResetUpstream`, `EdgeCallDone`, `Ask`, `Notice` and `Learned`.
+
+Its state is declared in owned parts: `tx` (`edge.controller.transactions.Transactions`: the 1.6 id map, the
+sessions on a hold, ...) and `replay` (`edge.controller.replay.ReplayQueue`: the durable queue's copy, the
+latest Boot and Status); the link itself keeps only the upstream state and the calls in flight. The steps
+for the site's own cards (`edge.controller.site_cards`) and for replay (`edge.controller.replay`) are mixins
+of the same object: they drive that state, and live apart so that the protocol core reads on its own.
 
 Upstream state, in proxy mode::
 
@@ -47,7 +52,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from typing import Any
 
 from edge.controller import observe
@@ -81,8 +86,9 @@ from edge.controller.actions import (
 from edge.controller.answers import answer, is_queued
 from edge.controller.authorize import Authorizer, id_token_of
 from edge.controller.records import Enqueue, StoreOp
-from edge.controller.replay import ReplayPart
+from edge.controller.replay import ReplayPart, ReplayQueue
 from edge.controller.site_cards import BillingPart
+from edge.controller.transactions import Transactions
 from edge.controller.wire import (
     Call,
     CallError,
@@ -108,9 +114,8 @@ class ChargerLink(BillingPart, ReplayPart):
     next event is fed**: a `Persist` with `wait` must be committed before anything after it is done; an
     `Ask` must be run and its result fed back with `answered(ask_id, result)`, whose actions then take its
     place; a `Learned` updates the site's authorization cache. The link keeps its own state (the durable
-    queue's copy, the 1.6 id map, what waits on a deadline) and reads no socket, no database and no clock
-    but the two it is given. The parts for the site's own cards (`site_cards`) and for replay (`replay`) are
-    mixins that share this state.
+    queue's copy in `replay`, the transactions in play in `tx`, what waits on a deadline) and reads no
+    socket, no database and no clock but the two it is given.
     """
 
     def __init__(self, charger_id: str, version: str, settings: LinkSettings, authorizer: Authorizer,
@@ -127,25 +132,14 @@ class ChargerLink(BillingPart, ReplayPart):
         self.clock = clock
         self.wall = wall
         state = state or LinkState()
-        self.queue: deque[QueueItem] = deque(sorted(state.queue, key=lambda q: q.seq))
-        self.next_seq = (self.queue[-1].seq + 1) if self.queue else 1
-        self.replay = dict(state.replay)
-        # 1.6 transactions still in play: open, or stopped but with frames still to replay. An entry goes
-        # once upstream has its Stop, so that an id a restarted upstream hands out again maps to the live one.
-        self.tx_map = dict(state.tx_map)
-        self.stopped_tx = set(state.stopped_tx)
-        self.open_tx_keys = set(state.open_tx_keys)
-        self.queued_tx: Counter[str] = Counter(self._item_tx_key(q) for q in self.queue)
-        self.billed_tx = set(state.billed_tx)
-        self.stop_requested: set[str] = set()
+        self.replay = ReplayQueue.load(state.queue, state.replay)  # what waits for upstream's return
+        self.tx = Transactions(version, dict(state.tx_map), set(state.stopped_tx), set(state.open_tx_keys),
+                               set(state.billed_tx))
         self.asks: dict[int, Asked] = {}
         self._ask_ids = itertools.count(1)
         self.state: Upstream = DOWN
         self.epoch = 0  # bumps on every upstream connection
         self.answers = 0  # answers upstream gave on this connection (the shell's backoff trusts a link that answers)
-        self.retry_at: float | None = None  # replay: when to send the head of the queue again (see ReplayPart)
-        self._retried: set[int] = set()  # queue seqs already retried once
-        self._last_replayed: tuple[str, str | None, float] | None = None  # (action, idTag, when)
         self.up_pending: dict[str, UpPending] = {}
         self.to_charger: dict[str, ChargerPending] = {}
         self.upstream_calls: deque[tuple[str, str, str, str | None]] = deque()  # (id, action, text, tx)
@@ -155,17 +149,7 @@ class ChargerLink(BillingPart, ReplayPart):
     @property
     def waiting(self) -> bool:
         """Something waits on a deadline: `tick` has work to do."""
-        return bool(self.up_pending or self.to_charger or self.retry_at is not None)
-
-    def _item_tx_key(self, item: QueueItem) -> str:
-        if item.tx_id is not None:
-            return str(item.tx_id)
-        if item.action == "TransactionEvent":
-            try:
-                return parse(item.frame).payload["transactionInfo"]["transactionId"]  # type: ignore[union-attr]
-            except (FrameError, KeyError, TypeError):
-                return ""
-        return ""
+        return bool(self.up_pending or self.to_charger or self.replay.retry_at is not None)
 
     # -- events ----------------------------------------------------------------------------------------
     def from_charger(self, text: str | bytes) -> list[Action]:
@@ -206,7 +190,7 @@ class ChargerLink(BillingPart, ReplayPart):
             return []
         self.epoch += 1
         self.answers = 0
-        self.retry_at, self._last_replayed = None, None
+        self.replay.retry_at, self.replay.last_replayed = None, None
         self.state = REPLAYING
         return self._replay_next()
 
@@ -242,7 +226,7 @@ class ChargerLink(BillingPart, ReplayPart):
         elif not self.settings.strict:  # strict: never answered locally; the charger waits for upstream
             for p in [p for p in self.up_pending.values() if p.kind is Sent.LIVE and p.deadline <= now]:
                 actions += self._went_late(p)
-        if self.retry_at is not None and self.retry_at <= now:
+        if self.replay.retry_at is not None and self.replay.retry_at <= now:
             actions += self._replay_next()
         for msg_id in [m for m, p in self.to_charger.items() if p.deadline <= now]:
             p = self.to_charger.pop(msg_id)
@@ -265,7 +249,7 @@ class ChargerLink(BillingPart, ReplayPart):
         if asked.kind is Waits.UPSTREAM_START:
             return self._after_upstream_start(asked, result)
         if asked.kind is Waits.START and result.hold_minor:
-            self.billed_tx.add(self._tx_key_of(call, result))
+            self.tx.billed.add(self._tx_key_of(call, result))
         if asked.kind is Waits.AUTHORIZE or result.repeat:
             return self._answer_locally(call, offline=False, decided=result, record=False)
         if asked.sent or self.settings.standalone or self.state != LIVE:
@@ -293,7 +277,7 @@ class ChargerLink(BillingPart, ReplayPart):
         return self._forward(call)
 
     def _forward(self, call: Call, decided: Decision | None = None) -> list[Action]:
-        text = self._to_upstream_text(call)
+        text = self.tx.to_upstream_text(call)
         now = self.clock()
         self.up_pending[call.msg_id] = UpPending(Sent.LIVE, call, now + self.settings.call_timeout,
                                                   now + self.settings.stall_timeout, sent_text=text,
@@ -323,9 +307,9 @@ class ChargerLink(BillingPart, ReplayPart):
 
     def _tx_event_id(self, payload: dict) -> int | None:
         key = (payload.get("transactionInfo") or {}).get("transactionId")
-        if key is None or key in self.open_tx_keys:
+        if key is None or key in self.tx.open_keys:
             return None
-        self.open_tx_keys.add(key)
+        self.tx.open_keys.add(key)
         return self.new_tx_id()
 
     def _learn(self, call: Call, frame: CallResult | CallError) -> list[Action]:
@@ -391,7 +375,7 @@ class ChargerLink(BillingPart, ReplayPart):
             else:
                 tx_id = self.new_tx_id()
                 ops: list[StoreOp] = [observe.start_op_16(self.charger_id, tx_id, p, offline=offline)]
-            self.tx_map[tx_id] = None
+            self.tx.id_map[tx_id] = None
             return ops, tx_id, tx_id
         ops = [] if sent else self._observe_ops(call)  # a sent one was recorded on its way up
         if a in ("BootNotification", "StatusNotification"):
@@ -400,11 +384,11 @@ class ChargerLink(BillingPart, ReplayPart):
             return ops, None, None
         queue_tx = p["transactionId"] if a in ("StopTransaction", "MeterValues") and \
             isinstance(p.get("transactionId"), int) else None
-        if a == "StopTransaction" and queue_tx in self.tx_map:
+        if a == "StopTransaction" and queue_tx in self.tx.id_map:
             if offline and is_queued(self.version, a):
-                self.stopped_tx.add(queue_tx)  # its mapping stays until upstream has the Stop
+                self.tx.stopped.add(queue_tx)  # its mapping stays until upstream has the Stop
             else:
-                self._forget_tx(queue_tx)
+                self.tx.forget(queue_tx)
         return ops, None, queue_tx
 
     def _enqueue(self, call: Call, queue_tx: int | None, sent: bool) -> Enqueue:
@@ -412,10 +396,7 @@ class ChargerLink(BillingPart, ReplayPart):
         text = call.text
         if call.action == "TransactionEvent" and not sent:  # the cloud must know it did not get this one live
             text = call_text(call.msg_id, call.action, {**call.payload, "offline": True})
-        item = QueueItem(self.next_seq, call.msg_id, call.action, text, queue_tx)
-        self.next_seq += 1
-        self.queue.append(item)
-        self.queued_tx[self._item_tx_key(item)] += 1
+        item = self.replay.push(call.msg_id, call.action, text, queue_tx)
         return Enqueue(self.charger_id, item.seq, item.msg_id, item.action, item.frame, item.tx_id)
 
     def _charger_reply(self, frame: CallResult | CallError) -> list[Action]:
@@ -431,22 +412,15 @@ class ChargerLink(BillingPart, ReplayPart):
         elif pending.epoch == self.epoch and self.state != DOWN:
             text = frame.text
             if (pending.action == "GetTransactionStatus" and isinstance(frame, CallResult)
-                    and self._edge_holds(pending.tx_key)):
+                    and self.replay.holds(pending.tx_key)):
                 text = result_text(frame.msg_id, {**frame.payload, "messagesInQueue": True})
             actions.append(SendUpstream(text))
         return actions + self._next_to_charger()
 
-    def _edge_holds(self, tx_key: str | None) -> bool:
-        if tx_key is None:
-            return bool(self.queue)
-        return self.queued_tx.get(tx_key, 0) > 0
-
     # -- upstream → edge -----------------------------------------------------------------------------
     def _upstream_call(self, call: Call) -> list[Action]:
-        text, tx_key = call.text, None
-        if self.version == "1.6":
-            text = self._from_upstream_text(call)
-        elif call.action == "GetTransactionStatus":
+        text, tx_key = self.tx.from_upstream_text(call), None
+        if self.version != "1.6" and call.action == "GetTransactionStatus":
             tx_key = call.payload.get("transactionId")
         self.upstream_calls.append((call.msg_id, call.action, text, tx_key))
         return self._next_to_charger()
@@ -488,14 +462,14 @@ class ChargerLink(BillingPart, ReplayPart):
             upstream_id = p.get("transactionId")
             local = self.new_tx_id(upstream_id) if type(upstream_id) is int and upstream_id > 0 else self.new_tx_id()
             status = (info or {}).get("status")
-            self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
+            self.tx.id_map[local] = upstream_id if isinstance(upstream_id, int) else 0
             actions.append(Persist([observe.start_op_16(self.charger_id, local, call.payload, offline=False,
-                                                        upstream_tx_id=self.tx_map[local],
+                                                        upstream_tx_id=self.tx.id_map[local],
                                                         upstream_status=status)]))
             actions.append(SendCharger(result_text(frame.msg_id, {**p, "transactionId": local})))
             return actions
         if self.version == "1.6" and call.action == "StopTransaction":
-            self._forget_tx(call.payload.get("transactionId"))
+            self.tx.forget(call.payload.get("transactionId"))
         if call.action in _SESSION_ACTIONS:
             actions.append(Persist([]))  # what was recorded on the way up is durable before the charger hears
         actions.append(SendCharger(frame.text))

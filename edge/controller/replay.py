@@ -1,6 +1,7 @@
 """The local controller's part for upstream's return: replaying Boot, Status and the durable queue in
-order, answers that come late, and rewriting OCPP 1.6 transaction ids between the edge's and upstream's. A
-mixin of `ChargerLink` (it shares the link's state); kept apart so that the protocol core reads on its own.
+order, and answers that come late. Its state is the link's `ReplayQueue` (below); the replay steps are a
+part of `ChargerLink` (a mixin: they move the link's upstream state and its calls in flight), kept apart so
+that the protocol core reads on its own. The 1.6 id rewriting is `edge.controller.transactions`.
 
 A replayed 1.6 start that upstream refuses (transactionId 0, or a status other than Accepted) is never
 dropped in silence: the session's meter values and stop still go up, with the id upstream gave, so that the
@@ -13,6 +14,8 @@ again once, after `RETRY_PAUSE`, with a new message id.
 from __future__ import annotations
 
 import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge.controller import observe
@@ -28,10 +31,95 @@ from edge.controller.actions import (
     UpPending,
 )
 from edge.controller.records import Dequeue, ReplayDone, ReplaySet, StoreOp, TxMap, TxUpstreamStatus
-from edge.controller.wire import Call, CallError, CallResult, call_text, parse
+from edge.controller.wire import Call, CallError, CallResult, FrameError, call_text, parse
 
 RETRY_PAUSE = 2.0  # seconds before a start refused with ConcurrentTx right after its card's stop goes again
 RETRY_WINDOW = 10.0  # "right after": the stop's answer came at most this long before the refusal
+
+
+@dataclass
+class ReplayQueue:
+    """What one charger has for upstream's return, declared in one place (`ChargerLink.replay`): the durable
+    queue's copy in order, the latest Boot and Status per connector (`latest`: key → (frame, still to send)),
+    how many queued frames each transaction has, and the bookkeeping of the one retry. Plain data, no I/O."""
+
+    items: deque[QueueItem] = field(default_factory=deque)
+    latest: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    next_seq: int = 1
+    queued: Counter[str] = field(default_factory=Counter)  # transaction key → frames of it in `items`
+    retry_at: float | None = None  # when to send the head again (a start refused with ConcurrentTx)
+    retried: set[int] = field(default_factory=set)  # seqs already retried once
+    last_replayed: tuple[str, str | None, float] | None = None  # (action, idTag, when)
+
+    @classmethod
+    def load(cls, items: list[QueueItem], latest: dict[str, tuple[str, bool]]) -> ReplayQueue:
+        q = cls(deque(sorted(items, key=lambda i: i.seq)), dict(latest))
+        q.next_seq = (q.items[-1].seq + 1) if q.items else 1
+        q.queued = Counter(tx_key_of(i) for i in q.items)
+        return q
+
+    def push(self, msg_id: str, action: str, frame: str, tx_id: int | None) -> QueueItem:
+        item = QueueItem(self.next_seq, msg_id, action, frame, tx_id)
+        self.next_seq += 1
+        self.items.append(item)
+        self.queued[tx_key_of(item)] += 1
+        return item
+
+    def pop(self, item: QueueItem) -> None:
+        """`item` is upstream's now."""
+        if self.items and self.items[0] is item:
+            self.items.popleft()
+        self.queued[tx_key_of(item)] -= 1
+
+    def holds(self, tx_key: str | None) -> bool:
+        """Frames still queued (of transaction `tx_key`, or at all)."""
+        return bool(self.items) if tx_key is None else self.queued.get(tx_key, 0) > 0
+
+    def next_latest(self) -> str | None:
+        """The Boot, then each connector's Status, still to send (before the queue)."""
+        if self.latest.get("boot", ("", False))[1]:
+            return "boot"
+        for key, (_, pending) in sorted(self.latest.items()):
+            if pending and key.startswith("status:"):
+                return key
+        return None
+
+    def remember(self, call: Call) -> str:
+        """Keep a Boot or Status (the latest of each kind goes up before the queue); its key."""
+        if call.action == "BootNotification":
+            key = "boot"
+            # A new boot makes earlier statuses stale: the charger will send fresh ones.
+            for k in [k for k in self.latest if k.startswith("status:")]:
+                self.latest[k] = (self.latest[k][0], False)
+        else:
+            evse, connector = observe.status_key(call.payload)
+            key = f"status:{evse}:{connector}"
+        self.latest[key] = (call.text, True)
+        return key
+
+    def sent_latest(self, key: str, text: str) -> None:
+        """Upstream has the Boot or Status `text` (still the latest of its key, unless a newer one came)."""
+        if self.latest[key][0] == text:
+            self.latest[key] = (text, False)
+
+    def may_retry(self, item: QueueItem, call: Call, now: float) -> bool:
+        """A start refused with ConcurrentTx just after the same card's stop was replayed (the cloud had not
+        closed that session yet), and not retried before."""
+        last = self.last_replayed
+        return (item.seq not in self.retried and last is not None and last[0] == "StopTransaction"
+                and last[1] in (None, call.payload.get("idTag")) and now - last[2] <= RETRY_WINDOW)
+
+
+def tx_key_of(item: QueueItem) -> str:
+    """The transaction a queued frame belongs to ("" for none)."""
+    if item.tx_id is not None:
+        return str(item.tx_id)
+    if item.action == "TransactionEvent":
+        try:
+            return parse(item.frame).payload["transactionInfo"]["transactionId"]  # type: ignore[union-attr]
+        except (FrameError, KeyError, TypeError):
+            return ""
+    return ""
 
 
 class ReplayPart:
@@ -39,33 +127,26 @@ class ReplayPart:
         if self.state != REPLAYING or self.up_pending:
             return []
         retry = False
-        if self.retry_at is not None:
-            if self.retry_at > self.clock():
+        rq = self.replay
+        if rq.retry_at is not None:
+            if rq.retry_at > self.clock():
                 return []  # `tick` comes back when it is time
-            self.retry_at, retry = None, True
-        key = self._next_replay_key()
+            rq.retry_at, retry = None, True
+        key = rq.next_latest()
         if key is not None:
-            frame = parse(self.replay[key][0])
+            frame = parse(rq.latest[key][0])
             assert isinstance(frame, Call)
             return self._send_replay(frame, key, frame.text)
-        if not self.queue:
+        if not rq.items:
             self.state = LIVE
             return []
-        item = self.queue[0]
+        item = rq.items[0]
         frame = parse(item.frame)
         assert isinstance(frame, Call)
         if retry:  # a new CALL: it needs an id of its own on this connection
             frame = parse(call_text(str(uuid.uuid4()), frame.action, frame.payload))
             assert isinstance(frame, Call)
-        return self._send_replay(frame, item, self._to_upstream_text(frame))
-
-    def _next_replay_key(self) -> str | None:
-        if self.replay.get("boot", ("", False))[1]:
-            return "boot"
-        for key, (_, pending) in sorted(self.replay.items()):
-            if pending and key.startswith("status:"):
-                return key
-        return None
+        return self._send_replay(frame, item, self.tx.to_upstream_text(frame))
 
     def _send_replay(self, frame: Call, item: Any, text: str) -> list[Action]:
         now = self.clock()
@@ -76,9 +157,7 @@ class ReplayPart:
     def _replay_reply(self, pending: UpPending, frame: CallResult | CallError) -> list[Action]:
         item = pending.item
         if isinstance(item, str):  # a boot or status frame
-            text, _ = self.replay[item]
-            if text == pending.call.text:
-                self.replay[item] = (text, False)
+            self.replay.sent_latest(item, pending.call.text)
             return [Persist([ReplayDone(self.charger_id, item, pending.call.text)])]
         ops: list[StoreOp] = []
         notices: list[Action] = []
@@ -87,13 +166,13 @@ class ReplayPart:
             upstream_id = p.get("transactionId")
             status = (p.get("idTagInfo") or {}).get("status")
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
-            if status == "ConcurrentTx" and self._may_retry(item, pending.call):
-                self._retried.add(item.seq)
-                self.retry_at = self.clock() + RETRY_PAUSE
+            if status == "ConcurrentTx" and self.replay.may_retry(item, pending.call, self.clock()):
+                self.replay.retried.add(item.seq)
+                self.replay.retry_at = self.clock() + RETRY_PAUSE
                 return [Notice("replay_retried", (
                     f"upstream refused replayed StartTransaction {item.msg_id} with ConcurrentTx right after"
                     f" that card's stop; sending it once more in {RETRY_PAUSE:g} s"))]
-            self.tx_map[item.tx_id] = upstream_id
+            self.tx.id_map[item.tx_id] = upstream_id
             ops.append(TxMap(item.tx_id, upstream_id, status))
             if upstream_id <= 0 or status != "Accepted":
                 notices.append(self._refused(f"transaction {item.tx_id}", f"transactionId {upstream_id}",
@@ -105,7 +184,7 @@ class ReplayPart:
                 ops.append(TxUpstreamStatus(self.charger_id, tx_key, status))
             if isinstance(frame, CallError) or status not in (None, "Accepted"):
                 notices.append(self._refused(f"transaction {tx_key}", f"status {status or frame.code}"))
-        self._last_replayed = (item.action, pending.call.payload.get("idTag"), self.clock())
+        self.replay.last_replayed = (item.action, pending.call.payload.get("idTag"), self.clock())
         return notices + self._dequeue(item, ops)
 
     def _refused(self, what: str, *why: str) -> Notice:
@@ -113,19 +192,10 @@ class ReplayPart:
             f"upstream refused replayed {what} ({', '.join(why)}): its later frames still go up,"
             " with upstream's id, for the cloud to reconcile"))
 
-    def _may_retry(self, item: QueueItem, call: Call) -> bool:
-        """A start refused with ConcurrentTx just after the same card's stop was replayed (the cloud had not
-        closed that session yet), and not retried before."""
-        last = self._last_replayed
-        return (item.seq not in self._retried and last is not None and last[0] == "StopTransaction"
-                and last[1] in (None, call.payload.get("idTag")) and self.clock() - last[2] <= RETRY_WINDOW)
-
     def _dequeue(self, item: QueueItem, ops: list[StoreOp] | None = None) -> list[Action]:
-        if self.queue and self.queue[0] is item:
-            self.queue.popleft()
+        self.replay.pop(item)
         if item.action == "StopTransaction" and item.tx_id is not None:
-            self._forget_tx(item.tx_id)
-        self.queued_tx[self._item_tx_key(item)] -= 1
+            self.tx.forget(item.tx_id)
         ops = (ops or []) + [Dequeue(self.charger_id, item.seq)]
         return [Persist(ops)]
 
@@ -148,66 +218,12 @@ class ReplayPart:
         """Upstream's answer to a CALL that went late: the charger has its answer; upstream now has the frame,
         so its queued copy goes (a 1.6 start's id is mapped) as for a replayed one."""
         actions = self._learn(pending.call, frame)
-        head = self.queue[0] if self.queue else None
+        head = self.replay.items[0] if self.replay.items else None
         if head is None or head.msg_id != pending.call.msg_id or head.action != pending.call.action:
             return actions  # nothing was queued for it (a Heartbeat, an Authorize)
         pending.item = head
         return actions + self._replay_reply(pending, frame)
 
     def _remember_for_replay(self, call: Call) -> list[StoreOp]:
-        """Keep a Boot or Status for upstream's return (the latest of each kind goes up before the queue)."""
-        cid = self.charger_id
-        if call.action == "BootNotification":
-            key = "boot"
-            # A new boot makes earlier statuses stale: the charger will send fresh ones.
-            for k in [k for k in self.replay if k.startswith("status:")]:
-                self.replay[k] = (self.replay[k][0], False)
-        else:
-            evse, connector = observe.status_key(call.payload)
-            key = f"status:{evse}:{connector}"
-        self.replay[key] = (call.text, True)
-        return [ReplaySet(cid, key, call.text)]
-
-    # -- 1.6 transaction id rewriting --------------------------------------------------------------------
-    def _to_upstream_text(self, call: Call) -> str:
-        """The text to send upstream for a charger's CALL: its own, or with the edge's transaction id
-        replaced by upstream's (0 too, if upstream refused the start with 0: the cloud still gets the frames)."""
-        if self.version != "1.6" or call.action not in ("MeterValues", "StopTransaction"):
-            return call.text
-        local = call.payload.get("transactionId")
-        if local not in self.tx_map:
-            return call.text  # not a transaction the edge numbered: pass it on as it is
-        upstream_id = self.tx_map[local]
-        if upstream_id is None:
-            return call.text  # start not yet replayed (cannot happen in order; keep the text)
-        if upstream_id == local:
-            return call.text  # the edge gave the charger upstream's own id
-        return call_text(call.msg_id, call.action, {**call.payload, "transactionId": upstream_id})
-
-    def _from_upstream_text(self, call: Call) -> str:
-        p = call.payload
-        if call.action == "RemoteStopTransaction":
-            local = self._u2l(p.get("transactionId"))
-            if local is not None and local != p.get("transactionId"):
-                return call_text(call.msg_id, call.action, {**p, "transactionId": local})
-        elif call.action == "SetChargingProfile":
-            profile = p.get("csChargingProfiles") or {}
-            local = self._u2l(profile.get("transactionId"))
-            if local is not None and local != profile.get("transactionId"):
-                return call_text(call.msg_id, call.action,
-                                 {**p, "csChargingProfiles": {**profile, "transactionId": local}})
-        return call.text
-
-
-    def _u2l(self, upstream_id: Any) -> int | None:
-        """The edge's id for upstream's: the newest open transaction with it, else the newest at all."""
-        if not isinstance(upstream_id, int) or upstream_id == 0:
-            return None
-        matches = sorted((local for local, up in self.tx_map.items() if up == upstream_id), reverse=True)
-        open_ones = [local for local in matches if local not in self.stopped_tx]
-        return (open_ones or matches or [None])[0]
-
-    def _forget_tx(self, local: Any) -> None:
-        """Upstream has (or will never have) the Stop of `local`: drop its mapping."""
-        self.tx_map.pop(local, None)
-        self.stopped_tx.discard(local)
+        """Keep a Boot or Status for upstream's return, durably."""
+        return [ReplaySet(self.charger_id, self.replay.remember(call), call.text)]

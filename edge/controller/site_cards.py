@@ -69,7 +69,7 @@ class BillingPart:
             return observe.start_op_16(self.charger_id, tx_id, p, offline=offline, upstream_tx_id=upstream_id,
                                        upstream_status=upstream_status)
         key = (p.get("transactionInfo") or {}).get("transactionId")
-        self.open_tx_keys.add(key)
+        self.tx.open_keys.add(key)
         evse = p.get("evse") or {}
         return TxStart(id=self.new_tx_id(), charger_id=self.charger_id, tx_key=key, version=self.version,
                        evse_id=evse.get("id"), connector_id=evse.get("connectorId"), id_tag=uid,
@@ -86,11 +86,11 @@ class BillingPart:
         reply = asked.upstream_reply
         assert reply is not None
         if result.hold_minor:
-            self.billed_tx.add(self._tx_key_of(asked.call, result))
+            self.tx.billed.add(self._tx_key_of(asked.call, result))
         if asked.call.action == "StartTransaction":
             local = result.tx_id
             upstream_id = reply.payload.get("transactionId")
-            self.tx_map[local] = upstream_id if isinstance(upstream_id, int) else 0
+            self.tx.id_map[local] = upstream_id if isinstance(upstream_id, int) else 0
             return [SendCharger(result_text(reply.msg_id, {**reply.payload, "transactionId": local}))]
         return [SendCharger(reply.text)]
 
@@ -104,14 +104,14 @@ class BillingPart:
         else:
             return []
         key = None if key is None else str(key)
-        if key not in self.billed_tx or key in self.stop_requested or not p.get("meterValue"):
+        if key not in self.tx.billed or key in self.tx.stop_requested or not p.get("meterValue"):
             return []
         return self._ask(Asked(call, Waits.RUNNING, tx_key=key), RunningCost(self.charger_id, key))
 
     def _stop_if_exhausted(self, tx_key: str | None, result: Running) -> list[Action]:
-        if not result.stop or tx_key is None or tx_key in self.stop_requested:
+        if not result.stop or tx_key is None or tx_key in self.tx.stop_requested:
             return []
-        self.stop_requested.add(tx_key)
+        self.tx.stop_requested.add(tx_key)
         if self.version == "1.6":
             _, actions = self.call("RemoteStopTransaction", {"transactionId": int(tx_key)})
         else:
@@ -126,7 +126,7 @@ class BillingPart:
             assert local is not None
             upstream_id = p.get("transactionId")
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
-            self.tx_map[local] = upstream_id
+            self.tx.id_map[local] = upstream_id
             info = {**(p.get("idTagInfo") or {}), "status": decided.status}
             upstream_status = (p.get("idTagInfo") or {}).get("status")
             actions: list[Action] = []
