@@ -91,6 +91,8 @@ if [ $DEV -eq 1 ]; then
   # for test machines only, never a Pi (the tests run their own pcscd in a private network namespace,
   # which iproute2 gives its loopback interface)
   apt_install vsmartcard-vpcd iproute2
+  # the store-safety tests make a database unwritable (chattr +i) and check as another user (runuser)
+  apt_install e2fsprogs util-linux
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

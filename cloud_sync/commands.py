@@ -7,12 +7,14 @@
 
 `apply(conn, kind, raw)` runs in the caller's transaction: the change and the `applied_commands` row commit
 together, so a command delivered twice (the broker's at-least-once, a restart in between) is applied once and
-answered the same way both times. A malformed or invalid command changes nothing and is answered
+answered the same way both times; the same id with other content (another amount, another card) is refused
+with `ok: false` and changes nothing. A malformed or invalid command changes nothing and is answered
 `ok: false` with the reason (also remembered, so its answer does not change either).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 
@@ -114,9 +116,14 @@ def apply(conn: sqlite3.Connection, kind: str, raw: bytes) -> dict:
         cmd_id, cmd = parse(raw)
     except CommandError as e:
         return {"id": None, "ok": False, "error": str(e)}
+    digest = _digest(kind, cmd)
     done = applied.answer_of(conn, cmd_id)
     if done is not None:
-        return {"id": cmd_id, **done, "repeat": True}
+        if done["digest"] not in (None, digest):
+            return {"id": cmd_id, "ok": False, "repeat": True, "error": (
+                f"command id {cmd_id} was used at {done['applied_at']} for a different command; this one was not"
+                " applied (send a new command with a new id)")}
+        return {"id": cmd_id, "ok": done["ok"], "error": done["error"], "repeat": True}
     try:
         with applied.savepoint(conn):
             if kind == "topup":
@@ -130,5 +137,10 @@ def apply(conn: sqlite3.Connection, kind: str, raw: bytes) -> dict:
         answer = {"id": cmd_id, "ok": True, "error": None, **result}
     except (CommandError, owner.OwnerError, cards.CardError, MoneyError, UidError, ValueError) as e:
         answer = {"id": cmd_id, "ok": False, "error": str(e)}
-    applied.remember(conn, cmd_id, kind, answer["ok"], answer["error"])
+    applied.remember(conn, cmd_id, kind, answer["ok"], answer["error"], digest)
     return answer
+
+
+def _digest(kind: str, cmd: dict) -> str:
+    """What a command says, whatever the order of its keys: the same id must always say the same."""
+    return hashlib.sha256(json.dumps([kind, cmd], sort_keys=True, separators=(",", ":")).encode()).hexdigest()

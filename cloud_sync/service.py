@@ -35,6 +35,7 @@ from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config
 from edge.store import outbox, reads
+from edge.store.guard import Lock
 from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper.sync")
@@ -46,7 +47,9 @@ class SyncService:
         self.mq = cfg.mqtt
         self.site = cfg.site.id
         self.prefix = f"{self.mq.topic_prefix}/{self.site}"
-        self.store = Store.open(cfg.store.path)
+        self.lock = Lock(cfg.store.path, "sync")  # one sync per site: two would knock each other off the broker
+        self.lock.acquire()
+        self.store = Store.open(cfg.store.path, create=False)
         billing.configure(billing.settings_from_config(cfg))
         self.events: queue.Queue[tuple] = queue.Queue()
         self.connected = False
@@ -203,6 +206,10 @@ class SyncService:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed ack: %r", payload[:100])
+            return
+        sent = max(self.cursor, outbox.last_sent(self.store.db.conn))
+        if upto > sent:
+            log.warning("refused an ack up to seq %d: only up to seq %d was sent (nothing marked done)", upto, sent)
             return
         self.store.write_now(lambda c: outbox.mark_done(c, upto))
 

@@ -316,6 +316,28 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("store.journal_max_rows: must be at least 10")
 
 
+SYSTEM_CONFIG = "/etc/sitekeeper/sitekeeper.toml"  # what `setup.sh --install` writes
+
+
+def _me() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def locate(explicit: str | None) -> str | None:
+    """Which config file to use, as the daemon and every command find it: `--config`, else
+    `$SITEKEEPER_CONFIG`, else /etc/sitekeeper/sitekeeper.toml if it exists, else None (the built-in demo)."""
+    if explicit:
+        return explicit
+    if os.environ.get("SITEKEEPER_CONFIG"):
+        return os.environ["SITEKEEPER_CONFIG"]
+    return SYSTEM_CONFIG if Path(SYSTEM_CONFIG).is_file() else None
+
+
 def load(path: str | Path | None = None) -> Config:
     """Read a TOML config file (or none: all defaults) and return the checked `Config`."""
     cfg = Config()
@@ -327,6 +349,13 @@ def load(path: str | Path | None = None) -> Config:
         data = tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a folder, not a file") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {p} as {_me()} (run as the service user: sudo -u sitekeeper sitekeeper ...,"
+                          " see docs/operations.md)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     sections = {f.name for f in dataclasses.fields(cfg)} - {"source"}

@@ -29,6 +29,7 @@ from edge.operations.local_list import ListWatch
 from edge.rfid.loop import run_reader
 from edge.rfid.taps import TapService
 from edge.store import reads
+from edge.store.guard import Lock, check_writable
 from edge.store.journal import Journal
 from edge.store.outbox import status
 from edge.store.sqlite import Store
@@ -54,7 +55,12 @@ class Edge:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        check_writable(cfg.store.path)  # refuse at once, naming the owner, rather than chargers left unanswered
+        self.lock = Lock(cfg.store.path, "edge")  # one edge per database
+        if cfg.store.path != ":memory:":
+            self.lock.acquire()
         self.store = Store.open(cfg.store.path)
+        self._store_problem: str | None = None
         self.metrics = Metrics()
         self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
         cache = {tag: CacheEntry(status, float(expires or 0))
@@ -111,8 +117,10 @@ class Edge:
 
     def health(self) -> dict:
         """`/healthz`: the mode, chargers and upstream links; in proxy mode what waits for upstream, and alerts."""
-        out = {"ok": True, "mode": self.cfg.upstream.mode, "chargers_connected": len(self.chargers.sessions),
-               "upstream_links_up": self.chargers.upstream_links}
+        problem = self.store.problem()
+        out = {"ok": problem is None, "mode": self.cfg.upstream.mode,
+               "store": {"path": self.store.path, "ok": problem is None, "problem": problem},
+               "chargers_connected": len(self.chargers.sessions), "upstream_links_up": self.chargers.upstream_links}
         if self.cfg.upstream.mode == "proxy":
             queue = self.upstream_queue()
             out["upstream_queue"] = queue
@@ -189,12 +197,22 @@ class Edge:
         while True:
             await asyncio.sleep(2)
             ticks += 1
+            self._watch_store()
             if self.cfg.upstream.mode == "proxy" and self.cfg.upstream.replay_without_charger:
                 self.chargers.replays.start_due()
             self.lists.refresh(self.store.db.conn)  # cards changed (CLI, cloud_sync)?
             if ticks % 30 == 0:
                 with contextlib.suppress(Exception):
                     await self.store.write(self.journal.prune)
+
+    def _watch_store(self) -> None:
+        """Say loudly, once, when the database file is deleted or replaced under the edge (a failed write is
+        said by the store itself)."""
+        problem = self.store.file_problem()
+        if problem != self._store_problem:
+            if problem is not None:
+                log.error("STORE PROBLEM: %s", problem)
+            self._store_problem = problem
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -209,6 +227,7 @@ class Edge:
         self.feedback.close()
         self.journal.flush()
         await self.store.aclose()
+        self.lock.release()
 
 
 async def run(cfg: Config) -> None:

@@ -8,7 +8,7 @@ reader or the person typed (any case, spaces, colons, dashes).
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 
@@ -17,18 +17,28 @@ class MoneyError(ValueError):
     """An amount that is not a valid decimal of this currency."""
 
 
-def to_minor(text: str | int | float, exponent: int = 2, *, allow_negative: bool = False) -> int:
-    """'12.50' → 1250 (exponent 2). More decimals than the currency has, or a non-number, is an error."""
+_PLAIN = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$", re.ASCII)  # "12", "12.50", ".5": no exponent
+
+
+def _plain_decimal(text: str | int | float, what: str) -> Decimal:
+    """A decimal written plainly in ASCII digits ("12.50"); "1e3", "2E1", "١٢" and "NaN" are not amounts."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise MoneyError(f"not an amount: {text!r}")
-    try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise MoneyError(f"not an amount: {text!r}") from None
-    if not value.is_finite():
-        raise MoneyError(f"not an amount: {text!r}")
+        raise MoneyError(f"not {what}: {text!r}")
+    if isinstance(text, float):
+        text = repr(text)
+    raw = str(text).strip()
+    if not _PLAIN.match(raw):
+        raise MoneyError(f"not {what} (write it as digits with a decimal point, like 12.50): {text!r}")
+    return Decimal(raw)
+
+
+def to_minor(text: str | int | float, exponent: int = 2, *, allow_negative: bool = False) -> int:
+    """'12.50' → 1250 (exponent 2). More decimals than the currency has, an exponent, or a non-number is an
+    error."""
+    value = _plain_decimal(text, "an amount")
     scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    written = str(text).strip() if isinstance(text, str) else ""
+    if scaled != scaled.to_integral_value() or len(written.partition(".")[2]) > exponent:
         raise MoneyError(f"{text!r} has more than {exponent} decimal places")
     if scaled < 0 and not allow_negative:
         raise MoneyError(f"negative amount: {text!r}")
@@ -37,11 +47,8 @@ def to_minor(text: str | int | float, exponent: int = 2, *, allow_negative: bool
 
 def rate_to_minor(text: str, exponent: int = 2) -> Decimal:
     """A price per unit ('0.255' per kWh) in minor units, kept exact (rates may have more decimals)."""
-    try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise MoneyError(f"not a price: {text!r}") from None
-    if not value.is_finite() or value < 0:
+    value = _plain_decimal(text, "a price")
+    if value < 0:
         raise MoneyError(f"not a price: {text!r}")
     return value.scaleb(exponent)
 
@@ -52,9 +59,9 @@ def round_minor(value: Decimal) -> int:
 
 
 def format_minor(amount: int, exponent: int = 2, currency: str = "") -> str:
-    sign = "-" if amount < 0 else ""
-    text = f"{abs(amount) / 10**exponent:.{exponent}f}" if exponent else str(abs(amount))
-    return f"{sign}{text}" + (f" {currency}" if currency else "")
+    """1250 → '12.50' (with `currency`: '12.50 PHP'): the amount as a person reads it, exact."""
+    text = f"{Decimal(amount).scaleb(-exponent):.{exponent}f}"
+    return text + (f" {currency}" if currency else "")
 
 
 class UidError(ValueError):

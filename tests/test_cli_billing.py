@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ UNKNOWN = "DEADBEEF"  # never registered: charged at the site (standalone demo),
 
 
 class Site:
-    def __init__(self, root: Path, timezone: str = TZ):
+    def __init__(self, root: Path, timezone: str = TZ, init: bool = True):
         root.mkdir(parents=True, exist_ok=True)
         self.db = root / "data" / "site.db"
         self.config = root / "site.toml"
@@ -61,6 +62,8 @@ per_minute = "0.00"
 session_fee = "0.00"
 idle_per_minute = "0.00"
 """)
+        if init:
+            self.run("init")  # only run and init make a database
 
     def run(self, *args: str, rc: int = 0) -> subprocess.CompletedProcess:
         proc = subprocess.run([SITEKEEPER, *args, "--config", str(self.config)], capture_output=True, text=True,
@@ -398,7 +401,11 @@ def test_report_user(site: Site):
     (["topup", ANA, "1.234"], "decimal places"),
     (["topup", ANA, "0"], "above zero"),
     (["topup", ANA, "NaN"], "not an amount"),
-    (["topup", ANA, "1e20"], "too large"),
+    (["topup", ANA, "100000000000000000000"], "too large"),
+    (["topup", ANA, "1e3"], "not an amount"),  # once credited 1000.00
+    (["topup", ANA, "2E1"], "not an amount"),
+    (["topup", ANA, "١٠"], "not an amount"),  # Arabic-Indic digits
+    (["topup", ANA, "10.000"], "decimal places"),
     (["topup", BEN, "10"], "personal"),
     (["topup", "xyz", "10"], "not a card id"),
     (["topup", ANA, "999", "--key", "k-used"], "already used"),  # Carl's top-up has this key
@@ -433,7 +440,7 @@ def test_malformed_arguments_exit_2(site: Site, args: list[str]):
 
 
 def test_bad_input_on_a_fresh_site_creates_no_database(tmp_path: Path):
-    s = Site(tmp_path / "fresh")
+    s = Site(tmp_path / "fresh", init=False)
     one_line_error(s.run("topup", ANA, "-1", rc=2), "negative")
     one_line_error(s.run("report", "daily", "--date", "10/03/2024", rc=2), "not a date")
     assert not s.db.exists()
@@ -441,6 +448,31 @@ def test_bad_input_on_a_fresh_site_creates_no_database(tmp_path: Path):
     bad.write_text('[billing]\ncurrency = "pesos"\n')
     proc = subprocess.run([SITEKEEPER, "cards", "list", "--config", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "billing.currency" in proc.stderr
+
+
+def test_only_run_and_init_make_a_database_and_the_config_is_found_as_the_daemon_finds_it(tmp_path: Path):
+    """Commands run with no --config, from another folder, once each made a new empty database and reported
+    "No cards registered"; owners then added cards to the wrong file."""
+    s = Site(tmp_path / "site", init=False)
+    for args in (["cards", "list"], ["topup", ANA, "10"], ["users", "list"], ["report", "daily"], ["journal", "CP-1"],
+                 ["sync", "--status"]):
+        proc = s.run(*args, rc=2)
+        one_line_error(proc, f"no database at {s.db}")
+        assert str(s.config) in proc.stderr and "sitekeeper init" in proc.stderr
+        assert not s.db.exists(), args
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "SITEKEEPER_CONFIG": str(s.config)}
+    made = subprocess.run([SITEKEEPER, "init"], capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert made.returncode == 0 and f"made at {s.db}" in made.stdout
+    assert f"config {s.config}, database {s.db}" in made.stderr, "a config found by itself is named"
+    listed = subprocess.run([SITEKEEPER, "cards", "list", "--json"], capture_output=True, text=True, cwd=elsewhere,
+                            env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)["cards"] == []
+    assert list(elsewhere.iterdir()) == [], "nothing made in the folder the command ran from"
+    demo = subprocess.run([SITEKEEPER, "cards", "list"], capture_output=True, text=True, cwd=elsewhere,
+                          env={k: v for k, v in os.environ.items() if k != "SITEKEEPER_CONFIG"})
+    assert demo.returncode == 2 and "built-in demo config" in demo.stderr and not (elsewhere / "sitekeeper.db").exists()
 
 
 def test_open_session_hours_count_up_to_now(tmp_path: Path):

@@ -180,6 +180,68 @@ def test_command_applied_once_and_bad_commands_refused(broker, sync_factory):
     assert sync.write(lambda c: cards.get_card(c, "04D00001").status) == "blocked"
 
 
+def test_one_command_id_with_other_content_is_refused_and_changes_nothing(broker, sync_factory):
+    """Re-sent with the same id but another amount: once acked ok with `repeat` and silently not applied."""
+    sync = sync_factory(broker)
+    sync.topups("04D00002", 1, amount=1000)
+    sub = broker.subscriber(f"sitekeeper/{SITE}/cmd_ack/#")
+    sync.start()
+    wait_until(lambda: sync.status()["connected"], what="connected")
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", json.dumps({"id": "d-1", "uid": "04D00002", "amount_minor": 5000}))
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", json.dumps({"amount_minor": 5000, "uid": "04D00002", "id": "d-1"}))
+    sub.publish(f"sitekeeper/{SITE}/cmd/topup", json.dumps({"id": "d-1", "uid": "04D00002", "amount_minor": 9000}))
+    wait_until(lambda: len([m for m in sub.snapshot() if m.topic.endswith("/d-1")]) == 3, what="three acks")
+    acks = [json.loads(m.payload) for m in sub.snapshot() if m.topic.endswith("/d-1")]
+    assert [a["ok"] for a in acks] == [True, True, False], "the same words in another order are the same command"
+    assert "different command" in acks[2]["error"] and "not applied" in acks[2]["error"]
+    assert sync.balance("04D00002") == 6000, "only the first was applied"
+
+
+def test_an_ack_beyond_what_was_sent_is_refused(broker, sync_factory):
+    sync = sync_factory(broker)
+    sync.topups("04D00003", 2)
+    sub = broker.subscriber(f"sitekeeper/{SITE}/records/#")
+    sync.start()
+    wait_until(lambda: len(records(sub)) == 3 and sync.status()["unsent"] == 0, what="3 records sent")
+    sub.publish(f"sitekeeper/{SITE}/ack", json.dumps({"seq": 50}))
+    sub.publish(f"sitekeeper/{SITE}/ack", json.dumps({"seq": 2}))  # after the bad one: this one counts
+    wait_until(lambda: sync.status()["last_ack_seq"] == 2, what="the good ack")
+    assert sync.status()["backlog"] == 1, "seq 3 is still owed to the cloud"
+    assert "refused an ack up to seq 50" in sync.log.read_text()
+    sync.topups("04D00004", 1)  # seq 4 and 5 (its card, its top-up): none was done by the bad ack
+    wait_until(lambda: len(records(sub)) == 5, what="the new records")
+    assert sync.status()["backlog"] == 3
+
+
+def test_seq_has_no_hole_after_repeated_stops_and_top_ups(tmp_path):
+    """A repeated StopTransaction and a top-up sent twice with the same key each once burned a seq: the cloud
+    waiting for the missing number would wait forever."""
+    from edge.billing import owner
+    from edge.billing import sessions as billing
+    from edge.controller import observe
+    from edge.ocpp import persist
+
+    store = Store.open(str(tmp_path / "s.db"))
+    billing.configure(billing.BillingSettings(currency="PHP", min_start_balance=0))
+
+    def day(conn):
+        cards.add_card(conn, "04AB0A0B", "commercial", name="T")
+        for i in range(3):
+            for _ in range(2):  # the same top-up twice (a retried CLI call, a re-sent command)
+                owner.topup(conn, "04AB0A0B", 10_000, currency="PHP", key=f"k{i}")
+            tx = vars(observe.start_op_16("CP", 10 + i, {"connectorId": 1, "idTag": "04AB0A0B", "meterStart": 0,
+                                                         "timestamp": f"2026-03-01T1{i}:00:00Z"}, offline=False))
+            billing.decide(conn, uid="04AB0A0B", charger_id="CP", version="1.6", kind="start", tx=tx)
+            stop = {"transactionId": 10 + i, "meterStop": 1000, "timestamp": f"2026-03-01T1{i}:30:00Z"}
+            for _ in range(3):  # the charger did not hear the answer: the same Stop again
+                persist.apply(conn, observe.stop_ops_16("CP", stop))
+    store.write_now(day)
+    seqs = [r[0] for r in store.db.execute("SELECT seq FROM outbox ORDER BY seq").fetchall()]
+    kinds = [r[0] for r in store.db.execute("SELECT kind FROM outbox ORDER BY seq").fetchall()]
+    assert kinds.count("session") == 3 and seqs == list(range(1, len(seqs) + 1)), seqs
+    store.close()
+
+
 def test_commands_wait_at_the_broker_while_the_site_is_offline(broker, sync_factory):
     sync = sync_factory(broker)
     sync.topups("04E00001", 1, amount=1000)

@@ -79,7 +79,8 @@ async def test_refused_and_concurrent_taps_say_why(edge_factory):
     tasks = [asyncio.create_task(sim.serve_remote()) for sim in (a, b)]
     try:
         low = await tap(edge, "04B0B0B0", "bay1")
-        assert low["result"] == "refused" and low["status"] == "NoCredit" and "below the minimum" in low["message"]
+        assert low["result"] == "refused" and low["status"] == "NoCredit" \
+            and "balance 10.00 PHP below the minimum 50.00 PHP" in low["message"], "major units, as a driver reads"
         assert (await tap(edge, "04C0C0C0", "bay1"))["result"] == "starting"
         await wait_for(lambda: edge.query("SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(1,)])
         other = await tap(edge, "04C0C0C0", "bay2")

@@ -24,7 +24,7 @@ from edge.billing import cards, ledger
 from edge.billing.tariff import Tariff, TariffError, build_tariff, session_cost, utc_key
 from edge.clock import parse_ts
 from edge.config import Config, ConfigError
-from edge.money import MoneyError, to_minor
+from edge.money import MoneyError, format_minor, to_minor
 from edge.store import ops, outbox
 
 
@@ -74,6 +74,11 @@ def configure(settings: BillingSettings) -> None:
     SETTINGS = settings
 
 
+def _money(minor: int) -> str:
+    """An amount as the owner and the driver read it: '20.00 PHP'."""
+    return format_minor(minor, SETTINGS.exponent, SETTINGS.currency)
+
+
 def _status(version: str, v16: str, v201: str) -> str:
     return v16 if version == "1.6" else v201
 
@@ -99,7 +104,7 @@ def check(conn: sqlite3.Connection, card: cards.Card, *, charger_id: str, versio
         avail = ledger.available(conn, card.account_id)
         if avail < s.min_start_balance:
             return _status(version, "Blocked", "NoCredit"), \
-                f"balance {avail} below the minimum {s.min_start_balance} to start"
+                f"balance {_money(avail)} below the minimum {_money(s.min_start_balance)} to start"
     return "Accepted", ""
 
 
@@ -237,7 +242,7 @@ def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str) -> dict:
     exhausted = running_minor >= hold and row[7] is None
     if exhausted:
         conn.execute("UPDATE transactions SET billing_stop = ? WHERE id = ?",
-                     (f"hold exhausted: cost {running_minor} reached the hold {hold}", row[0]))
+                     (f"hold exhausted: cost {_money(running_minor)} reached the hold {_money(hold)}", row[0]))
     return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0]}
 
 

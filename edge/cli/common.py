@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -17,17 +18,38 @@ from edge import config
 from edge.billing import sessions as billing
 from edge.clock import parse_ts
 from edge.money import format_minor
+from edge.store.guard import StoreError
 from edge.store.sqlite import Store
 
 
 def load_config(args: argparse.Namespace) -> config.Config:
-    """The config file (or the built-in demo), checked whole: its billing keys too."""
+    """The config file the daemon would use (`config.locate`: --config, $SITEKEEPER_CONFIG, /etc/sitekeeper,
+    else the built-in demo), checked whole: its billing keys too. A config found by itself (not --config, not
+    the demo) is named on stderr with its database, so that nobody works on a file they did not mean."""
+    explicit = getattr(args, "config", None)
+    path = config.locate(explicit)
     try:
-        cfg = config.load(args.config)
+        cfg = config.load(path)
         billing.settings_from_config(cfg)
-        return cfg
     except config.ConfigError as e:
         print(f"sitekeeper: config: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if path is not None and not explicit and not getattr(args, "_said", False):
+        print(f"sitekeeper: config {cfg.source}, database {cfg.store.path}", file=sys.stderr)
+        args._said = True
+    return cfg
+
+
+def open_store(cfg: config.Config, *, create: bool = False) -> Store:
+    """The site's database. Only `run` and `init` make one: for any other command a missing database is one
+    line naming it and the config, and exit 2 (a command run from the wrong folder once made a new empty one)."""
+    try:
+        return Store.open(cfg.store.path, create=create)
+    except StoreError as e:
+        where = f"config {cfg.source}" if cfg.source else "the built-in demo config (no --config)"
+        hint = " (start the edge once with `sitekeeper run`, or make it with `sitekeeper init`)" \
+            if not os.path.exists(cfg.store.path) else ""
+        print(f"sitekeeper: {e}; {where}{hint}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -42,7 +64,7 @@ class Site:
 
     @contextlib.contextmanager
     def store(self) -> Iterator[Store]:
-        store = Store.open(self.cfg.store.path)
+        store = open_store(self.cfg)
         try:
             yield store
         finally:

@@ -26,7 +26,8 @@ import time
 from typing import Any
 
 from edge.cli import owner
-from edge.cli.common import load_config
+from edge.cli.common import load_config, open_store
+from edge.store.guard import StoreError, me
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", parents=[common], help="run the edge daemon")
+    sub.add_parser("init", parents=[common], help="make the site's database where the config says (run does too)")
 
     s = sub.add_parser("simulate", parents=[common], help="run simulated chargers against an edge")
     s.add_argument("--url", help="charger endpoint, e.g. ws://127.0.0.1:9000/ocpp (default: this config's)")
@@ -91,12 +93,13 @@ def _loop_factory() -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import run
+    from edge.store.guard import StoreError
 
     cfg = load_config(args)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run(cfg))
-    except OSError as e:
+    except (OSError, StoreError) as e:
         print(f"sitekeeper: cannot start: {e}", file=sys.stderr)
         return 1
     return 0
@@ -138,10 +141,9 @@ _DIRECTIONS = {"c>e": "charger → edge", "e>c": "edge → charger", "e>u": "edg
 
 def cmd_journal(args: argparse.Namespace) -> int:
     from edge.store.journal import batch_of, read, read_since
-    from edge.store.sqlite import Store
 
     cfg = load_config(args)
-    store = Store.open(cfg.store.path)
+    store = open_store(cfg)
     try:
         rows = read(store, args.charger, args.limit)
         if args.json and not args.follow:
@@ -211,9 +213,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         run(cfg)
         return 0
     from edge.store.outbox import status
-    from edge.store.sqlite import Store
 
-    store = Store.open(cfg.store.path)
+    store = open_store(cfg)
     try:
         st = status(store.db.conn)
     finally:
@@ -249,6 +250,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Make the site's database (as `run` would), where the config says."""
+    cfg = load_config(args)
+    existed = os.path.exists(cfg.store.path)
+    open_store(cfg, create=True).close()
+    print(f"database {'already at' if existed else 'made at'} {cfg.store.path}")
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from edge.security import hash_password
 
@@ -265,12 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    if getattr(args, "handler", None) is not None:
-        return owner.run(args.handler, args)
-    handler = {"run": cmd_run, "simulate": cmd_simulate, "journal": cmd_journal, "backup": cmd_backup,
-               "sync": cmd_sync, "tap": cmd_tap,
-               "hash-password": cmd_hash_password}[args.command]
-    return handler(args)
+    try:
+        if getattr(args, "handler", None) is not None:
+            return owner.run(args.handler, args)
+        handler = {"run": cmd_run, "init": cmd_init, "simulate": cmd_simulate, "journal": cmd_journal,
+                   "backup": cmd_backup, "sync": cmd_sync, "tap": cmd_tap,
+                   "hash-password": cmd_hash_password}[args.command]
+        return handler(args)
+    except BrokenPipeError:  # piped into `head`, which has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except StoreError as e:
+        print(f"sitekeeper: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as e:  # e.g. a database this user may read but not write
+        print(f"sitekeeper: the database cannot be used as {me()}: {e} (run as the service user:"
+              " sudo -u sitekeeper sitekeeper ..., see docs/operations.md)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from edge.controller.actions import (
 from edge.controller.authorize import Authorizer
 from edge.controller.link import ChargerLink
 from edge.controller.records import AuthCache, ChargerConnected, ChargerDisconnected
-from edge.controller.wire import VERSION_SUBPROTOCOL, Call, FrameError, call_error_text, parse
+from edge.controller.wire import VERSION_SUBPROTOCOL, Call, CallResult, FrameError, call_error_text, parse
 from edge.metrics import NOTICES, Metrics
 from edge.ocpp import persist
 from edge.ocpp.persist import ask_billing
@@ -258,6 +258,7 @@ class ChargerSession:
             self._backlog.append((fn, args))
             return
         actions = self._event(fn, args)
+        i = 0
         try:
             for i, a in enumerate(actions):
                 if not self._act(a):
@@ -266,26 +267,46 @@ class ChargerSession:
                     return
         except Exception:
             log.exception("charger %s: carrying out actions failed", self.charger_id)
-            self.site.metrics.errors["internal"] += 1
+            self._failed(actions[i:])
 
     def _event(self, fn: Callable[..., list], args: tuple) -> list:
-        """The link's actions for one event; none (logged, counted) if the link failed on it."""
+        """The link's actions for one event; none if the link failed on it (see `_failed`)."""
         try:
             return fn(self.link, *args)
         except Exception:
             log.exception("charger %s: event %s failed", self.charger_id, getattr(fn, "__name__", fn))
-            self.site.metrics.errors["internal"] += 1
+            self._failed([], args[0] if fn is ChargerLink.from_charger and args else None)
             return []
+
+    def _failed(self, left: list[Action], message: str | bytes | None = None) -> None:
+        """Carrying out an event failed (the store refused a write, a bug): the charger still gets an answer to
+        each CALL it waits on (CALLERROR InternalError, never silence), and its connection is closed, so that
+        it reconnects to a link rebuilt from the store."""
+        self.site.metrics.errors["internal"] += 1
+        waiting = []
+        for a in left:
+            if isinstance(a, SendCharger):
+                with contextlib.suppress(FrameError):
+                    frame = parse(a.text)
+                    if isinstance(frame, CallResult):
+                        waiting.append(frame.msg_id)
+        if message is not None:
+            with contextlib.suppress(FrameError):
+                frame = parse(message)
+                if isinstance(frame, Call):
+                    waiting.append(frame.msg_id)
+        for msg_id in waiting:
+            text = call_error_text(msg_id, "InternalError", "the site could not record this message; send it again")
+            self.site.journal.add(self.charger_id, "e>c", text)
+            self.ws.send(text)
+        log.error("charger %s: closing its connection after an internal error (it will reconnect)", self.charger_id)
+        self.ws.close(1011, "internal error")
 
     async def _drain(self, actions: list) -> None:
         """Carry out `actions` (the first needs waiting), then the events that queued meanwhile."""
         try:
             while True:
-                try:
-                    await self._execute(actions)
-                except Exception:
-                    log.exception("charger %s: carrying out actions failed", self.charger_id)
-                    self.site.metrics.errors["internal"] += 1
+                await self._execute(actions)
                 if not self._backlog:
                     return
                 actions = self._event(*self._backlog.popleft())
@@ -358,12 +379,17 @@ class ChargerSession:
     async def _execute(self, actions: list[Action]) -> None:
         """Carry out `actions` in order, awaiting those that must be (a commit before what follows, billing)."""
         site = self.site
-        for a in actions:
-            if self._act(a):
-                continue
+        for i, a in enumerate(actions):
+            try:
+                if self._act(a):
+                    continue
+                if isinstance(a, Persist):
+                    await site.store.write(lambda c, ops=a.ops: persist.apply(c, ops))
+            except Exception:
+                log.exception("charger %s: carrying out actions failed", self.charger_id)
+                self._failed(actions[i:])
+                return
             match a:
-                case Persist(ops=ops):
-                    await site.store.write(lambda c, ops=ops: persist.apply(c, ops))
                 case Ask(ask_id=ask_id, question=question):
                     try:
                         result = await site.store.write(lambda c, q=question: ask_billing(c, q))

@@ -12,14 +12,16 @@ from edge.clock import now_iso
 
 
 def answer_of(conn: sqlite3.Connection, cmd_id: str) -> dict | None:
-    """{"ok", "error"} of the command if it was applied already, else None."""
-    row = conn.execute("SELECT ok, error FROM applied_commands WHERE id = ?", (cmd_id,)).fetchone()
-    return None if row is None else {"ok": bool(row[0]), "error": row[1]}
+    """{"ok", "error", "digest", "applied_at"} of the command if it was applied already, else None."""
+    row = conn.execute("SELECT ok, error, digest, applied_at FROM applied_commands WHERE id = ?",
+                       (cmd_id,)).fetchone()
+    return None if row is None else {"ok": bool(row[0]), "error": row[1], "digest": row[2], "applied_at": row[3]}
 
 
-def remember(conn: sqlite3.Connection, cmd_id: str, kind: str, ok: bool, error: str | None) -> None:
-    conn.execute("INSERT INTO applied_commands (id, kind, ok, error, applied_at) VALUES (?, ?, ?, ?, ?)",
-                 (cmd_id, kind, int(ok), error, now_iso()))
+def remember(conn: sqlite3.Connection, cmd_id: str, kind: str, ok: bool, error: str | None,
+             digest: str | None = None) -> None:
+    conn.execute("INSERT INTO applied_commands (id, kind, ok, error, applied_at, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                 (cmd_id, kind, int(ok), error, now_iso(), digest))
 
 
 @contextlib.contextmanager

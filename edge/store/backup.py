@@ -11,6 +11,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from edge.store.guard import same_file
+
 COUNTED = ("accounts", "cards", "ledger", "transactions", "outbox")
 
 
@@ -21,6 +23,8 @@ class BackupError(Exception):
 def backup(src: str, dest: str | Path, *, force: bool = False) -> dict:
     """Copy the database at `src` to `dest`; return what was copied (bytes, row counts)."""
     target = Path(dest)
+    if same_file(src, str(target)) or same_file(src, str(target.with_name(target.name + ".part"))):
+        raise BackupError(f"{target} is the live database (or its -wal/-shm): a backup must go to another file")
     if target.exists() and not force:
         raise BackupError(f"{target} exists (--force replaces it)")
     if not Path(src).exists():

@@ -1,8 +1,8 @@
 """The outbox: records the cloud must receive, written in the same SQLite transaction as the change itself.
 
 `add` is called by the billing and card code inside their transactions, so a record exists if and only if
-its change committed. Each row gets the next per-site sequence number (AUTOINCREMENT: gap-free, never
-reused, since a rolled-back insert takes no number) and keeps its idempotency key; `cloud_sync` publishes
+its change committed. Each row gets the next per-site sequence number (AUTOINCREMENT: never reused; gap-free
+because a rolled-back insert takes no number and a record already queued is never inserted again) and keeps its idempotency key; `cloud_sync` publishes
 rows in `seq` order (`page`) and marks them sent (PUBACK, `mark_sent`) and done (the cloud's ack,
 `mark_done`); `status` is the backlog for `sitekeeper sync --status` and /metrics. Plain functions on a
 `sqlite3.Connection`; each caller commits on its own.
@@ -20,10 +20,12 @@ from edge.clock import clock_synced, now_iso, parse_ts
 
 def add(conn: sqlite3.Connection, kind: str, key: str, body: dict) -> int | None:
     """Queue a record unless one with `key` is queued already; return its seq (None if it was there)."""
+    if conn.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None:
+        return None  # asked first: an ignored INSERT would still take a seq, and leave a hole the cloud waits on
     record = {**body, "clock_synced": body.get("clock_synced", clock_synced())}
-    cur = conn.execute("INSERT OR IGNORE INTO outbox (key, kind, body, created) VALUES (?, ?, ?, ?)",
+    cur = conn.execute("INSERT INTO outbox (key, kind, body, created) VALUES (?, ?, ?, ?)",
                        (key, kind, json.dumps(record, separators=(",", ":")), now_iso()))
-    return int(cur.lastrowid) if cur.rowcount else None
+    return int(cur.lastrowid)
 
 
 def session_record(conn: sqlite3.Connection, charger_id: str, tx_key: str, currency: str) -> None:
@@ -75,6 +77,13 @@ def mark_sent(conn: sqlite3.Connection, seqs: list[int]) -> None:
     now = now_iso()
     conn.executemany("UPDATE outbox SET state = 'sent', sent_at = ? WHERE seq = ? AND state = 'new'",
                      [(now, s) for s in seqs])
+
+
+def last_sent(conn: sqlite3.Connection) -> int:
+    """The highest seq ever published (sent or done); 0 if none. The cloud cannot have more than this."""
+    row = conn.execute("SELECT max(seq) FROM outbox WHERE state != 'new'").fetchone()
+    done = conn.execute("SELECT value FROM meta WHERE key = 'sync_last_ack'").fetchone()
+    return max(row[0] or 0, int(done[0]) if done else 0)
 
 
 def mark_done(conn: sqlite3.Connection, upto: int) -> int:

@@ -10,6 +10,7 @@ connection (`Store.db`, a sqlite-utils `Database`) on the caller's thread; WAL l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+
+from edge.store.guard import Identity, StoreError, check_path
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,10 @@ MIGRATIONS: list[str] = [
         SELECT charger_id, ts, 1, json_array(json_array(ts, direction, frame)) FROM journal ORDER BY id;
     DROP TABLE journal;
     """,
+    # 6: what each applied cloud command said (a digest), so that one id re-sent with other content is refused
+    """
+    ALTER TABLE applied_commands ADD COLUMN digest TEXT;
+    """,
 ]
 
 
@@ -206,13 +213,19 @@ class Store:
     """The site's database. Create with `Store.open(path)`; in asyncio, `start()` the writer thread and
     `await aclose()` at the end (it commits what is queued)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, create: bool = True):
         self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._wconn = _connect(path)
-        self.version = migrate(self._wconn)
-        self.db = sqlite_utils.Database(_connect(path))
+        check_path(path, create=create)
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._wconn = _connect(path)
+            self.version = migrate(self._wconn)
+            self.db = sqlite_utils.Database(_connect(path))
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open the database {path}: {e}") from None
+        self.identity = Identity.of(path)
+        self.write_error: str | None = None  # the store itself failed its last commit (not a caller's bad write)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,8 +233,33 @@ class Store:
         self.commits = 0
 
     @classmethod
-    def open(cls, path: str) -> Store:
-        return cls(path)
+    def open(cls, path: str, create: bool = True) -> Store:
+        """The database at `path`, migrated; `create=False`: a missing file is a `StoreError`, not a new
+        empty database (only `run` and `init` make one)."""
+        return cls(path, create)
+
+    def problem(self) -> str | None:
+        """Why the store cannot do its job now (for `/healthz`), or None: the file was deleted or replaced
+        under the running edge (`file_problem`), or the last commit failed (`write_error`)."""
+        return self.file_problem() or self.write_error
+
+    def file_problem(self) -> str | None:
+        if self.path == ":memory:":
+            return None
+        now = Identity.of(self.path)
+        if now is None:
+            return f"the database {self.path} was deleted while the edge runs: what is written now is lost at restart"
+        if now != self.identity:
+            return f"the database {self.path} was replaced while the edge runs (restart the edge to use the new file)"
+        return None
+
+    def _wrote(self, error: str | None) -> None:
+        """The last commit's outcome; a change is said loudly in the log."""
+        if error is not None and self.write_error is None:
+            log.error("STORE PROBLEM: %s", error)
+        elif error is None and self.write_error is not None:
+            log.warning("store: writable again")
+        self.write_error = error
 
     # -- synchronous use (CLI, start-up, other threads) ----------------------------------------------------
     def read_now(self, fn: WriteFn) -> Any:
@@ -297,23 +335,29 @@ class Store:
         bad write does not sink the others."""
         with self._lock:
             conn = self._wconn
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 results = [(True, fn(conn)) for fn, _ in batch]
                 conn.execute("COMMIT")
                 self.commits += 1
+                self._wrote(None)
                 return results
             except Exception:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
             results = []
             for fn, _ in batch:
-                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    results.append((True, fn(conn)))
+                    conn.execute("BEGIN IMMEDIATE")
+                    result = fn(conn)
                     conn.execute("COMMIT")
+                    results.append((True, result))
                     self.commits += 1
+                    self._wrote(None)
                 except Exception as e:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
+                    if isinstance(e, sqlite3.OperationalError | sqlite3.DatabaseError) and \
+                            not isinstance(e, sqlite3.IntegrityError):
+                        self._wrote(f"the database {self.path} cannot be written: {e}")
                     results.append((False, e))
             return results
 
@@ -332,6 +376,12 @@ class Store:
     def close(self) -> None:
         self._wconn.close()
         self.db.conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _deliver(batch: list, results: list[tuple[bool, Any]]) -> None:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 from edge.config import Config
@@ -47,8 +47,10 @@ def build_app(edge: Site) -> FastAPI:
     app = FastAPI(title="sitekeeper edge", version="0.1.0")
 
     @app.get("/healthz")
-    async def healthz() -> dict:
-        return edge.health()
+    async def healthz() -> JSONResponse:
+        """The edge's honest state: 503 when it cannot do its job (the store cannot be written, ...)."""
+        health = edge.health()
+        return JSONResponse(health, status_code=200 if health["ok"] else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
