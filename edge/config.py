@@ -6,6 +6,7 @@ key (``ocpp.port: expected an integer from 1 to 65535, got 'abc'``), so that sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -26,7 +27,9 @@ class SiteConfig:
     id: str = "site-1"
     name: str = "Demo site"
     accept_unknown_cards: bool = True  # standalone: a card the site does not know may charge (demo default)
-    timezone: str = "UTC"  # for time-of-use bands and daily reports
+    # for time-of-use bands and daily reports; by default the machine's own zone (a Manila site's peak band
+    # was once charged at UTC's 18:00)
+    timezone: str = field(default_factory=lambda: system_timezone())
 
 
 @dataclass
@@ -317,6 +320,26 @@ def _validate(cfg: Config) -> None:
 
 
 SYSTEM_CONFIG = "/etc/sitekeeper/sitekeeper.toml"  # what `setup.sh --install` writes
+
+
+def system_timezone() -> str:
+    """The machine's time zone name: `$TZ`, else /etc/timezone, else where /etc/localtime points; "UTC" if
+    none of them names a zone this machine knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip().splitlines()[0])
+    with contextlib.suppress(OSError):
+        candidates.append(os.readlink("/etc/localtime").partition("zoneinfo/")[2])
+    for name in candidates:
+        if name and not name.startswith("/"):
+            try:
+                ZoneInfo(name)
+                return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
 
 
 def _me() -> str:

@@ -17,7 +17,7 @@ from edge.billing import cards
 from edge.billing import sessions as billing
 from edge.clock import parse_ts
 from edge.config import Config, ConfigError, OcppConfig, load
-from edge.controller.authorize import Authorizer, CacheEntry
+from edge.controller.authorize import Authorizer, CacheEntry, SiteCard
 from edge.controller.link import ChargerLink
 from edge.controller.wire import precompile_schemas
 from edge.events import EventBus
@@ -72,7 +72,9 @@ class Edge:
                                      cache_ttl_s=cfg.upstream.auth_cache_ttl_hours * 3600, cache=cache,
                                      authority=cfg.billing.authority)
         # the site's cards, known to the authorizer as a snapshot renewed whenever the card list moves
-        self.lists = ListWatch(self.store.db.conn, lambda c: self.authorizer.set_known(cards.all_uids(c)))
+        self.lists = ListWatch(self.store.db.conn, lambda c: self.authorizer.set_known(
+            {uid: SiteCard(usable, None if where is None else frozenset(where))
+             for uid, (usable, where) in cards.all_cards(c).items()}))
         self.chargers = ChargerServer(Site(cfg, self.store, self.journal, self.metrics, self.authorizer, self.lists,
                                            next_tx_id=reads.max_transaction_id(self.store.db.conn) + 1))
         self.events = EventBus()

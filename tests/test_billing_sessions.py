@@ -340,3 +340,35 @@ async def test_201_hold_exhausted_request_stop(edge_factory):
     finally:
         await ch.close()
     assert edge.query("SELECT billing_stop IS NOT NULL FROM transactions") == [(1,)]
+
+
+async def test_a_good_card_hears_accepted_at_the_end_of_its_session_when_unknown_cards_are_refused(edge_factory):
+    """With `site.accept_unknown_cards = false` (the README's safe setting) the end of a normal session once
+    answered idTagInfo Invalid for a card with credit: the charger may then tell the driver "card invalid"."""
+    edge = edge_factory({**site(), "site": {"accept_unknown_cards": False}})
+    add_card(edge, "04E0E001", "commercial", topup=100_000)
+    add_card(edge, "04E0E002", "personal", chargers=["CP-END"])
+    add_card(edge, "04E0E003", "personal", chargers=["ELSEWHERE"])
+    ch = await Charger(edge.url, "CP-END", "1.6").connect()
+    try:
+        await ch.boot16()
+        for uid in ("04E0E001", "04e0:e002"):
+            start = await ch.start16(uid, meter_start=1000)
+            assert start.id_tag_info["status"] == "Accepted"
+            stop = await ch.stop16(start.transaction_id, 2000, id_tag=uid)
+            assert stop.id_tag_info["status"] == "Accepted", (uid, stop)
+        stop = await ch.stop16(999, 2000, id_tag="DEADBEEF")  # a card the site does not know: the rule holds
+        assert stop.id_tag_info["status"] == "Invalid"
+        stop = await ch.stop16(998, 2000, id_tag="04E0E003")  # its real status: not for this charger
+        assert stop.id_tag_info["status"] == "Invalid"
+    finally:
+        await ch.close()
+    ch = await Charger(edge.url, "CP-END2", "2.0.1").connect()
+    try:
+        assert (await ch.tx_event201("Started", "E-1", 0, 0, id_tag="04E0E001")).id_token_info["status"] == "Accepted"
+        ended = await ch.tx_event201("Ended", "E-1", 1, 1000, id_tag="04E0E001")
+        assert ended.id_token_info["status"] == "Accepted"
+        ended = await ch.tx_event201("Ended", "E-2", 1, 1000, id_tag="04E0E002")  # limited to CP-END
+        assert ended.id_token_info["status"] == "NotAtThisLocation"
+    finally:
+        await ch.close()

@@ -40,13 +40,14 @@ UNKNOWN = "DEADBEEF"  # never registered: charged at the site (standalone demo),
 
 
 class Site:
-    def __init__(self, root: Path, timezone: str = TZ, init: bool = True):
+    def __init__(self, root: Path, timezone: str | None = TZ, init: bool = True):
         root.mkdir(parents=True, exist_ok=True)
         self.db = root / "data" / "site.db"
         self.config = root / "site.toml"
+        zone = f'timezone = "{timezone}"' if timezone else ""
         self.config.write_text(f"""
 [site]
-timezone = "{timezone}"
+{zone}
 
 [store]
 path = "data/site.db"
@@ -448,6 +449,19 @@ def test_bad_input_on_a_fresh_site_creates_no_database(tmp_path: Path):
     bad.write_text('[billing]\ncurrency = "pesos"\n')
     proc = subprocess.run([SITEKEEPER, "cards", "list", "--config", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "billing.currency" in proc.stderr
+
+
+def test_the_site_zone_defaults_to_the_machines_and_reports_name_it(tmp_path: Path):
+    """With no `[site] timezone` the default was UTC: a Manila site's 18:00-22:00 band was charged at 02:00."""
+    s = Site(tmp_path / "site", timezone=None)
+    for tz in ("Asia/Manila", "Europe/Berlin"):
+        out = subprocess.run([SITEKEEPER, "report", "daily", "--config", str(s.config)], capture_output=True,
+                             text=True, env={**os.environ, "TZ": tz}, timeout=60)
+        assert out.returncode == 0 and f"({tz})" in out.stdout.splitlines()[0], out.stdout + out.stderr
+    s.config.write_text(s.config.read_text().replace("[site]\n", '[site]\ntimezone = "Asia/Tokyo"\n'))
+    out = subprocess.run([SITEKEEPER, "report", "daily", "--json", "--config", str(s.config)], capture_output=True,
+                         text=True, env={**os.environ, "TZ": "Asia/Manila"}, timeout=60)
+    assert json.loads(out.stdout)["timezone"] == "Asia/Tokyo", "the config's own wins"
 
 
 def test_only_run_and_init_make_a_database_and_the_config_is_found_as_the_daemon_finds_it(tmp_path: Path):

@@ -99,8 +99,31 @@ async def test_profile1_refuses_bad_credentials_with_401(edge_factory: EdgeFacto
         assert err.response.status_code == 401, name
         assert "basic" in err.response.headers.get("WWW-Authenticate", "").lower(), name
     assert edge.query("SELECT count(*) FROM chargers") == [(0,)], "no refused charger may be recorded"
+    # the log says which it was: an unlisted charger was once logged as "wrong or missing password"
+    log = edge.log()
+    assert "charger 'CP9' refused: not listed under [ocpp.chargers]" in log
+    assert "charger 'CP1' refused: wrong password" in log and "charger 'CP1' refused: no password sent" in log
+    assert "charger 'CP1' refused: sent the user name 'CP2', not its own id" in log
     # the refusals did not harm the server: the right credentials still get in
     await boots(edge.url, "CP1", headers=basic("CP1", PASSWORD))
+
+
+async def test_a_path_without_a_charger_id_and_an_unserved_subprotocol_are_refused(edge_factory: EdgeFactory) -> None:
+    """`ws://site:9000/ocpp` once made a charger named "ocpp"; `ocpp2.1` was accepted though 2.1 is not served."""
+    import websockets
+
+    edge = edge_factory()
+    base = edge.url.rsplit("/", 1)[0]
+    for url in (f"{base}/ocpp", f"{base}/ocpp/", f"{base}/"):
+        with pytest.raises(InvalidStatus) as info:
+            await websockets.connect(url, subprotocols=["ocpp1.6"])
+        assert info.value.response.status_code == 404, url
+    with pytest.raises(InvalidStatus) as info:
+        await websockets.connect(f"{edge.url}/CP21", subprotocols=["ocpp2.1"])
+    assert info.value.response.status_code == 400
+    async with websockets.connect(f"{edge.url}/CP21", subprotocols=["ocpp2.1", "ocpp2.0.1"]) as ws:
+        assert ws.subprotocol == "ocpp2.0.1", "the one it offered that is served"
+    assert [r for r in edge.query("SELECT id FROM chargers") if r[0] == "ocpp"] == []
 
 
 def test_hash_password_command() -> None:

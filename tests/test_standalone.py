@@ -184,3 +184,32 @@ def test_simulate_command_runs_a_site(edge_factory):
     # ISO 14443 UIDs are 4 or 7 bytes: a strict CSMS refuses any other length (the simulator sends 7)
     tokens = [t for (t,) in edge.query("SELECT id_tag FROM transactions")]
     assert len(tokens) == 2 and all(re.fullmatch(r"04[0-9A-F]{12}", t) for t in tokens), tokens
+
+
+async def test_the_web_front_says_what_is_there_works_offline_and_masks_card_ids(edge_factory):
+    """`/` was a 404 though the log advertised it; `/docs` loaded its assets from a CDN (blank on a site with
+    no internet); `/api/transactions` served whole card ids with any `limit`."""
+    import urllib.error
+
+    edge = edge_factory({"site": {"name": "Depot <7>"}})
+    ch = await Charger(edge.url, "CP-WEB", "1.6").connect()
+    try:
+        await ch.boot16()
+        start = await ch.start16("04AABBCCDD")
+        await ch.stop16(start.transaction_id, 1500, id_tag="04AABBCCDD")
+    finally:
+        await ch.close()
+    page = edge.http("/")
+    assert "<h1>Depot &lt;7&gt;</h1>" in page and "/healthz" in page and "/api/transactions" in page
+    assert "http://" not in page and "https://" not in page, "nothing from outside the site"
+    for path in ("/docs", "/redoc"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            edge.http(path)
+        assert info.value.code == 404, path
+    rows = json.loads(edge.http("/api/transactions"))
+    assert [r["id_tag"] for r in rows] == ["******CCDD"], "masked"
+    assert "04AABBCCDD" not in edge.http("/api/transactions?limit=5")
+    for limit in (0, 1001, -1):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            edge.http(f"/api/transactions?limit={limit}")
+        assert info.value.code == 422

@@ -335,3 +335,55 @@ async def test_a_queue_goes_up_though_its_charger_has_gone(edge_factory):
         assert len(csms.calls("AWAY", "StartTransaction")) == 2
     finally:
         await csms.stop()
+
+
+async def test_a_stalled_uplink_does_not_hold_the_chargers_handshake(edge_factory):
+    """An upstream address that accepts TCP and never answers (a stalled cellular link) once held the charger's
+    own WebSocket open for about 5 s: a charger that gives up after 5 s never got on. Now it is answered at
+    once, in the subprotocol it asked for, and upstream is attached when (if) it comes."""
+    import time
+
+    stalled: list[asyncio.StreamWriter] = []
+
+    async def stall(reader, writer):
+        stalled.append(writer)
+
+    stall_server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    stall_url = f"ws://127.0.0.1:{stall_server.sockets[0].getsockname()[1]}/csms"
+    edge = edge_factory({"upstream": {"mode": "proxy", "url": stall_url, "offline_accept_unknown": True}})
+    try:
+        for version in ("2.0.1", "1.6"):
+            began = time.monotonic()
+            ch = await Charger(edge.url, f"SLOW-{version}", version).connect()
+            took = time.monotonic() - began
+            try:
+                assert took < 1.5, f"the charger's handshake took {took:.1f} s"
+                assert ch.ws.subprotocol == ("ocpp1.6" if version == "1.6" else "ocpp2.0.1")
+                if version == "1.6":
+                    assert (await ch.boot16()).status == "Accepted", "answered by the edge meanwhile"
+                    await wait_for(lambda: "unreachable: no answer in time" in edge.log(), timeout=20,
+                                   what="the log gives the reason")
+            finally:
+                await ch.close()
+        assert "unreachable: \n" not in edge.log(), "never a reason left empty"
+    finally:
+        for w in stalled:
+            w.close()
+        stall_server.close()
+
+
+async def test_an_upstream_that_answers_in_time_still_chooses_the_subprotocol(edge_factory):
+    csms = Csms(free_port())
+    await csms.start()
+    edge = edge_factory(proxy_config(csms))
+    try:
+        ch = await Charger(edge.url, "QUICK", "1.6").connect()
+        try:
+            assert (await ch.boot16()).status == "Accepted"
+            await wait_for(lambda: any(p.charger_id == "QUICK" for p in csms.history), what="upstream attached")
+            assert [json.loads(t)[2] for p in csms.history if p.charger_id == "QUICK" for t in p.received
+                    if json.loads(t)[0] == 2][:1] == ["BootNotification"], "the first frame went up live"
+        finally:
+            await ch.close()
+    finally:
+        await csms.stop()

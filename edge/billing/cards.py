@@ -79,9 +79,12 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
     return version
 
 
-def all_uids(conn: sqlite3.Connection) -> list[str]:
-    """Every card the site has (any status: a blocked card is known, and refused by billing)."""
-    return [r[0] for r in conn.execute("SELECT uid FROM cards")]
+def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | None]]:
+    """Every card the site has, any status (a blocked card is known, and refused by billing): uid → (usable:
+    active on an account not blocked, the chargers it is limited to or None)."""
+    return {uid: (status == "active" and not blocked, json.loads(chargers) if chargers else None)
+            for uid, status, blocked, chargers in conn.execute(
+                "SELECT c.uid, c.status, a.blocked, c.chargers FROM cards c JOIN accounts a ON a.id = c.account_id")}
 
 
 def list_version(conn: sqlite3.Connection) -> int:

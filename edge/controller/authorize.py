@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SiteCard:
+    """What the controller knows of a card of the site's own, between billing's decisions: whether it may
+    be used at all (active, its account not blocked) and where (a personal card's chargers; None: anywhere)."""
+
+    usable: bool = True
+    chargers: frozenset[str] | None = None
+
+
 @dataclass(slots=True)
 class CacheEntry:
     status: str
@@ -43,10 +52,11 @@ def _parse_time(value: str | None) -> float | None:
 class Authorizer:
     def __init__(self, *, accept_unknown_standalone: bool = True, offline_accept_unknown: bool = False,
                  cache_ttl_s: float = 86400.0, cache: dict[str, CacheEntry] | None = None,
-                 known: set[str] | None = None, authority: str = "edge"):
+                 known: set[str] | dict[str, SiteCard] | None = None, authority: str = "edge"):
         """`known`: the site's cards (then `edge.billing` decides, not this object; `set_known` replaces it);
         `authority`: "edge" or "upstream" (who decides for the site's cards while upstream is up)."""
-        self.known: frozenset[str] = frozenset(known or ())
+        self.known: dict[str, SiteCard] = {}
+        self.set_known(known or ())
         self.authority = authority
         self.accept_unknown_standalone = accept_unknown_standalone
         self.offline_accept_unknown = offline_accept_unknown
@@ -56,8 +66,19 @@ class Authorizer:
     def knows(self, uid: str) -> bool:
         return uid in self.known
 
-    def set_known(self, uids: set[str] | list[str]) -> None:
-        self.known = frozenset(uids)
+    def set_known(self, cards: set[str] | list[str] | tuple | dict[str, SiteCard]) -> None:
+        self.known = dict(cards) if isinstance(cards, dict) else {uid: SiteCard() for uid in cards}
+
+    def at_end(self, uid: str, charger_id: str, version: str) -> str:
+        """The status to answer for a card of the site's at the end of its session (1.6 StopTransaction,
+        2.0.1 TransactionEvent Ended): the card's own, not the rule for unknown cards (a good card was once
+        told Invalid after a normal session when unknown cards are refused)."""
+        card = self.known[uid]
+        if not card.usable:
+            return "Blocked"
+        if card.chargers is not None and charger_id not in card.chargers:
+            return "Invalid" if version == "1.6" else "NotAtThisLocation"
+        return "Accepted"
 
     def decide(self, charger_id: str, id_tag: str | None, *, standalone: bool, now: float | None = None) -> str:
         """The status to answer for `id_tag` when the edge decides (standalone, or proxy while offline)."""

@@ -101,6 +101,7 @@ from edge.controller.wire import (
     result_text,
     validate_call,
 )
+from edge.money import lookup_key
 
 # Forwarded messages whose record the edge makes durable before the charger gets upstream's answer.
 _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
@@ -351,6 +352,9 @@ class ChargerLink(BillingPart, ReplayPart):
         if decided is not None:
             return decided.status
         a, id_tag = call.action, id_token_of(call.payload)
+        ends = a == "StopTransaction" or (a == "TransactionEvent" and call.payload.get("eventType") == "Ended")
+        if ends and id_tag and self.authorizer.knows(uid := lookup_key(id_tag)):
+            return self.authorizer.at_end(uid, self.charger_id, self.version)
         if a in ("Authorize", "StartTransaction", "TransactionEvent") or (a == "StopTransaction" and id_tag):
             return self.authorizer.decide(self.charger_id, id_tag, standalone=self.settings.standalone,
                                           now=self.wall())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import decimal
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,38 @@ def precompile_schemas() -> None:
 
 
 def validate_call(call: Call, version: str) -> None:
-    """Check a CALL's action and payload against `version`'s schema; raise `FrameError` if wrong."""
+    """Check a CALL's action and payload against `version`'s schema; raise `FrameError` if wrong. An integer
+    the site's database cannot hold (the schemas set no maximum) is refused here too, before anything is
+    written (it once left the charger with no answer at all)."""
     _check(CALL, call.msg_id, call.action, call.payload, version)
+    if _LONG_NUMBER.search(call.text or "") or not call.text:
+        where = _too_big(call.payload, "")
+        if where is not None:
+            raise FrameError(call.msg_id, "PropertyConstraintViolation",
+                             f"{where}: the number is too large (at most {INT_MAX})")
+
+
+INT_MAX = 2**63 - 1  # SQLite's INTEGER
+_LONG_NUMBER = re.compile(r"\d{19}")  # only a frame with such a run of digits can hold one out of range
+
+
+def _too_big(value: Any, path: str) -> str | None:
+    """The path of the first integer in `value` outside SQLite's 64-bit range, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return path or "payload" if not -INT_MAX - 1 <= value <= INT_MAX else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _too_big(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def result_problem(action: str, payload: dict, version: str) -> str | None:

@@ -33,13 +33,18 @@ __all__ = ["ChargerServer", "ChargerSession", "Site", "charger_id_from_path"]
 
 log = logging.getLogger(__name__)
 
+HANDSHAKE_WAIT = 0.5  # seconds a charger's handshake waits for upstream's before it is answered locally
+SERVED = ("ocpp1.6", "ocpp2.0.1")  # the subprotocols a charger may get (2.1 is parsed, not served)
 PREFERRED_ID_LIMIT = 2**30  # upstream ids above this are not followed (chargers keep 1.6 ids in 32 bits)
 
 
 def charger_id_from_path(path: str) -> str:
-    """The charger identity: the last non-empty path segment, percent-decoded (query string ignored)."""
+    """The charger identity: the last non-empty path segment, percent-decoded (query string ignored); ""
+    for a path that names none (``/``, ``/ocpp``: a charger must not be called "ocpp")."""
     segments = [s for s in path.split("?", 1)[0].split("/") if s]
-    return unquote(segments[-1]) if segments else ""
+    if not segments or (len(segments) == 1 and segments[0].lower() == "ocpp"):
+        return ""
+    return unquote(segments[-1])
 
 
 def offered_subprotocols(header: str | None) -> list[str]:
@@ -82,14 +87,19 @@ class ChargerServer:
             ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
             if not ok:
                 self.site.metrics.errors["auth"] += 1
-                log.warning("charger %r refused: wrong or missing password", charger_id)
+                why = ("not listed under [ocpp.chargers] (security profile 1/2 needs its password there)"
+                       if known is None else "no password sent" if creds is None
+                       else f"sent the user name {creds[0]!r}, not its own id" if creds[0] != charger_id
+                       else "wrong password")
+                log.warning("charger %r refused: %s", charger_id, why)
                 return Refusal(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
                                {"WWW-Authenticate": 'Basic realm="sitekeeper", charset="UTF-8"'})
         elif known is None and not self.cfg.ocpp.allow_unknown_chargers:
             self.site.metrics.errors["unknown_charger"] += 1
+            log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
             return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
         asked = offered_subprotocols(request.headers.get("sec-websocket-protocol"))
-        offered = [p for p in asked if p in SUBPROTOCOLS]
+        offered = [p for p in asked if p in SERVED]
         if asked and not offered:
             return Refusal(HTTPStatus.BAD_REQUEST, "no supported OCPP subprotocol (ocpp1.6, ocpp2.0.1)")
         subprotocol = offered[0] if offered else "ocpp1.6"
@@ -98,13 +108,20 @@ class ChargerServer:
         await self.replays.stop(charger_id)  # before its new upstream link: the cloud must not see two at once
         if self.cfg.upstream.mode == "proxy" and self.connect_limit.try_take():
             # else the site is opening connections as fast as it may: the session's loop opens it in turn
-            chosen = await self.open_upstream(charger_id, offered or ["ocpp1.6"], session.upstream_link())
-            if chosen is None and self.cfg.upstream.strict:
+            attempt = asyncio.create_task(self.open_upstream(charger_id, offered or ["ocpp1.6"],
+                                                             session.upstream_link()))
+            strict = self.cfg.upstream.strict
+            # upstream's choice of subprotocol is mirrored only if it answers in time: a stalled uplink must
+            # not hold the charger's own handshake (some give up after 5 s); strict mode waits, as it must
+            await asyncio.wait({attempt}, timeout=None if strict else HANDSHAKE_WAIT)
+            if not attempt.done():
+                session.connecting = attempt  # the session attaches it when it comes
+            elif attempt.result() is None and strict:
                 self.left(session)
                 return Refusal(HTTPStatus.BAD_GATEWAY, "upstream CSMS unreachable (strict mode)")
-            if chosen is not None:
+            elif attempt.result() is not None:
                 session.up = session.pending_up
-                subprotocol = chosen
+                subprotocol = attempt.result()
         session.version = SUBPROTOCOLS[subprotocol]
         session.task = asyncio.create_task(self.handler(session))  # runs once the upgrade is answered
         return Accept(session.ws, subprotocol if offered else None, abandon=session.abandon)
@@ -132,7 +149,7 @@ class ChargerServer:
             if task is not None and task.cancelling():  # the connector turned our cancellation into an error
                 raise asyncio.CancelledError from e
             self.site.metrics.counts['sitekeeper_upstream_connects_total{result="failed"}'] += 1
-            why = "no answer in time" if isinstance(e, TimeoutError) else (str(e) or type(e).__name__)
+            why = "no answer in time" if isinstance(e, TimeoutError) else (str(e).strip() or type(e).__name__)
             log.info("upstream for %s unreachable: %s", charger_id, why)
             return None
         self.site.metrics.counts['sitekeeper_upstream_connects_total{result="ok"}'] += 1

@@ -108,6 +108,7 @@ class ChargerSession:
         self.ws = Link(self._from_charger, None)
         self.up: Link | None = None
         self.pending_up: Link | None = None
+        self.connecting: asyncio.Task | None = None  # the handshake's upstream connect, still under way
         self.task: asyncio.Task | None = None
         self.calls: dict[str, asyncio.Future] = {}
         self.link: ChargerLink | None = None
@@ -126,6 +127,8 @@ class ChargerSession:
         self.server.left(self)
         if self.task is not None:
             self.task.cancel()
+        if self.connecting is not None:
+            self.connecting.cancel()
         if self.pending_up is not None:
             self.pending_up.close()
 
@@ -429,6 +432,19 @@ class ChargerSession:
         loop = asyncio.get_running_loop()
         backoff = Backoff(ucfg.reconnect_min, ucfg.reconnect_max)
         subprotocol = VERSION_SUBPROTOCOL[self.version]
+        if self.connecting is not None:  # the handshake's attempt: attach it if it comes with our subprotocol
+            attempt, self.connecting = self.connecting, None
+            chosen = await attempt
+            if chosen is not None and chosen == subprotocol:
+                assert self.pending_up is not None
+                self._attached(self.pending_up)
+            elif chosen is not None:
+                log.warning("upstream for %s answered with %s after the charger had %s: reconnecting",
+                            self.charger_id, chosen, subprotocol)
+                assert self.pending_up is not None
+                self.pending_up.close(1000, "subprotocol mismatch")
+            else:
+                await asyncio.sleep(backoff.next())
         while True:
             if self.up is None:
                 await asyncio.sleep(self.server.connect_limit.delay())

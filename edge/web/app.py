@@ -6,12 +6,14 @@ a plain function in its thread pool, on a connection that belongs to the loop's 
 from __future__ import annotations
 
 import contextlib
+import html
+import logging
 import time
 from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 from edge.config import Config
@@ -22,6 +24,8 @@ from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
+
+log = logging.getLogger(__name__)
 
 
 class Site(Protocol):
@@ -38,13 +42,37 @@ class Site(Protocol):
     def connected(self, charger_id: str) -> object | None: ...
 
 
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{site} · sitekeeper</title></head>
+<body style="font-family: sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem">
+<h1>{site}</h1>
+<p>This is the site's sitekeeper edge. The owner's pages are not here yet; what it serves now:</p>
+<ul>
+<li><a href="/healthz">/healthz</a>: is the edge able to do its job (200 yes, 503 no, with the reason)</li>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="/api/chargers">/api/chargers</a>: the chargers and their connectors</li>
+<li><a href="/api/transactions">/api/transactions</a>: the newest sessions (card ids masked)</li>
+<li>/api/events: live taps and decisions (Server-Sent Events)</li>
+</ul>
+<p>Cards, top-ups and reports: the <code>sitekeeper</code> command on the site's computer (see its README).</p>
+</body></html>
+"""
+
+
 class TapIn(BaseModel):
     uid: str
     reader: str = "kiosk"
 
 
 def build_app(edge: Site) -> FastAPI:
-    app = FastAPI(title="sitekeeper edge", version="0.1.0")
+    # no /docs or /redoc: their pages load scripts from a CDN, blank on a site without internet
+    app = FastAPI(title="sitekeeper edge", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        """What this address serves, until the owner's pages land here."""
+        return _INDEX.format(site=html.escape(edge.cfg.site.name or edge.cfg.site.id))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -94,7 +122,14 @@ def build_app(edge: Site) -> FastAPI:
 
     @app.get("/api/transactions")
     async def transactions(limit: int = 100) -> list[dict]:
-        return reads.transactions(edge.store.db.conn, limit)
+        """The newest sessions, card ids masked (no login guards this yet)."""
+        if limit < 1 or limit > 1000:
+            raise HTTPException(422, "limit must be 1..1000")
+        rows = reads.transactions(edge.store.db.conn, limit)
+        for row in rows:
+            if row.get("id_tag"):
+                row["id_tag"] = journal.mask_uid(row["id_tag"])
+        return rows
 
     return app
 
@@ -119,6 +154,11 @@ class WebServer:
 
 async def start_web(edge: Site) -> tuple[WebServer, int]:
     import asyncio
+
+    if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("web: %s:%d is open to the network and its API has no login yet (card ids are masked);"
+                    " keep web.host = 127.0.0.1 unless the site's network is trusted", edge.cfg.web.host,
+                    edge.cfg.web.port)
 
     config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,
                             log_level="warning", lifespan="off", access_log=False)
