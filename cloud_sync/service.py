@@ -31,6 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud_sync import commands
+from cloud_sync.diagnose import why_unreachable
 from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config
@@ -39,6 +40,7 @@ from edge.store.guard import Lock
 from edge.store.sqlite import Store
 
 log = logging.getLogger("sitekeeper.sync")
+CONNACK_WAIT = 10.0  # seconds without a broker connection before the sync looks for why itself
 
 
 class SyncService:
@@ -58,10 +60,24 @@ class SyncService:
         self.published_status: dict[str, str] = {}
         self.client: mqtt.Client | None = None
         self.published = 0
+        self._last_error = ""
+        self._down_since = 0.0  # when the broker connection was last lost (0: diagnosed already, or up)
 
     # -- paho callbacks (its network thread): hand over to the main loop, except commands ----------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self.events.put(("connect", reason.is_failure, str(reason)))
+        self.events.put(("connect", reason.is_failure, f"broker refused: {reason}"))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """paho could not connect and does not say why: ask DNS, TCP and TLS in turn."""
+        self.events.put(("connect", True, why_unreachable(self.mq.host, self.mq.port, self._tls_context())))
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not (self.mq.tls or self.mq.ca_file or self.mq.cert_file):
+            return None
+        ctx = ssl.create_default_context(cafile=self.mq.ca_file or None)
+        if self.mq.cert_file:
+            ctx.load_cert_chain(self.mq.cert_file, self.mq.key_file or None)
+        return ctx
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.events.put(("disconnect", str(reason)))
@@ -97,6 +113,7 @@ class SyncService:
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -120,9 +137,15 @@ class SyncService:
         self.client.loop_start()
         log.info("cloud sync: broker %s:%d, topics under %s/", self.mq.host, self.mq.port, self.prefix)
         last_beat = last_prune = last_status = 0.0
+        self._down_since = time.monotonic()
         try:
             while not stop.is_set():
                 sent = self._handle_events(timeout=0.2)
+                if not self.connected and self._down_since and time.monotonic() - self._down_since > CONNACK_WAIT:
+                    # TCP up but no MQTT answer (a plain client on a TLS port waits for ever): say why, once
+                    self._down_since = 0.0
+                    why = why_unreachable(self.mq.host, self.mq.port, self._tls_context())
+                    self._connected(failed=True, reason=f"no MQTT answer in {CONNACK_WAIT:g} s: {why}")
                 if self.connected:
                     self._publish_more()  # refill the window first: the marks' fsync need not hold it up
                 if sent:
@@ -166,6 +189,7 @@ class SyncService:
             elif kind == "disconnect":
                 if self.connected:
                     log.warning("broker connection lost: %s", event[1])
+                    self._down_since = time.monotonic()
                 self.connected = False
                 self.inflight.clear()
                 self.store.write_now(lambda c: outbox.set_meta(c, connected="0"))
@@ -185,9 +209,15 @@ class SyncService:
 
     def _connected(self, failed: bool, reason: str) -> None:
         if failed:
-            log.error("broker refused the connection: %s", reason)
-            self.store.write_now(lambda c: outbox.set_meta(c, connected="0", error=f"broker refused: {reason}"))
+            self._down_since = 0.0  # the reason is known: no need to look for it
+            said = reason
+            if said != self._last_error:  # said once until it changes (paho retries every few seconds)
+                log.error("cannot connect to the broker %s:%d: %s", self.mq.host, self.mq.port, said)
+                self._last_error = said
+            self.store.write_now(lambda c: outbox.set_meta(c, connected="0", error=said))
             return
+        self._last_error = ""
+        self._down_since = 0.0
         assert self.client is not None
         self.connected = True
         self.inflight.clear()

@@ -372,3 +372,46 @@ def test_blocking_a_blocked_card_changes_nothing_from_any_face(tmp_path):
         assert store.write_now(state) == once
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("why", ["dns", "refused", "tls_to_plain", "plain_to_tls"])
+def test_sync_says_why_it_cannot_connect(why, broker_factory, sync_factory):
+    """`sitekeeper sync` once only said it was not connected: now the log and `sync --status` say where the way
+    to the broker breaks (bad credentials: test_wrong_password_refused_and_reported)."""
+    from conftest import free_port
+
+    if why == "dns":
+        sync, expected = sync_factory(None), "DNS: the name no-such-broker.invalid does not resolve"
+        sync.config.write_text(sync.config.read_text() + '\n[mqtt]\nhost = "no-such-broker.invalid"\n')
+    elif why == "refused":
+        port = free_port()
+        sync, expected = sync_factory(None), f"refused: nothing listens on 127.0.0.1:{port}"
+        sync.config.write_text(sync.config.read_text() + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n')
+    elif why == "tls_to_plain":
+        sync, expected = sync_factory(broker_factory(), tls=True), "TLS:"
+    else:
+        tls_broker = broker_factory(tls=True)
+        sync, expected = sync_factory(tls_broker), "answers but the MQTT connection failed (a TLS port?"
+    sync.start()
+    wait_until(lambda: expected in sync.status()["last_error"], what=expected)
+    out = subprocess.run([SITEKEEPER, "--config", str(sync.config), "sync", "--status"], capture_output=True,
+                         text=True, timeout=30).stdout
+    assert expected in out and "running, not connected" in out
+    wait_until(lambda: expected in sync.log.read_text(), what="the reason in the log")
+    assert sync.log.read_text().count(expected) == 1, "said once, not at every retry"
+
+
+def test_sync_status_says_not_running_as_soon_as_the_process_dies(broker, sync_factory):
+    import time
+
+    sync = sync_factory(broker)
+    sync.start()
+    wait_until(lambda: sync.status()["connected"], what="connected")
+    sync.stop(signal.SIGKILL)
+    began = time.monotonic()
+    st = sync.status()
+    assert st["running"] is False and st["connected"] is False, st
+    assert time.monotonic() - began < 5
+    out = subprocess.run([SITEKEEPER, "--config", str(sync.config), "sync", "--status"], capture_output=True,
+                         text=True, timeout=30).stdout
+    assert "not running" in out

@@ -27,7 +27,7 @@ from typing import Any
 
 from edge.cli import owner
 from edge.cli.common import load_config, open_store
-from edge.store.guard import StoreError, me
+from edge.store.guard import Lock, StoreError, me
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -219,6 +219,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         st = status(store.db.conn)
     finally:
         store.close()
+    # running: the sync process holds its lock (gone the moment it dies, however it dies), not a heartbeat
+    st["running"] = Lock(cfg.store.path, "sync").held()
+    st["connected"] = st["connected"] and st["running"]
     st["configured"] = bool(cfg.mqtt.host)
     if args.json:
         print(json.dumps(st, indent=1))

@@ -112,6 +112,21 @@ class Lock:
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
+    def held(self) -> bool:
+        """Some process holds this lock now (it is running), this one or another."""
+        if self._fd is not None:
+            return True
+        if not os.path.exists(self.path):
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
