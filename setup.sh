@@ -3,17 +3,20 @@
 #   ./setup.sh          runtime: Python packages into .venv (a Pi or any Debian machine)
 #   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers,
 #                       mosquitto (+ clients), openssl and the virtual smart-card reader (vsmartcard-vpcd)
+#   ./setup.sh --hardware-tests   on a Pi: also pytest, to run hardware_tests/ (nothing of the CI machine's)
 # Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
 # through sudo when it is available).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 DEV=0
+HW=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown option $arg (use --dev or nothing)" >&2; exit 2 ;;
+    --hardware-tests) HW=1 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (use --dev, --hardware-tests or nothing)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,6 +64,9 @@ apt_install pcscd libpcsclite-dev swig gcc python3-dev pkg-config
 if [ $DEV -eq 1 ]; then
   say "installing sitekeeper with its dev and test packages into .venv"
   .venv/bin/python -m pip install -q -e '.[dev]'
+elif [ $HW -eq 1 ]; then
+  say "installing sitekeeper and pytest (for hardware_tests/) into .venv"
+  .venv/bin/python -m pip install -q -e '.[hardware-tests]'
 else
   say "installing sitekeeper into .venv"
   .venv/bin/python -m pip install -q -e .

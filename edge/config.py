@@ -361,10 +361,19 @@ def locate(explicit: str | None) -> str | None:
     return SYSTEM_CONFIG if Path(SYSTEM_CONFIG).is_file() else None
 
 
+def _state_directory(cfg: Config) -> None:
+    """No store.path given: under systemd, the service's state directory ($STATE_DIRECTORY, what the unit's
+    StateDirectory= makes writable), not beside the config (/etc/sitekeeper, read-only under the unit)."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        cfg.store.path = str(Path(state) / "site.db")
+
+
 def load(path: str | Path | None = None) -> Config:
     """Read a TOML config file (or none: all defaults) and return the checked `Config`."""
     cfg = Config()
     if path is None:
+        _state_directory(cfg)
         _validate(cfg)
         return cfg
     p = Path(path)
@@ -390,6 +399,8 @@ def load(path: str | Path | None = None) -> Config:
         else:
             _fill(getattr(cfg, key), value, key)
     cfg.source = str(p)
+    if "path" not in (data.get("store") or {}):
+        _state_directory(cfg)
     # Relative paths are relative to the config file (a service's working directory is often /).
     paths = [(getattr(cfg, section), key) for section, key in (
         ("store", "path"), ("ocpp", "tls_cert"), ("ocpp", "tls_key"), ("ocpp", "client_ca"), ("upstream", "ca_file"),

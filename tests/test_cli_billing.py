@@ -22,6 +22,7 @@ import pytest
 from conftest import SITEKEEPER
 
 from edge import config
+from edge.billing import cards
 from edge.billing import sessions as billing
 from edge.controller import observe
 from edge.ocpp import persist
@@ -498,3 +499,29 @@ def test_open_session_hours_count_up_to_now(tmp_path: Path):
     row = s.json("report", "daily", "--date", day)["chargers"][0]
     assert row["open_sessions"] == 1 and row["sessions"] == 0
     assert 30 * 60 <= row["charging_seconds"] <= 30 * 60 + 120 or day != datetime.now(ZoneInfo(TZ)).date().isoformat()
+
+
+def test_what_goes_wrong_around_a_command_is_one_line_never_a_traceback(tmp_path: Path):
+    """Output piped into `head`, a --config or store.path that is a folder, a database this user cannot write."""
+    s = Site(tmp_path / "site")
+    s.library(lambda conn: [cards.add_card(conn, f"04{i:06X}", "commercial", name=f"Driver {i}")
+                            for i in range(3000)])
+    piped = subprocess.run(f"'{SITEKEEPER}' cards list --config '{s.config}' | head -1", shell=True,
+                           capture_output=True, text=True, timeout=60)
+    assert piped.stdout.count("\n") == 1 and piped.stderr == "", piped.stderr
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    proc = subprocess.run([SITEKEEPER, "cards", "list", "--config", str(folder)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    one_line_error(proc, "is a folder, not a file")
+    s.config.write_text(s.config.read_text().replace('path = "data/site.db"', 'path = "data"'))
+    proc = s.run("cards", "list", rc=2)
+    one_line_error(proc, "is a folder, not a database file")
+    s.config.write_text(s.config.read_text().replace('path = "data"', 'path = "data/site.db"'))
+    subprocess.run(["chattr", "+i", str(s.db)], check=True)
+    try:
+        proc = s.run("cards", "add", "04E1E2E9", "--kind", "commercial", "--name", "Eve", rc=1)
+    finally:
+        subprocess.run(["chattr", "-i", str(s.db)], check=True)
+    one_line_error(proc, "the database cannot be used as root")
+    assert "sudo -u sitekeeper" in proc.stderr

@@ -120,6 +120,7 @@ def test_backup_onto_the_live_database_is_refused(edge_factory):
 def test_deleting_the_database_under_the_running_edge_is_noticed(edge_factory):
     edge = edge_factory()
     assert health(edge)[0] == 200
+    assert f"database {edge.db_path}" in edge.log(), "the edge says which file it uses"
     os.unlink(edge.db_path)
     wait_until(lambda: health(edge)[0] == 503, what="/healthz 503")
     assert "was deleted while the edge runs" in health(edge)[1]["store"]["problem"]

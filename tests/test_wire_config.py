@@ -129,3 +129,19 @@ def test_bad_billing_keys_stop_start_up_with_one_line(tmp_path, text, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"sitekeeper: config: {message}"), lines
     assert not (tmp_path / "sitekeeper.db").exists()
+
+
+def test_without_a_store_path_a_service_keeps_its_database_in_its_state_directory(tmp_path, monkeypatch):
+    """The default once put the database beside the config (/etc/sitekeeper, read-only under the unit)."""
+    from edge.config import load
+
+    cfg_file = tmp_path / "etc" / "sitekeeper.toml"
+    cfg_file.parent.mkdir()
+    cfg_file.write_text('[site]\nid = "s1"\n')
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert load(cfg_file).store.path == str(tmp_path / "etc" / "sitekeeper.db")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    assert load(cfg_file).store.path == str(tmp_path / "state" / "site.db")
+    assert load(None).store.path == str(tmp_path / "state" / "site.db")
+    cfg_file.write_text('[site]\nid = "s1"\n[store]\npath = "/data/x.db"\n')
+    assert load(cfg_file).store.path == "/data/x.db", "a path the owner gave wins"
