@@ -47,8 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--url", help="charger endpoint, e.g. ws://127.0.0.1:9000/ocpp (default: this config's)")
     s.add_argument("--chargers", type=int, default=2)
     s.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
-    s.add_argument("--sessions", type=int, default=1, help="card sessions per charger")
+    s.add_argument("--sessions", type=int, default=1,
+                   help="card sessions per charger (0: only those the CSMS starts remotely; with --forever)")
     s.add_argument("--forever", action="store_true", help="keep running sessions until interrupted")
+    s.add_argument("--card", action="append", metavar="UID",
+                   help="a card of the site to charge with (repeatable: the chargers take them in turn)")
     s.add_argument("--prefix", default="SIM", help="charger id prefix (SIM0001, SIM0002, ...)")
     s.add_argument("--meter-interval", type=float, default=1.0, help="seconds between meter values")
     s.add_argument("--password", help="HTTP Basic password (security profile 1/2)")
@@ -116,11 +119,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.chargers < 1:
         print("sitekeeper: --chargers must be at least 1", file=sys.stderr)
         return 2
+    if args.sessions < 0:
+        print("sitekeeper: --sessions must be 0 or more", file=sys.stderr)
+        return 2
+    from edge.money import UidError, normalise_uid
+
+    try:
+        cards = [normalise_uid(c) for c in args.card or []]
+    except UidError as e:
+        print(f"sitekeeper simulate: --card: {e}", file=sys.stderr)
+        return 2
     print(f"simulating {args.chargers} OCPP {args.version} charger(s) against {url}", flush=True)
     try:
         stats = asyncio.run(run_site(url, args.chargers, args.version, sessions=args.sessions, prefix=args.prefix,
                                      meter_interval=args.meter_interval, password=args.password,
-                                     forever=args.forever, ca=args.ca, cert=args.cert, key=args.key))
+                                     forever=args.forever, ca=args.ca, cert=args.cert, key=args.key,
+                                     cards=cards))
     except KeyboardInterrupt:
         return 0
     failed = 0

@@ -1,6 +1,11 @@
 """`sitekeeper simulate`: simulated chargers (OCPP 1.6J or 2.0.1) that boot, report status, heartbeat and run
 card sessions with meter values against an edge (or any CSMS), so that a new site shows life at once.
 
+They behave as chargers do: each has a card with a real ISO 14443 UID (`--card` gives the site's own), a
+RemoteStart / RequestStart it accepts starts a session (a cable plugged in), a closed connection (the edge
+restarting) is reconnected with backoff, and a refused card is not tried again at once (backoff, up to a
+minute), so that a `--forever` site with a bad card does not flood the edge.
+
 Built directly on `websockets` so that it stays light enough to run a thousand chargers in one process.
 """
 
@@ -17,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
 
+from edge.backoff import Backoff
 from edge.security import basic_auth_header
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,7 @@ class SimCharger:
         self.transaction_id: int | str | None = None
         self.remote_stop = asyncio.Event()
         self.remote_starts: asyncio.Queue[str] = asyncio.Queue()
+        self.plug = asyncio.Lock()  # one connector: one session at a time, card or remote
 
     async def connect(self) -> None:
         headers = {}
@@ -101,7 +109,7 @@ class SimCharger:
             self.remote_stop.set()
             return {"status": "Accepted"}
         if action in ("RemoteStartTransaction", "RequestStartTransaction"):
-            if self.transaction_id is not None:
+            if self.transaction_id is not None or self.plug.locked():
                 return {"status": "Rejected"}
             tag = payload.get("idTag") or (payload.get("idToken") or {}).get("idToken")
             self.remote_starts.put_nowait(tag)
@@ -203,21 +211,29 @@ class SimCharger:
     async def serve_remote(self, meter_samples: int = 1000) -> None:
         """Charge whenever the CSMS asks (RemoteStart / RequestStart), until it asks to stop."""
         while True:
-            self.id_tag = await self.remote_starts.get()
-            await self.status("Preparing")
-            if await self.start() != "Accepted":
-                self.stats.refused += 1
-            await self.status("Charging")
-            for _ in range(meter_samples):
-                if self.remote_stop.is_set():
-                    break
+            tag = await self.remote_starts.get()
+            async with self.plug:
+                own, self.id_tag = self.id_tag, tag
                 try:
-                    await asyncio.wait_for(self.remote_stop.wait(), self.meter_interval)
-                except TimeoutError:
-                    await self.meter(self.meter_interval)
-            await self.stop("Remote" if self.remote_stop.is_set() else "Local")
-            self.remote_stop.clear()
-            await self.status("Available")
+                    await self._remote_session(meter_samples)
+                finally:
+                    self.id_tag = own
+
+    async def _remote_session(self, meter_samples: int) -> None:
+        await self.status("Preparing")
+        if await self.start() != "Accepted":
+            self.stats.refused += 1
+        await self.status("Charging")
+        for _ in range(meter_samples):
+            if self.remote_stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(self.remote_stop.wait(), self.meter_interval)
+            except TimeoutError:
+                await self.meter(self.meter_interval)
+        await self.stop("Remote" if self.remote_stop.is_set() else "Local")
+        self.remote_stop.clear()
+        await self.status("Available")
 
     async def session(self, meter_samples: int = 3) -> bool:
         """One card session: authorize, start, meter values, stop. False if the card was refused."""
@@ -256,8 +272,11 @@ def iso14443_uid(i: int) -> str:
 
 async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, prefix: str = "SIM",
                    meter_interval: float = 1.0, password: str | None = None, forever: bool = False,
-                   ca: str | None = None, cert: str | None = None, key: str | None = None) -> list[SimStats]:
-    """Run `chargers` simulated chargers, each doing `sessions` card sessions (or forever)."""
+                   ca: str | None = None, cert: str | None = None, key: str | None = None,
+                   cards: list[str] | None = None, reconnect_min: float = 1.0,
+                   refused_max: float = 60.0) -> list[SimStats]:
+    """Run `chargers` simulated chargers, each doing `sessions` card sessions (or forever) with its card
+    (`cards`, in turn; else a UID of its own), and any session the CSMS starts remotely meanwhile."""
 
     async def one(i: int) -> SimStats:
         charger_id = f"{prefix}{i:04d}"
@@ -265,21 +284,60 @@ async def run_site(url: str, chargers: int, version: str, *, sessions: int = 1, 
             tls = tls_context(ca, cert, key, charger_id) if url.startswith("wss://") else None
         except (OSError, ssl.SSLError) as e:
             return SimStats(notes=[f"TLS material: {e}"])
-        sim = SimCharger(url, charger_id, version, password=password, id_tag=iso14443_uid(i),
-                         meter_interval=meter_interval, tls=tls)
-        try:
-            await sim.connect()
-            await sim.boot()
-            await sim.status("Available")
-            done = 0
-            while forever or done < sessions:
+        card = cards[(i - 1) % len(cards)] if cards else iso14443_uid(i)
+        sim = SimCharger(url, charger_id, version, password=password, id_tag=card, meter_interval=meter_interval,
+                         tls=tls)
+        reconnect, refused = Backoff(reconnect_min, 30.0), Backoff(2.0, refused_max)
+        done = 0
+
+        async def card_sessions() -> None:
+            nonlocal done
+            while done < sessions or (forever and sessions > 0):
                 await sim.heartbeat()
-                await sim.session()
+                async with sim.plug:
+                    accepted = await sim.session()
                 done += 1
-        except Exception as e:  # report, don't crash the other chargers
-            sim.stats.notes.append(f"{type(e).__name__}: {e}")
-        finally:
+                if accepted:
+                    refused.reset()
+                else:  # a charger does not try a refused card again at once
+                    await asyncio.sleep(refused.next())
+            if forever:  # sessions 0: only what the CSMS starts
+                await asyncio.Event().wait()
+
+        reconnects = 0
+        while True:
+            try:
+                await sim.connect()
+                await sim.boot()
+                await sim.status("Available")
+            except (OSError, TimeoutError, WebSocketException, RuntimeError) as e:
+                await sim.close()
+                if not forever and done == 0 and reconnects == 0:
+                    sim.stats.notes.append(f"{type(e).__name__}: {e}")
+                    return sim.stats
+                reconnects += 1
+                await asyncio.sleep(reconnect.next())
+                continue
+            reconnect.reset()
+            assert sim.ws is not None
+            work = asyncio.create_task(card_sessions())
+            remote = asyncio.create_task(sim.serve_remote())
+            closed = asyncio.create_task(sim.ws.wait_closed())
+            try:
+                await asyncio.wait([work, closed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (work, remote, closed):
+                    task.cancel()
+                await asyncio.gather(work, remote, closed, return_exceptions=True)
+            lost = sim.ws.close_code is not None or (closed.done() and not closed.cancelled())
+            if work.done() and not work.cancelled() and (work.exception() is None or not lost):
+                if work.exception() is not None:  # a failure of its own, not the connection's
+                    sim.stats.notes.append(f"{type(work.exception()).__name__}: {work.exception()}")
+                await sim.close()
+                return sim.stats
             await sim.close()
-        return sim.stats
+            log.info("simulated charger %s: connection lost; reconnecting", charger_id)
+            reconnects += 1
+            await asyncio.sleep(reconnect.next())
 
     return await asyncio.gather(*(one(i) for i in range(1, chargers + 1)))
