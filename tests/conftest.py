@@ -113,7 +113,8 @@ class EdgeProcess:
                 raise RuntimeError(f"edge exited with {self.proc.returncode}:\n{self.log()}")
             if "ready: ocpp=" in self.log():
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).read()
+                    host = self.config.get("web", {}).get("host", "127.0.0.1")
+                    urllib.request.urlopen(f"http://{host}:{self.web_port}/healthz", timeout=2).read()
                     return self
                 except OSError:
                     pass
@@ -124,7 +125,8 @@ class EdgeProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def http(self, path: str) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5).read().decode()
+        host = self.config.get("web", {}).get("host", "127.0.0.1")
+        return urllib.request.urlopen(f"http://{host}:{self.web_port}{path}", timeout=5).read().decode()
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -32,3 +32,18 @@ def test_every_command_has_help_and_is_documented():
         assert text.strip(), f"sitekeeper {' '.join(words)} has no help text"
         pattern = r"sitekeeper\s+(?:\[?--config\s+\S+\]?\s+)?" + r"\s+".join(map(re.escape, words)) + r"\b"
         assert re.search(pattern, docs), f"sitekeeper {' '.join(words)} is not named in README.md or docs/"
+
+
+def test_setup_gives_a_pi_the_hardware_tests_without_the_ci_machines_parts():
+    """hardware_tests/README.md asked for pytest, which ./setup.sh did not install on a Pi."""
+    import subprocess
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    usage = subprocess.run(["bash", str(root / "setup.sh"), "--help"], capture_output=True, text=True).stdout
+    assert "--hardware-tests" in usage
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = extras["hardware-tests"]
+    assert wanted and all(d.startswith("pytest") for d in wanted), "pytest, nothing of the CI machine's"
+    assert "./setup.sh --hardware-tests" in (root / "hardware_tests" / "README.md").read_text()

@@ -213,3 +213,11 @@ async def test_the_web_front_says_what_is_there_works_offline_and_masks_card_ids
         with pytest.raises(urllib.error.HTTPError) as info:
             edge.http(f"/api/transactions?limit={limit}")
         assert info.value.code == 422
+
+
+def test_a_web_app_open_beyond_this_machine_warns_that_its_api_has_no_login(edge_factory):
+    local = edge_factory()
+    assert "open to the network" not in local.log()
+    wider = edge_factory({"web": {"host": "127.0.0.2"}})  # another address than this machine's own loopback
+    assert "127.0.0.2" in wider.log() and "its API has no login yet" in wider.log()
+    assert json.loads(wider.http("/healthz"))["ok"] is True

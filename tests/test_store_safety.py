@@ -155,3 +155,18 @@ def test_one_sync_per_site(broker, tmp_path):
     finally:
         one.terminate()
         one.wait(15)
+
+
+def test_a_config_this_user_cannot_read_is_one_line_with_the_way(shared_dir: Path):
+    """Run as a user who cannot read the config: one line that says so and how (sudo -u sitekeeper ...).
+    (As `nobody` under the system's Python, which can import the config module: the test venv is root's.)"""
+    cfg = shared_dir / "sitekeeper.toml"
+    cfg.write_text('[site]\nid = "s1"\n')
+    cfg.chmod(0o600)
+    repo = Path(__file__).resolve().parent.parent
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from edge import config\n"
+             "try:\n config.load(sys.argv[2])\nexcept config.ConfigError as e:\n print(e)")
+    out = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe, str(repo), str(cfg)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == (f"cannot read {cfg} as nobody (run as the service user: sudo -u sitekeeper"
+                                  " sitekeeper ..., see docs/operations.md)"), out.stdout + out.stderr
