@@ -25,6 +25,7 @@ from edge.gpio import Feedback
 from edge.metrics import Metrics
 from edge.ocpp.server import ChargerServer, Site
 from edge.ocpp.transport import serve
+from edge.operations import tokens
 from edge.operations.local_list import ListWatch
 from edge.rfid.loop import run_reader
 from edge.rfid.taps import TapService
@@ -175,6 +176,8 @@ class Edge:
             if rc.backend != "sim":
                 self._tasks.append(asyncio.create_task(run_reader(name, rc, self.taps.handle),
                                                        name=f"reader-{name}"))
+        if self.cfg.store.path != ":memory:":  # the kiosk's and the CLI's token on this machine
+            self.store.write_now(lambda c: tokens.write_local(c, tokens.local_path(self.cfg.store.path)))
         if self.cfg.web.port:
             from edge.web.app import start_web
 

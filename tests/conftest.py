@@ -124,9 +124,23 @@ class EdgeProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def http(self, path: str) -> str:
+    def http(self, path: str, token: str | None = None) -> str:
+        """GET `path` (an /api/ one with the edge's local token, unless `token` is given)."""
         host = self.config.get("web", {}).get("host", "127.0.0.1")
-        return urllib.request.urlopen(f"http://{host}:{self.web_port}{path}", timeout=5).read().decode()
+        req = urllib.request.Request(f"http://{host}:{self.web_port}{path}")
+        token = token if token is not None else self.token if path.startswith("/api/") else None
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        return urllib.request.urlopen(req, timeout=5).read().decode()
+
+    @property
+    def token(self) -> str:
+        """The edge's local API token (role owner), as the kiosk and the CLI on the Pi read it."""
+        from edge.operations.tokens import read_local
+
+        token = read_local(self.db_path)
+        assert token, "the edge wrote no local token"
+        return token
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -185,7 +185,9 @@ async def test_hold_exhausted_edge_stops_the_charger(edge_factory):
         res = await ch.call(call16.StartTransaction(connector_id=1, id_tag="04EE0001", meter_start=0, timestamp=ts(0)))
         tx = res.transaction_id
         await ch.call(meter16(tx, 2000, ts(10)))  # 40.00: still under the 100.00 hold
-        await asyncio.sleep(0.3)
+        # the charger's frames are carried out in order: by the Heartbeat's answer, a stop the meter values
+        # called for would have been sent (no fixed pause to wait out)
+        await ch.call(call16.Heartbeat())
         assert not any('"RemoteStopTransaction"' in t for t in ch.received)
         await ch.call(meter16(tx, 5500, ts(20)))  # 110.00 ≥ 100.00: the edge stops the session
         for _ in range(100):

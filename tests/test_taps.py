@@ -103,7 +103,8 @@ async def test_kiosk_tap_on_the_event_stream_and_enrol_by_tap(edge_factory):
 
     async def listen():
         async with httpx.AsyncClient(timeout=None) as client:
-            async with client.stream("GET", f"http://127.0.0.1:{edge.web_port}/api/events") as resp:
+            async with client.stream("GET", f"http://127.0.0.1:{edge.web_port}/api/events",
+                                     headers={"Authorization": f"Bearer {edge.token}"}) as resp:
                 async for line in resp.aiter_lines():
                     if line.startswith("data: "):
                         seen.append(json.loads(line[6:]))

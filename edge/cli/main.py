@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from edge.cli import owner
+from edge.cli import operate, owner
 from edge.cli.common import load_config, open_store
 from edge.store.guard import Lock, StoreError, me
 
@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--json", action="store_true", help="with --status: as JSON")
 
     owner.register(sub, common)  # cards, topup, users, sessions, report
+    operate.register(sub, common)  # token, charger, operations
     return p
 
 
@@ -197,9 +198,12 @@ def cmd_tap(args: argparse.Namespace) -> int:
         print(f"sitekeeper tap: {e}", file=sys.stderr)
         return 2
     host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "::", "") else cfg.web.host
+    from edge.operations.tokens import read_local
+
     req = urllib.request.Request(f"http://{host}:{cfg.web.port}/api/taps", method="POST",
                                  data=json.dumps({"uid": uid, "reader": args.reader}).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {read_local(cfg.store.path) or ''}"})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             event = json.loads(resp.read())
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         if getattr(args, "handler", None) is not None:
-            return owner.run(args.handler, args)
+            return owner.run(args.handler, args, operate.BAD_INPUT)
         handler = {"run": cmd_run, "init": cmd_init, "simulate": cmd_simulate, "journal": cmd_journal,
                    "backup": cmd_backup, "sync": cmd_sync, "tap": cmd_tap,
                    "hash-password": cmd_hash_password}[args.command]

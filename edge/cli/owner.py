@@ -394,11 +394,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--history", action="store_true", help="with --csv: the balance history instead of sessions")
 
 
-def run(handler: Handler, args: argparse.Namespace) -> int:
-    """Call `handler`; bad input becomes one line on stderr and exit code 2."""
+def run(handler: Handler, args: argparse.Namespace, also: tuple[type[Exception], ...] = ()) -> int:
+    """Call `handler`; bad input (`BAD_INPUT`, and `also`) becomes one line on stderr and exit code 2."""
     try:
         return handler(args)
-    except BAD_INPUT as e:
+    except (*BAD_INPUT, *also) as e:
         command = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
         print(f"sitekeeper {command}: {e}", file=sys.stderr)
         return 2

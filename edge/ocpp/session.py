@@ -318,6 +318,14 @@ class ChargerSession:
 
     async def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict:
         """Send a CALL of the edge's own to this charger and return its answer (raises on CALLERROR)."""
+        result, error = await self.exchange(action, payload, timeout)
+        if error is not None:
+            raise RuntimeError(f"{action}: {error['code']}: {error['description']}")
+        return result or {}
+
+    async def exchange(self, action: str, payload: dict, timeout: float = 30.0) -> tuple[dict | None, dict | None]:
+        """Send a CALL of the edge's own to this charger: (its answer, None) or (None, its CALLERROR's code,
+        description and details). Raises TimeoutError, or ConnectionError if the charger goes away."""
         fut = asyncio.get_running_loop().create_future()
 
         def start(link: ChargerLink) -> list:
@@ -328,8 +336,9 @@ class ChargerSession:
         self.submit(start)
         done = await asyncio.wait_for(fut, timeout)
         if done.error is not None:
-            raise RuntimeError(f"{action}: {done.error.code}: {done.error.description}")
-        return done.result
+            return None, {"code": done.error.code, "description": done.error.description,
+                          "details": done.error.details}
+        return done.result, None
 
     # -- actions -----------------------------------------------------------------------------------------
     def _act(self, a: Action) -> bool:

@@ -23,7 +23,8 @@ from edge.billing import sessions as billing
 from edge.config import ReaderConfig
 from edge.events import EventBus
 from edge.gpio import Feedback
-from edge.operations.chargers import Charger, Chargers, remote_start, remote_stop
+from edge.operations.chargers import Charger, Chargers
+from edge.operations.intents import remote_start, remote_stop
 from edge.rfid import Tap
 from edge.store.journal import mask_uid
 from edge.store.sqlite import Store

@@ -73,6 +73,21 @@ def transactions(conn: sqlite3.Connection, limit: int = 100) -> list[dict]:
     return _dicts(conn.execute("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", (limit,)))
 
 
+def transaction(conn: sqlite3.Connection, tx_id: int) -> dict | None:
+    """One session's row (every column), or None."""
+    rows = _dicts(conn.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)))
+    return rows[0] if rows else None
+
+
+def open_transaction_of(conn: sqlite3.Connection, charger_id: str, uid: str, after_id: int) -> dict | None:
+    """The session `uid` has open on `charger_id` with an id above `after_id` (one a remote start began)."""
+    rows = _dicts(conn.execute(
+        "SELECT id, charger_id, tx_key, connector_id, evse_id, id_tag, started_at, hold_minor FROM transactions"
+        " WHERE charger_id = ? AND id_tag = ? AND stopped_at IS NULL AND id > ? ORDER BY id DESC LIMIT 1",
+        (charger_id, uid, after_id)))
+    return rows[0] if rows else None
+
+
 def auth_cache(conn: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
     """(id tag, status, expires) of every card upstream has answered for."""
     return conn.execute("SELECT id_tag, status, expires FROM auth_cache").fetchall()

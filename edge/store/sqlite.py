@@ -182,6 +182,24 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE applied_commands ADD COLUMN digest TEXT;
     """,
+    # 7: the HTTP API's bearer tokens (only their SHA-256) and the audit of operations on chargers
+    """
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'owner')),
+        hash TEXT NOT NULL UNIQUE, created TEXT NOT NULL, last_used TEXT
+    );
+    CREATE TABLE operations (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,                   -- the token's name (or "cli" for the CLI on the Pi)
+        charger_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        request TEXT NOT NULL,               -- the payload sent (JSON)
+        status TEXT NOT NULL,                -- answered, callerror, not_connected, timeout
+        response TEXT, error TEXT, problem TEXT, took_ms REAL
+    );
+    CREATE INDEX operations_charger ON operations (charger_id, id);
+    """,
 ]
 
 

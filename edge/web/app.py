@@ -12,7 +12,7 @@ import time
 from typing import Protocol
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -20,10 +20,13 @@ from edge.config import Config
 from edge.events import EventBus
 from edge.metrics import Metrics
 from edge.money import UidError, normalise_uid
+from edge.operations.chargers import Chargers
 from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
+from edge.web.auth import need
+from edge.web.operations_api import register as register_operations
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class Site(Protocol):
     metrics: Metrics
     events: EventBus
     taps: TapService
+    chargers: Chargers
 
     def health(self) -> dict: ...
 
@@ -51,8 +55,12 @@ _INDEX = """<!doctype html>
 <ul>
 <li><a href="/healthz">/healthz</a>: is the edge able to do its job (200 yes, 503 no, with the reason)</li>
 <li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
-<li><a href="/api/chargers">/api/chargers</a>: the chargers and their connectors</li>
-<li><a href="/api/transactions">/api/transactions</a>: the newest sessions (card ids masked)</li>
+<li><a href="/openapi.json">/openapi.json</a>: the JSON API (every /api/ route needs a token:
+<code>sitekeeper token create NAME --role viewer|operator|owner</code>, sent as
+<code>Authorization: Bearer &lt;token&gt;</code>)</li>
+<li>/api/chargers: the chargers and their connectors; /api/transactions: the newest sessions</li>
+<li>/api/chargers/ID/reset, /unlock, /start, /stop, /configuration, /call/ACTION, ...: operations with the
+charger's real answer; /api/operations: who did what</li>
 <li>/api/events: live taps and decisions (Server-Sent Events)</li>
 </ul>
 <p>Cards, top-ups and reports: the <code>sitekeeper</code> command on the site's computer (see its README).</p>
@@ -84,27 +92,30 @@ def build_app(edge: Site) -> FastAPI:
     async def metrics() -> str:
         return edge.metrics.render()
 
+    viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+    register_operations(app, edge)
+
     @app.get("/api/chargers")
-    async def chargers() -> list[dict]:
+    async def chargers(who: str = viewer) -> list[dict]:
         rows = reads.chargers(edge.store.db.conn)
         for row in rows:
             row["connected"] = edge.connected(row["id"]) is not None
         return rows
 
     @app.get("/api/chargers/{charger_id}/journal")
-    async def charger_journal(charger_id: str, limit: int = 100) -> list[dict]:
+    async def charger_journal(charger_id: str, limit: int = 100, who: str = viewer) -> list[dict]:
         if limit < 1 or limit > 10000:
             raise HTTPException(422, "limit must be 1..10000")
         return journal.read(edge.store, charger_id, limit)
 
     @app.get("/api/events")
-    async def events() -> StreamingResponse:
+    async def events(who: str = viewer) -> StreamingResponse:
         """Live events (taps and decisions) as Server-Sent Events, for the kiosk."""
         return StreamingResponse(edge.events.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     @app.post("/api/taps")
-    async def tap(body: TapIn, request: Request) -> dict:
+    async def tap(body: TapIn, request: Request, who: str = operator) -> dict:
         """A tap on a `sim` reader (what `sitekeeper tap` sends): decided like a tap on a real one.
         Only from this machine: a tap starts charging, so it must not come from the network."""
         if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
@@ -121,7 +132,7 @@ def build_app(edge: Site) -> FastAPI:
         return await edge.taps.handle(Tap(body.reader, uid, time.time()))
 
     @app.get("/api/transactions")
-    async def transactions(limit: int = 100) -> list[dict]:
+    async def transactions(limit: int = 100, who: str = viewer) -> list[dict]:
         """The newest sessions, card ids masked (no login guards this yet)."""
         if limit < 1 or limit > 1000:
             raise HTTPException(422, "limit must be 1..1000")

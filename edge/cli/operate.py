@@ -1,0 +1,211 @@
+"""The operator's `sitekeeper` commands: API tokens, and operations on the site's chargers.
+
+    sitekeeper token create NAME [--role viewer|operator|owner]     prints the token once
+    sitekeeper token list | revoke NAME
+    sitekeeper charger list
+    sitekeeper charger ID reset [--hard] | unlock [N] | availability N on|off | start N --card UID | stop TX
+                          | trigger MESSAGE [--connector N] | clear-cache | config [KEY [VALUE]]
+                          | call ACTION 'JSON' [--timeout S]
+    sitekeeper operations list [--charger ID] [--limit N]
+
+Tokens are kept in the database (only hashed), so `token` works with the edge stopped. Operations go to the
+running edge, which holds the chargers' connections, through its HTTP API with the local token it writes
+beside the database: the CLI is one more face over `edge.operations`, like the web pages. `--json` prints
+the API's answer as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from edge.cli.common import Site, load_config, print_json, print_table
+from edge.operations import tokens
+
+
+class CliError(ValueError):
+    """Bad input or an answer the command cannot use; one line, exit 2."""
+
+
+# -- tokens ----------------------------------------------------------------------------------------------
+
+def cmd_token(args: argparse.Namespace) -> int:
+    site = Site(args)
+    if args.action == "create":
+        token = site.write(lambda c: tokens.create(c, args.name, args.role))
+        if args.json:
+            print_json({"name": args.name, "role": args.role, "token": token})
+        else:
+            print(token)
+            print(f"token {args.name!r} ({args.role}): shown this once; send it as 'Authorization: Bearer <token>'",
+                  file=sys.stderr)
+    elif args.action == "list":
+        rows = site.read(tokens.listed)
+        if args.json:
+            print_json(rows)
+        else:
+            print_table(["name", "role", "created", "last used"],
+                        [[r["name"], r["role"], site.when(r["created"]), site.when(r["last_used"])] for r in rows])
+    else:
+        site.write(lambda c: tokens.revoke(c, args.name))
+        print(f"token {args.name!r} revoked")
+    return 0
+
+
+# -- the running edge's API --------------------------------------------------------------------------------
+
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, timeout: float = 60) -> Any:
+    cfg = load_config(args)
+    host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "::", "") else cfg.web.host
+    token = tokens.read_local(cfg.store.path)
+    if token is None:
+        raise CliError(f"no local API token beside {cfg.store.path}: is the edge running, and are you its service"
+                       " user? (sudo -u sitekeeper sitekeeper ...)")
+    req = urllib.request.Request(f"http://{host}:{cfg.web.port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        answer = json.loads(e.read() or b"{}")
+        if e.code in (409, 504) and isinstance(answer, dict) and "status" in answer:
+            return answer  # not connected, timeout: an outcome like the others
+        detail = answer.get("detail", e.reason) if isinstance(answer, dict) else e.reason
+        if isinstance(detail, dict):
+            detail = (detail.get("error") or {}).get("description") or json.dumps(detail)
+        raise CliError(str(detail)) from None
+    except OSError as e:
+        raise CliError(f"the edge is not reachable at {host}:{cfg.web.port} ({e})") from None
+
+
+def _show(args: argparse.Namespace, out: dict) -> int:
+    if args.json:
+        print_json(out)
+        return 0 if out.get("status") == "answered" else 1
+    head = f"{out.get('charger')} {out.get('action', '')}:".strip()
+    if out.get("status") == "answered":
+        print(f"{head} {json.dumps(out.get('response'), ensure_ascii=False)}")
+        if out.get("problem"):
+            print(f"  (the answer does not fit its schema: {out['problem']})")
+        if "transaction" in out:
+            tx = out["transaction"]
+            print(f"  session {tx['id']} started" if tx else f"  {out.get('note', 'no session started')}")
+        return 0
+    error = out.get("error") or {}
+    print(f"{head} {out.get('status')}: {error.get('code', '')} {error.get('description', '')}".rstrip())
+    return 1
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CliError(f"{what} must be a number, got {text!r}") from None
+
+
+def cmd_charger(args: argparse.Namespace) -> int:
+    words = args.words
+    if words == ["list"]:
+        rows = _api(args, "GET", "/api/chargers")
+        if args.json:
+            print_json(rows)
+        else:
+            print_table(["charger", "version", "connected", "vendor", "model", "last seen"],
+                        [[r["id"], r.get("ocpp_version"), "yes" if r.get("connected") else "no", r.get("vendor"),
+                          r.get("model"), r.get("last_seen")] for r in rows])
+        return 0
+    if len(words) < 2:
+        raise CliError("say what to do: sitekeeper charger ID reset|unlock|availability|start|stop|trigger|"
+                       "clear-cache|config|call ... (or: sitekeeper charger list)")
+    cid, verb, rest = words[0], words[1], words[2:]
+    base = f"/api/chargers/{urllib.parse.quote(cid, safe='')}"
+    if verb == "reset" and not rest:
+        return _show(args, _api(args, "POST", f"{base}/reset", {"hard": args.hard}))
+    if verb == "unlock" and len(rest) <= 1:
+        return _show(args, _api(args, "POST", f"{base}/unlock", {"connector": _int(rest[0], "connector") if rest
+                                                                   else 1}))
+    if verb == "availability" and len(rest) == 2 and rest[1] in ("on", "off"):
+        return _show(args, _api(args, "POST", f"{base}/availability",
+                                {"connector": _int(rest[0], "connector"), "operative": rest[1] == "on"}))
+    if verb == "start" and len(rest) == 1 and args.card:
+        return _show(args, _api(args, "POST", f"{base}/start?timeout={args.timeout:g}",
+                                {"connector": _int(rest[0], "connector"), "card": args.card},
+                                timeout=args.timeout + 30))
+    if verb == "stop" and len(rest) == 1:
+        return _show(args, _api(args, "POST", f"{base}/stop", {"transaction": _int(rest[0], "transaction")}))
+    if verb == "trigger" and len(rest) == 1:
+        return _show(args, _api(args, "POST", f"{base}/trigger", {"message": rest[0], "connector": args.connector}))
+    if verb == "clear-cache" and not rest:
+        return _show(args, _api(args, "POST", f"{base}/clear-cache"))
+    if verb == "config" and len(rest) <= 1:
+        query = f"?key={urllib.parse.quote(rest[0])}" if rest else ""
+        return _show(args, _api(args, "GET", f"{base}/configuration{query}"))
+    if verb == "config" and len(rest) == 2:
+        return _show(args, _api(args, "PUT", f"{base}/configuration", {"key": rest[0], "value": rest[1]}))
+    if verb == "call" and len(rest) in (1, 2):
+        try:
+            payload = json.loads(rest[1]) if len(rest) == 2 else {}
+        except ValueError as e:
+            raise CliError(f"the payload is not JSON: {e}") from None
+        return _show(args, _api(args, "POST", f"{base}/call/{urllib.parse.quote(rest[0])}?timeout={args.timeout:g}",
+                                payload, timeout=args.timeout + 30))
+    raise CliError(f"not a charger command: {' '.join(words[1:])} (see sitekeeper charger --help)")
+
+
+def cmd_operations(args: argparse.Namespace) -> int:
+    query = urllib.parse.urlencode({k: v for k, v in (("charger", args.charger), ("limit", args.limit)) if v})
+    rows = _api(args, "GET", f"/api/operations?{query}")
+    if args.json:
+        print_json(rows)
+        return 0
+    site = Site(args)
+    print_table(["id", "at", "who", "charger", "action", "status", "answer"],
+                [[r["id"], site.when(r["at"], seconds=True), r["who"], r["charger"], r["action"], r["status"],
+                  json.dumps(r["response"] if r["response"] is not None else r["error"], ensure_ascii=False)[:60]]
+                 for r in rows])
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    t = sub.add_parser("token", parents=[common], help="make, list and revoke the HTTP API's bearer tokens")
+    ts = t.add_subparsers(dest="action", required=True)
+    p = ts.add_parser("create", parents=[common], help="make a token (printed once)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=tokens.ROLES, default="viewer",
+                   help="viewer: reads; operator: also operations and top-ups; owner: everything")
+    p.add_argument("--json", action="store_true")
+    p = ts.add_parser("list", parents=[common], help="the tokens (names and roles, never the tokens)")
+    p.add_argument("--json", action="store_true")
+    p = ts.add_parser("revoke", parents=[common], help="revoke a token")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    for p in ts.choices.values():
+        p.set_defaults(handler=cmd_token)
+
+    c = sub.add_parser("charger", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="operations on a charger, with its real answer (the edge must be running)",
+                       description=__doc__.split("\n\n")[1])
+    c.add_argument("words", nargs="+", metavar="list | ID COMMAND [ARGS]")
+    c.add_argument("--hard", action="store_true", help="reset: at once (2.0.1 Immediate), not when idle")
+    c.add_argument("--card", metavar="UID", help="start: the card to charge with")
+    c.add_argument("--connector", type=int, help="trigger: for this connector")
+    c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the charger (default 30)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_charger)
+
+    o = sub.add_parser("operations", parents=[common], help="who did what to which charger, and its answer")
+    os_ = o.add_subparsers(dest="action", required=True)
+    p = os_.add_parser("list", parents=[common], help="the newest operations")
+    p.add_argument("--charger", metavar="ID")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_operations)
+
+
+BAD_INPUT = (CliError, tokens.TokenError)

@@ -1,0 +1,122 @@
+"""What an owner asks of a charger, said in each OCPP version: the one place that maps an intent (reset,
+unlock, change availability, trigger a message, clear the cache, read or change configuration, remote start
+and stop) to the message of the charger's version. Each function returns ``(action, payload)``; pure, no I/O.
+The coverage table is in docs/operations.md."""
+
+from __future__ import annotations
+
+
+class IntentError(ValueError):
+    """An intent that cannot be said in this version (or is malformed); the message says why."""
+
+
+TRIGGERS_16 = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification", "Heartbeat",
+               "MeterValues", "StatusNotification")
+TRIGGERS_201 = ("BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat",
+                "MeterValues", "SignChargingStationCertificate", "SignV2GCertificate", "StatusNotification",
+                "TransactionEvent", "SignCombinedCertificate", "PublishFirmwareStatusNotification")
+
+
+def _connector(value: object, *, zero: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+        raise IntentError(f"connector must be an integer {'0 (the whole charger) or more' if zero else '1 or more'},"
+                          f" got {value!r}")
+    return value
+
+
+def reset(version: str, hard: bool = False) -> tuple[str, dict]:
+    """1.6 Reset Soft/Hard; 2.0.1 Reset OnIdle (after the sessions end) / Immediate."""
+    if version == "1.6":
+        return "Reset", {"type": "Hard" if hard else "Soft"}
+    return "Reset", {"type": "Immediate" if hard else "OnIdle"}
+
+
+def unlock(version: str, connector: int) -> tuple[str, dict]:
+    """Release the cable on `connector` (2.0.1: EVSE `connector`, its connector 1)."""
+    n = _connector(connector, zero=False)
+    if version == "1.6":
+        return "UnlockConnector", {"connectorId": n}
+    return "UnlockConnector", {"evseId": n, "connectorId": 1}
+
+
+def availability(version: str, connector: int, operative: bool) -> tuple[str, dict]:
+    """Take `connector` (0: the whole charger) in or out of service."""
+    n = _connector(connector, zero=True)
+    state = "Operative" if operative else "Inoperative"
+    if version == "1.6":
+        return "ChangeAvailability", {"connectorId": n, "type": state}
+    payload: dict = {"operationalStatus": state}
+    if n:
+        payload["evse"] = {"id": n}
+    return "ChangeAvailability", payload
+
+
+def trigger(version: str, message: str, connector: int | None = None) -> tuple[str, dict]:
+    """Ask the charger to send `message` now (for `connector`, where the message has one)."""
+    known = TRIGGERS_16 if version == "1.6" else TRIGGERS_201
+    if message not in known:
+        raise IntentError(f"OCPP {version} cannot trigger {message!r} (it can: {', '.join(known)})")
+    payload: dict = {"requestedMessage": message}
+    if connector is not None:
+        n = _connector(connector, zero=False)
+        if version == "1.6":
+            payload["connectorId"] = n
+        else:
+            payload["evse"] = {"id": n}
+    return "TriggerMessage", payload
+
+
+def clear_cache(version: str) -> tuple[str, dict]:
+    return "ClearCache", {}
+
+
+def _component_variable(key: str) -> tuple[str, str]:
+    """2.0.1 names a setting by component and variable: "OCPPCommCtrlr.HeartbeatInterval"."""
+    component, dot, variable = key.partition(".")
+    if not dot or not component or not variable:
+        raise IntentError(f"an OCPP 2.0.1 setting is COMPONENT.VARIABLE (e.g. OCPPCommCtrlr.HeartbeatInterval),"
+                          f" got {key!r}")
+    return component, variable
+
+
+def get_configuration(version: str, keys: list[str] | None = None) -> tuple[str, dict]:
+    """Read settings: 1.6 GetConfiguration (all, or `keys`); 2.0.1 GetVariables for `keys`, or with none
+    GetBaseReport (ConfigurationInventory; the charger then sends NotifyReport)."""
+    if version == "1.6":
+        return "GetConfiguration", ({"key": list(keys)} if keys else {})
+    if not keys:
+        return "GetBaseReport", {"requestId": 1, "reportBase": "ConfigurationInventory"}
+    data = []
+    for key in keys:
+        component, variable = _component_variable(key)
+        data.append({"component": {"name": component}, "variable": {"name": variable}})
+    return "GetVariables", {"getVariableData": data}
+
+
+def set_configuration(version: str, key: str, value: str) -> tuple[str, dict]:
+    """Change one setting: 1.6 ChangeConfiguration; 2.0.1 SetVariables (its Actual value)."""
+    if not isinstance(value, str):
+        raise IntentError(f"a setting's value is text, got {value!r}")
+    if version == "1.6":
+        return "ChangeConfiguration", {"key": key, "value": value}
+    component, variable = _component_variable(key)
+    return "SetVariables", {"setVariableData": [{"component": {"name": component}, "variable": {"name": variable},
+                                                 "attributeValue": value}]}
+
+
+def remote_start(version: str, connector: int, id_tag: str, remote_id: int) -> tuple[str, dict]:
+    """Start charging on `connector` for `id_tag`: 1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction
+    (on EVSE `connector`, with `remote_id` as its remoteStartId)."""
+    n = _connector(connector, zero=False)
+    if version == "1.6":
+        return "RemoteStartTransaction", {"connectorId": n, "idTag": id_tag}
+    return "RequestStartTransaction", {"idToken": {"idToken": id_tag, "type": "ISO14443"}, "evseId": n,
+                                       "remoteStartId": remote_id}
+
+
+def remote_stop(version: str, tx_id: int | None, tx_key: str) -> tuple[str, dict]:
+    """Stop a session: 1.6 RemoteStopTransaction by the charger's transaction id, 2.0.1
+    RequestStopTransaction by its transaction key."""
+    if version == "1.6":
+        return "RemoteStopTransaction", {"transactionId": int(tx_id if tx_id is not None else tx_key)}
+    return "RequestStopTransaction", {"transactionId": tx_key}

@@ -1,0 +1,171 @@
+"""The operations API: any OCPP call, and the owner's intents (reset, unlock, availability, start, stop,
+trigger, clear the cache, configuration), on a connected charger, answered with the charger's real response.
+
+    POST /api/chargers/{id}/call/{Action}?timeout=S    the payload as the body (the charger's version)
+    POST /api/chargers/{id}/reset {"hard"} | /unlock {"connector"} | /availability {"connector", "operative"}
+         /start {"connector", "card"} | /stop {"transaction"} | /trigger {"message", "connector"} | /clear-cache
+    GET  /api/chargers/{id}/configuration[?key=K]      PUT {"key", "value"}
+    GET  /api/operations[?charger=ID&limit=N]          the audit, newest first
+
+200 with {"charger", "version", "action", "status": "answered" | "callerror", "response" | "error"}; 409
+not_connected; 504 timeout; 422 a payload or intent that does not fit (nothing sent). Operators and owners
+may operate; viewers read the configuration and the audit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from edge.operations import calls, intents
+from edge.operations.calls import InvalidPayload, Outcome
+from edge.store import reads
+from edge.web.auth import need
+
+_CODES = {"answered": 200, "callerror": 200, "not_connected": 409, "timeout": 504}
+
+
+class Reset(BaseModel):
+    hard: bool = False
+
+
+class Connector(BaseModel):
+    connector: int = Field(1, ge=1)
+
+
+class Availability(BaseModel):
+    connector: int = Field(0, ge=0)
+    operative: bool = True
+
+
+class Start(BaseModel):
+    connector: int = Field(1, ge=1)
+    card: str
+
+
+class Stop(BaseModel):
+    transaction: int
+
+
+class Trigger(BaseModel):
+    message: str
+    connector: int | None = Field(None, ge=1)
+
+
+class Setting(BaseModel):
+    key: str
+    value: str
+
+
+def register(app: FastAPI, edge: Any) -> None:
+    viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+
+    async def operate(charger_id: str, action: str, payload: dict, who: str, timeout: float = 30.0) -> Outcome:
+        if not 0 < timeout <= 300:
+            raise HTTPException(422, "timeout must be above 0 and at most 300 seconds")
+        try:
+            return await calls.run(edge.chargers, edge.store, charger_id, action, payload, who=who, timeout=timeout)
+        except InvalidPayload as e:
+            raise HTTPException(422, str(e)) from None
+
+    def answer(outcome: Outcome, **extra: Any) -> JSONResponse:
+        return JSONResponse({**outcome.as_dict(), **extra}, status_code=_CODES[outcome.status])
+
+    def version_of(charger_id: str) -> str:
+        """The charger's version now, or the one it last spoke (the operation is then recorded as
+        not_connected, in its words)."""
+        charger = edge.chargers.connected(charger_id)
+        if charger is not None:
+            return charger.version
+        known = {r["id"]: r.get("ocpp_version") for r in reads.chargers(edge.store.db.conn)}
+        return known.get(charger_id) or "1.6"
+
+    async def intent(charger_id: str, make: Any, who: str, *args: Any) -> JSONResponse:
+        try:
+            action, payload = make(version_of(charger_id), *args)
+        except intents.IntentError as e:
+            raise HTTPException(422, str(e)) from None
+        return answer(await operate(charger_id, action, payload, who))
+
+    @app.post("/api/chargers/{charger_id}/call/{action}")
+    async def any_call(charger_id: str, action: str, payload: Annotated[dict, Body()], timeout: float = 30.0,
+                       who: str = operator) -> JSONResponse:
+        """Send `action` with `payload` as the edge's own CALL; the charger's real answer."""
+        return answer(await operate(charger_id, action, payload, who, timeout))
+
+    @app.post("/api/chargers/{charger_id}/reset")
+    async def reset(charger_id: str, body: Reset | None = None, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.reset, who, (body or Reset()).hard)
+
+    @app.post("/api/chargers/{charger_id}/unlock")
+    async def unlock(charger_id: str, body: Connector | None = None, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.unlock, who, (body or Connector()).connector)
+
+    @app.post("/api/chargers/{charger_id}/availability")
+    async def availability(charger_id: str, body: Availability, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.availability, who, body.connector, body.operative)
+
+    @app.post("/api/chargers/{charger_id}/trigger")
+    async def trigger(charger_id: str, body: Trigger, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.trigger, who, body.message, body.connector)
+
+    @app.post("/api/chargers/{charger_id}/clear-cache")
+    async def clear_cache(charger_id: str, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.clear_cache, who)
+
+    @app.get("/api/chargers/{charger_id}/configuration")
+    async def get_configuration(charger_id: str, key: Annotated[list[str] | None, Query()] = None,
+                                who: str = viewer) -> JSONResponse:
+        return await intent(charger_id, intents.get_configuration, who, key)
+
+    @app.put("/api/chargers/{charger_id}/configuration")
+    async def set_configuration(charger_id: str, body: Setting, who: str = operator) -> JSONResponse:
+        return await intent(charger_id, intents.set_configuration, who, body.key, body.value)
+
+    @app.post("/api/chargers/{charger_id}/start")
+    async def start(charger_id: str, body: Start, timeout: float = 30.0, who: str = operator) -> JSONResponse:
+        """Ask the charger to start for `card`; with its transaction once it has started it, or why not."""
+        from edge.money import UidError, normalise_uid
+
+        try:
+            uid = normalise_uid(body.card)
+        except UidError as e:
+            raise HTTPException(422, str(e)) from None
+        try:
+            action, payload = intents.remote_start(version_of(charger_id), body.connector, uid,
+                                                   int(time.time() * 1000) % 2**31)
+        except intents.IntentError as e:
+            raise HTTPException(422, str(e)) from None
+        before = reads.max_transaction_id(edge.store.db.conn)
+        outcome = await operate(charger_id, action, payload, who, timeout)
+        if outcome.status != "answered" or (outcome.response or {}).get("status") != "Accepted":
+            return answer(outcome, transaction=None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # the charger starts once the cable is in: its StartTransaction
+            tx = reads.open_transaction_of(edge.store.db.conn, charger_id, uid, before)
+            if tx is not None:
+                return answer(outcome, transaction=tx)
+            await asyncio.sleep(0.2)
+        return answer(outcome, transaction=None,
+                      note=f"the charger accepted, but no session started in {timeout:g} s (is a car plugged in?)")
+
+    @app.post("/api/chargers/{charger_id}/stop")
+    async def stop(charger_id: str, body: Stop, who: str = operator) -> JSONResponse:
+        tx = reads.transaction(edge.store.db.conn, body.transaction)
+        if tx is None or tx["charger_id"] != charger_id:
+            raise HTTPException(404, f"no session {body.transaction} on charger {charger_id}")
+        if tx["stopped_at"] is not None:
+            raise HTTPException(409, f"session {body.transaction} ended at {tx['stopped_at']}")
+        version = version_of(charger_id)
+        action, payload = intents.remote_stop(version, tx["id"] if version == "1.6" else None, tx["tx_key"])
+        return answer(await operate(charger_id, action, payload, who))
+
+    @app.get("/api/operations")
+    async def operations(charger: str | None = None, limit: int = 100, who: str = viewer) -> list[dict]:
+        if not 1 <= limit <= 1000:
+            raise HTTPException(422, "limit must be 1..1000")
+        return calls.listed(edge.store.db.conn, charger_id=charger, limit=limit)
