@@ -215,11 +215,20 @@ class SimCharger:
             async with self.plug:
                 own, self.id_tag = self.id_tag, tag
                 try:
-                    await self._remote_session(meter_samples)
+                    await self._charge(meter_samples)
                 finally:
                     self.id_tag = own
 
-    async def _remote_session(self, meter_samples: int) -> None:
+    async def session(self, meter_samples: int = 3) -> bool:
+        """One card session: authorize, start, meter values, stop. False if the card was refused."""
+        if await self.authorize() != "Accepted":
+            self.stats.refused += 1
+            return False
+        await self._charge(meter_samples)
+        return True
+
+    async def _charge(self, meter_samples: int) -> None:
+        """Start, send meter values every `meter_interval` (until the CSMS asks to stop), stop."""
         await self.status("Preparing")
         if await self.start() != "Accepted":
             self.stats.refused += 1
@@ -234,25 +243,6 @@ class SimCharger:
         await self.stop("Remote" if self.remote_stop.is_set() else "Local")
         self.remote_stop.clear()
         await self.status("Available")
-
-    async def session(self, meter_samples: int = 3) -> bool:
-        """One card session: authorize, start, meter values, stop. False if the card was refused."""
-        if await self.authorize() != "Accepted":
-            self.stats.refused += 1
-            return False
-        await self.status("Preparing")
-        if await self.start() != "Accepted":
-            self.stats.refused += 1
-        await self.status("Charging")
-        for _ in range(meter_samples):
-            if self.remote_stop.is_set():
-                break
-            await asyncio.sleep(self.meter_interval)
-            await self.meter(self.meter_interval)
-        await self.stop("Remote" if self.remote_stop.is_set() else "Local")
-        self.remote_stop.clear()
-        await self.status("Available")
-        return True
 
 
 def tls_context(ca: str | None, cert: str | None, key: str | None, charger_id: str) -> ssl.SSLContext:
