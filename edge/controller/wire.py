@@ -15,7 +15,6 @@ from __future__ import annotations
 import decimal
 import functools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ class Call:
     action: str
     payload: dict
     text: str = field(repr=False, compare=False, default="")
+    huge: bool = field(repr=False, compare=False, default=False)  # parse saw an integer past 64 bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,22 @@ class FrameError(Exception):
         return call_error_text(self.msg_id or "-1", self.code(version), self.description)
 
 
+INT_MAX = 2**63 - 1  # SQLite's INTEGER: a charger's number beyond it is refused before anything is written
+_huge = [0]  # integers past 64 bits the decoder has seen (a count: `parse` compares before and after)
+
+
+def _int(digits: str) -> int:
+    value = int(digits)
+    if len(digits) > 18 and not -INT_MAX - 1 <= value <= INT_MAX:
+        _huge[0] += 1
+    return value
+
+
+# One decoder for every frame (json.loads makes one per call when given a hook): it notes, at no cost to
+# other frames, the integers no database column can hold, so that `validate_call` looks for them only then.
+_DECODER = json.JSONDecoder(parse_int=_int)
+
+
 def parse(text: str | bytes) -> Frame:
     """Parse one OCPP-J frame (structure only; see `validate_call` for the payload)."""
     if isinstance(text, bytes):
@@ -108,8 +124,9 @@ def parse(text: str | bytes) -> Frame:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise FrameError(None, "format", "frame is not UTF-8 text") from None
+    seen = _huge[0]
     try:
-        msg = json.loads(text)
+        msg = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise FrameError(None, "format", "frame is not valid JSON") from None
     if not isinstance(msg, list) or len(msg) < 3:
@@ -122,7 +139,7 @@ def parse(text: str | bytes) -> Frame:
             raise FrameError(msg_id, "format", "CALL must be [2, id, action, payload]")
         if not isinstance(msg[3], dict):
             raise FrameError(msg_id, "format", "CALL payload must be a JSON object")
-        return Call(msg_id, msg[2], msg[3], text)
+        return Call(msg_id, msg[2], msg[3], text, _huge[0] != seen)
     if kind == CALLRESULT:
         if len(msg) != 3 or not isinstance(msg[2], dict):
             raise FrameError(msg_id, "format", "CALLRESULT must be [3, id, payload]", is_call=False)
@@ -204,15 +221,13 @@ def validate_call(call: Call, version: str) -> None:
     the site's database cannot hold (the schemas set no maximum) is refused here too, before anything is
     written (it once left the charger with no answer at all)."""
     _check(CALL, call.msg_id, call.action, call.payload, version)
-    if _LONG_NUMBER.search(call.text or "") or not call.text:
+    if call.huge or not call.text:
         where = _too_big(call.payload, "")
         if where is not None:
             raise FrameError(call.msg_id, "PropertyConstraintViolation",
                              f"{where}: the number is too large (at most {INT_MAX})")
 
 
-INT_MAX = 2**63 - 1  # SQLite's INTEGER
-_LONG_NUMBER = re.compile(r"\d{19}")  # only a frame with such a run of digits can hold one out of range
 
 
 def _too_big(value: Any, path: str) -> str | None:
