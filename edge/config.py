@@ -157,6 +157,11 @@ class WebConfig:
 
 
 @dataclass
+class OperationsConfig:
+    in_proxy: bool = True  # proxy mode: may the site's owner operate chargers (the cloud away, a stuck cable)?
+
+
+@dataclass
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -165,6 +170,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     tariff: TariffConfig = field(default_factory=TariffConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     reader: dict[str, ReaderConfig] = field(default_factory=lambda: {"kiosk": ReaderConfig()})
     gpio: GpioConfig = field(default_factory=GpioConfig)

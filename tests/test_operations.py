@@ -321,3 +321,47 @@ async def test_a_body_that_is_not_an_object_is_refused(edge_factory, bad):
     with pytest.raises(urllib.error.HTTPError) as info:
         await asyncio.to_thread(urllib.request.urlopen, req, None, 10)
     assert info.value.code == 422
+
+
+async def test_in_proxy_mode_operations_work_with_the_cloud_up_or_away_and_never_disturb_its_calls(edge_factory):
+    from conftest import free_port
+    from ocpp.v16 import call as up16
+    from peers import Csms
+    from test_proxy import proxy_config
+
+    csms = await Csms(free_port()).start()
+    edge = edge_factory(proxy_config(csms))
+    ch = await connected(edge, "OPP", "1.6", Operated16)
+    try:
+        await wait_for(lambda: "OPP" in csms.peers, what="the upstream link")
+        # the cloud asks the charger something while the owner resets it: each gets its own answer
+        theirs = asyncio.create_task(csms.peers["OPP"].cp.call(up16.GetConfiguration(key=["HeartbeatInterval"]),
+                                                               suppress=False))
+        status, ours = await call(edge, "POST", "/api/chargers/OPP/reset", {})
+        assert status == 200 and ours["response"] == {"status": "Accepted"}
+        got = await asyncio.wait_for(theirs, 15)
+        assert got.configuration_key[0]["value"] == "300", "upstream's own call answered, to upstream"
+        assert not any('"Reset"' in t for p in csms.history for t in p.received), "the cloud never sees ours"
+        await csms.stop()  # the cloud goes away: the owner may still unlock a stuck cable
+        status, out = await call(edge, "POST", "/api/chargers/OPP/unlock", {"connector": 1})
+        assert status == 200 and out["response"] == {"status": "Unlocked"}
+    finally:
+        await ch.close()
+        await csms.stop()
+
+
+async def test_operations_can_be_left_to_the_cloud(edge_factory):
+    from conftest import free_port
+    from peers import Csms
+    from test_proxy import proxy_config
+
+    csms = await Csms(free_port()).start()
+    edge = edge_factory({**proxy_config(csms), "operations": {"in_proxy": False}})
+    ch = await connected(edge, "OPQ", "1.6", Operated16)
+    try:
+        status, out = await call(edge, "POST", "/api/chargers/OPQ/reset", {})
+        assert status == 403 and "in_proxy = false" in out["detail"]
+        assert ch.cp.asked == []
+    finally:
+        await ch.close()
+        await csms.stop()

@@ -65,6 +65,9 @@ def register(app: FastAPI, edge: Any) -> None:
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
 
     async def operate(charger_id: str, action: str, payload: dict, who: str, timeout: float = 30.0) -> Outcome:
+        if edge.cfg.upstream.mode == "proxy" and not edge.cfg.operations.in_proxy:
+            raise HTTPException(403, "operations are off in proxy mode ([operations] in_proxy = false):"
+                                     " the cloud CSMS operates the chargers")
         if not 0 < timeout <= 300:
             raise HTTPException(422, "timeout must be above 0 and at most 300 seconds")
         try:
