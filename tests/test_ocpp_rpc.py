@@ -371,3 +371,43 @@ async def test_strict_mode_rejects_an_out_of_schema_answer(edge_factory, version
     assert [(f["id"], f["outbound"], f["isCall"], f["result"]) for f in failures] == [
         (transfer[0]["id"], False, False, {"status": "Maybe"})]
     assert [m[1] for m in received if m[2] == "DataTransfer"] == [transfer[0]["id"]]
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_every_intent_the_edge_sends_passes_a_strict_chargers_schema_check(edge_factory, version):
+    """ocpp-rpc in strict mode validates each CALL the edge sends it: every operation of the API must fit."""
+    import urllib.request
+
+    edge = edge_factory()
+    ch = await NodeCharger.start(edge.url, f"RPCOP{version[0]}", version, "operated")
+    await ch.wait_for("ready")
+    cid = f"RPCOP{version[0]}"
+    key = "HeartbeatInterval" if version == "1.6" else "OCPPCommCtrlr.HeartbeatInterval"
+
+    def api(method: str, path: str, body=None) -> dict:
+        req = urllib.request.Request(f"http://127.0.0.1:{edge.web_port}/api/chargers/{cid}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {edge.token}"})
+        with urllib.request.urlopen(req, timeout=40) as r:
+            return json.loads(r.read())
+
+    steps = [("POST", "/reset", {"hard": True}), ("POST", "/reset", {}), ("POST", "/unlock", {"connector": 1}),
+             ("POST", "/availability", {"connector": 0, "operative": False}),
+             ("POST", "/availability", {"connector": 1, "operative": True}),
+             ("POST", "/trigger", {"message": "StatusNotification", "connector": 1}),
+             ("POST", "/trigger", {"message": "Heartbeat"}), ("POST", "/clear-cache", None),
+             ("GET", f"/configuration?key={key}", None), ("GET", "/configuration", None),
+             ("PUT", "/configuration", {"key": key, "value": "120"}),
+             ("POST", "/start?timeout=1", {"connector": 1, "card": "04A1B2C3"})]
+    outs = [await asyncio.to_thread(api, m, p, b) for m, p, b in steps]
+    assert [o["status"] for o in outs] == ["answered"] * len(steps), outs
+    assert all((o["response"] or {}).get("status", "Accepted") in ("Accepted", "Unlocked") for o in outs), outs
+    await asyncio.to_thread(api, "POST", "/call/DataTransfer", {"vendorId": "org.sitekeeper.tests"})
+    run = await ch.finish()
+    assert run.returncode == 0, str(run)
+    assert run.of_type("strictValidationFailure") == []
+    inbound = [line["action"] for line in run.of_type("inboundCall")]
+    for action in ("Reset", "UnlockConnector", "ChangeAvailability", "TriggerMessage", "ClearCache",
+                   "RemoteStartTransaction" if version == "1.6" else "RequestStartTransaction"):
+        assert action in inbound, (action, inbound)

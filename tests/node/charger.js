@@ -12,6 +12,8 @@
  *            Every call must be answered with a schema-valid CALLRESULT.
  *   canary   Heartbeat, then a DataTransfer whose answer the test's upstream makes violate the schema:
  *            that call must be rejected by strict validation (proof that validation is switched on).
+ *   operated answer the CSMS's operations (Reset, UnlockConnector, ..., start and stop) until a DataTransfer
+ *            comes; strict validation checks every one of those inbound CALLs against its schema.
  *
  * Output: one JSON object per line on stdout:
  *   {"type":"open","protocol":...}            the handshake is done and the Boot CALL is on the wire
@@ -193,15 +195,61 @@ async function canary(ch) {
     expect(caught, `DataTransfer was rejected, but not by strict validation: ${err.message}`);
 }
 
+// -- operated: answer what the CSMS asks (strict mode checks each inbound CALL against its schema) -------
+const ANSWERS = {
+    'ocpp1.6': {
+        Reset: () => ({ status: 'Accepted' }),
+        UnlockConnector: () => ({ status: 'Unlocked' }),
+        ChangeAvailability: () => ({ status: 'Accepted' }),
+        TriggerMessage: () => ({ status: 'Accepted' }),
+        ClearCache: () => ({ status: 'Accepted' }),
+        GetConfiguration: () => ({ configurationKey: [{ key: 'HeartbeatInterval', readonly: false, value: '300' }] }),
+        ChangeConfiguration: () => ({ status: 'Accepted' }),
+        RemoteStartTransaction: () => ({ status: 'Accepted' }),
+        RemoteStopTransaction: () => ({ status: 'Accepted' }),
+        GetLocalListVersion: () => ({ listVersion: 0 }),
+        SendLocalList: () => ({ status: 'Accepted' }),
+    },
+    'ocpp2.0.1': {
+        Reset: () => ({ status: 'Accepted' }),
+        UnlockConnector: () => ({ status: 'Unlocked' }),
+        ChangeAvailability: () => ({ status: 'Accepted' }),
+        TriggerMessage: () => ({ status: 'Accepted' }),
+        ClearCache: () => ({ status: 'Accepted' }),
+        GetVariables: ({ params }) => ({ getVariableResult: params.getVariableData.map((d) => ({
+            attributeStatus: 'Accepted', attributeValue: '300', component: d.component, variable: d.variable })) }),
+        SetVariables: ({ params }) => ({ setVariableResult: params.setVariableData.map((d) => ({
+            attributeStatus: 'Accepted', component: d.component, variable: d.variable })) }),
+        GetBaseReport: () => ({ status: 'Accepted' }),
+        RequestStartTransaction: () => ({ status: 'Accepted' }),
+        RequestStopTransaction: () => ({ status: 'Accepted' }),
+        GetLocalListVersion: () => ({ versionNumber: 0 }),
+        SendLocalList: () => ({ status: 'Accepted' }),
+    },
+};
+
+async function operated(ch, identity, protocol) {
+    let finished;
+    const done = new Promise((resolve) => { finished = resolve; });
+    for (const [method, answer] of Object.entries(ANSWERS[protocol])) {
+        ch.client.handle(method, answer);
+    }
+    ch.client.handle('DataTransfer', () => { finished(); return { status: 'Accepted' }; }); // the test's last
+    emit({ type: 'ready' });
+    await Promise.race([done, sleep(60000, undefined, { ref: false })
+        .then(() => { throw new Error('no closing DataTransfer in 60 s'); })]);
+}
+
 const SCENARIOS = {
     session: (ch, identity, protocol) => (protocol === 'ocpp1.6' ? session16(ch) : session201(ch, identity)),
     canary,
+    operated,
 };
 
 async function main() {
     const [url, identity, protocol, scenario] = process.argv.slice(2);
     if (!url || !identity || !['ocpp1.6', 'ocpp2.0.1'].includes(protocol) || !SCENARIOS[scenario]) {
-        console.error('usage: node charger.js URL CHARGER_ID ocpp1.6|ocpp2.0.1 session|canary');
+        console.error('usage: node charger.js URL CHARGER_ID ocpp1.6|ocpp2.0.1 session|canary|operated');
         return 2;
     }
     const client = new RPCClient({
