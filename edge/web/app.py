@@ -95,27 +95,27 @@ def build_app(edge: Site) -> FastAPI:
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
     register_operations(app, edge)
 
-    @app.get("/api/chargers")
-    async def chargers(who: str = viewer) -> list[dict]:
+    @app.get("/api/chargers", dependencies=[viewer])
+    async def chargers() -> list[dict]:
         rows = reads.chargers(edge.store.db.conn)
         for row in rows:
             row["connected"] = edge.connected(row["id"]) is not None
         return rows
 
-    @app.get("/api/chargers/{charger_id}/journal")
-    async def charger_journal(charger_id: str, limit: int = 100, who: str = viewer) -> list[dict]:
+    @app.get("/api/chargers/{charger_id}/journal", dependencies=[viewer])
+    async def charger_journal(charger_id: str, limit: int = 100) -> list[dict]:
         if limit < 1 or limit > 10000:
             raise HTTPException(422, "limit must be 1..10000")
         return journal.read(edge.store, charger_id, limit)
 
-    @app.get("/api/events")
-    async def events(who: str = viewer) -> StreamingResponse:
+    @app.get("/api/events", dependencies=[viewer])
+    async def events() -> StreamingResponse:
         """Live events (taps and decisions) as Server-Sent Events, for the kiosk."""
         return StreamingResponse(edge.events.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/taps")
-    async def tap(body: TapIn, request: Request, who: str = operator) -> dict:
+    @app.post("/api/taps", dependencies=[operator])
+    async def tap(body: TapIn, request: Request) -> dict:
         """A tap on a `sim` reader (what `sitekeeper tap` sends): decided like a tap on a real one.
         Only from this machine: a tap starts charging, so it must not come from the network."""
         if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
@@ -131,8 +131,8 @@ def build_app(edge: Site) -> FastAPI:
             raise HTTPException(422, str(e)) from None
         return await edge.taps.handle(Tap(body.reader, uid, time.time()))
 
-    @app.get("/api/transactions")
-    async def transactions(limit: int = 100, who: str = viewer) -> list[dict]:
+    @app.get("/api/transactions", dependencies=[viewer])
+    async def transactions(limit: int = 100) -> list[dict]:
         """The newest sessions, card ids masked (no login guards this yet)."""
         if limit < 1 or limit > 1000:
             raise HTTPException(422, "limit must be 1..1000")

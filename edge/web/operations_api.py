@@ -21,6 +21,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from edge.money import UidError, normalise_uid
 from edge.operations import calls, intents
 from edge.operations.calls import InvalidPayload, Outcome
 from edge.store import reads
@@ -132,8 +133,6 @@ def register(app: FastAPI, edge: Any) -> None:
     @app.post("/api/chargers/{charger_id}/start")
     async def start(charger_id: str, body: Start, timeout: float = 30.0, who: str = operator) -> JSONResponse:
         """Ask the charger to start for `card`; with its transaction once it has started it, or why not."""
-        from edge.money import UidError, normalise_uid
-
         try:
             uid = normalise_uid(body.card)
         except UidError as e:
@@ -167,8 +166,8 @@ def register(app: FastAPI, edge: Any) -> None:
         action, payload = intents.remote_stop(version, tx["id"] if version == "1.6" else None, tx["tx_key"])
         return answer(await operate(charger_id, action, payload, who))
 
-    @app.get("/api/operations")
-    async def operations(charger: str | None = None, limit: int = 100, who: str = viewer) -> list[dict]:
+    @app.get("/api/operations", dependencies=[viewer])
+    async def operations(charger: str | None = None, limit: int = 100) -> list[dict]:
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
         return calls.listed(edge.store.db.conn, charger_id=charger, limit=limit)
