@@ -39,6 +39,20 @@ def chattr(flag: str, *paths: str) -> None:
     subprocess.run(["chattr", flag, *[p for p in paths if os.path.exists(p)]], check=True)
 
 
+def readable_copy(shared_dir: Path, *files: str) -> Path:
+    """Copies of the repo's `files` that another user can read (the clone itself may be its owner's alone);
+    the folder to put on that user's sys.path."""
+    root, repo = shared_dir / "code", Path(__file__).resolve().parent.parent
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(repo / name, root / name)
+    for folder in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        folder.chmod(0o755)
+    for f in root.rglob("*.py"):
+        f.chmod(0o644)
+    return root
+
+
 @pytest.fixture
 def shared_dir():
     """A folder another user can reach (pytest's own tmp is root's alone)."""
@@ -71,7 +85,7 @@ def test_a_database_of_another_user_is_named_with_its_owner_and_the_fix(shared_d
     shutil.chown(site, "nobody")
     db = site / "site.db"
     db.write_bytes(b"")
-    guard = Path(__file__).resolve().parent.parent / "edge" / "store" / "guard.py"
+    guard = readable_copy(shared_dir, "edge/store/guard.py") / "edge" / "store" / "guard.py"
     probe = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('guard', sys.argv[1]);"
              " g = importlib.util.module_from_spec(spec); sys.modules['guard'] = g; spec.loader.exec_module(g)\n"
              "try:\n g.check_writable(sys.argv[2]); print('writable')\nexcept g.StoreError as e:\n print(e)")
@@ -163,7 +177,7 @@ def test_a_config_this_user_cannot_read_is_one_line_with_the_way(shared_dir: Pat
     cfg = shared_dir / "sitekeeper.toml"
     cfg.write_text('[site]\nid = "s1"\n')
     cfg.chmod(0o600)
-    repo = Path(__file__).resolve().parent.parent
+    repo = readable_copy(shared_dir, "edge/__init__.py", "edge/config.py", "edge/security.py")
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); from edge import config\n"
              "try:\n config.load(sys.argv[2])\nexcept config.ConfigError as e:\n print(e)")
     out = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe, str(repo), str(cfg)],
