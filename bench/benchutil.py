@@ -1,11 +1,14 @@
 """Small helpers shared by the benchmark scripts in bench/ (not by the edge): open-files limit, free ports,
-percentiles, OCPP timestamps, and the "ready" line a helper process prints once it listens.
+percentiles, OCPP timestamps, the "ready" line a helper process prints once it listens, and a minimal HTTP
+client.
 
 Not run on its own; imported by bench/proxy.py, bench/loadgen.py, bench/light_csms.py and bench/relay.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import resource
 import socket
@@ -56,3 +59,35 @@ class Clock:
             self._second = t
             self._text = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))
         return self._text
+
+
+class Http:
+    """A minimal HTTP/1.1 client on one keep-alive connection (asyncio streams): a benchmark's own requests
+    cost it a few tens of microseconds, where a full client (httpx) costs milliseconds, which would then be
+    what is measured. Knows Content-Length bodies only (what uvicorn answers JSON with)."""
+
+    def __init__(self, port: int, headers: dict[str, str] | None = None, host: str = "127.0.0.1"):
+        self.host, self.port = host, port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = b"" if body is None else json.dumps(body).encode()
+        kind = "Content-Type: application/json\r\n" if body is not None else ""
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}{kind}"
+                          f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        assert self.reader is not None
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:])
+                      if k.lower() == "content-length")
+        return status, await self.reader.readexactly(length)
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -9,7 +9,13 @@ A. Added latency: N sequential `POST /api/chargers/{id}/reset` on one charger, e
    server's own round trip). Target: p99 added ≤ 5 ms.
 B. Other chargers are not delayed: 10 chargers send Heartbeats one after the other, first with nothing else
    going on (idle), then while 50 other chargers each get operations back to back, 50 at once (the 50 and
-   their HTTP client run in a second process). Target: Heartbeat p99 under operations ≤ 1.5× idle.
+   their HTTP clients run in a second process, niced). The 50 answer after ANSWER_DELAY, as real chargers
+   do, so that 50 operations are under way at any time. Target: Heartbeat p99 under operations ≤ 1.5× idle.
+   Then the same with chargers that answer at once: the edge's capacity (its CPU is then full, and the
+   Heartbeats wait behind the operations; no target).
+
+The HTTP client is a minimal one (`benchutil.Http`): httpx costs milliseconds a request, which would be
+measured as the edge's.
 
 Run::
 
@@ -29,18 +35,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import websockets
-from benchutil import free_port, percentile
+from benchutil import Http, free_port, percentile
 
 SITEKEEPER = Path(sys.executable).parent / "sitekeeper"
+ANSWER_DELAY = 0.5  # seconds a loaded charger of B takes to answer (real ones take 0.1 to a few seconds)
 
 
 class Charger:
-    """A 1.6 charger that answers each CALL at once and keeps how long its own part took."""
+    """A 1.6 charger that answers each CALL (at once, or after `delay` seconds, as a real charger takes its
+    time) and keeps how long its own part took."""
 
-    def __init__(self, url: str, charger_id: str):
-        self.url, self.charger_id = f"{url}/{charger_id}", charger_id
+    def __init__(self, url: str, charger_id: str, delay: float = 0.0):
+        self.url, self.charger_id, self.delay = f"{url}/{charger_id}", charger_id, delay
         self.own: dict[str, float] = {}  # msg id → seconds from the CALL's arrival to the answer sent
         self.pending: dict[str, asyncio.Future] = {}
         self.ws = None
@@ -57,10 +64,16 @@ class Charger:
             msg = json.loads(raw)
             if msg[0] == 2:
                 answer = {"listVersion": 0} if msg[2] == "GetLocalListVersion" else {"status": "Accepted"}
-                await self.ws.send(json.dumps([3, msg[1], answer]))
-                self.own[msg[1]] = time.perf_counter() - arrived
+                if self.delay:
+                    asyncio.get_running_loop().call_later(self.delay, self._answer, msg[1], answer)
+                else:
+                    await self.ws.send(json.dumps([3, msg[1], answer]))
+                    self.own[msg[1]] = time.perf_counter() - arrived
             elif msg[1] in self.pending:
                 self.pending.pop(msg[1]).set_result(msg)
+
+    def _answer(self, msg_id: str, answer: dict) -> None:
+        asyncio.get_running_loop().create_task(self.ws.send(json.dumps([3, msg_id, answer])))
 
     async def call(self, action: str, payload: dict) -> float:
         msg_id = f"{time.perf_counter_ns()}"
@@ -96,70 +109,79 @@ async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float) -
     url = f"ws://127.0.0.1:{ocpp}/ocpp"
     headers = {"Authorization": f"Bearer {token}"}
     out: dict = {}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web}", headers=headers, timeout=30,
-                                 limits=httpx.Limits(max_connections=100)) as http:
-        # A. added latency, interleaved with the bare round trip
-        one = await Charger(url, "OPS-A").connect()
-        op, bare, added = [], [], []
-        for _ in range(n_ops):
-            t0 = time.perf_counter()
-            r = await http.post("/api/chargers/OPS-A/reset", json={})
-            took = time.perf_counter() - t0
-            assert r.status_code == 200 and r.json()["status"] == "answered", r.text
-            own = list(one.own.values())[-1]
-            op.append(took)
-            added.append(took - own)
-            t0 = time.perf_counter()
-            assert (await http.get("/healthz")).status_code == 200
-            bare.append(time.perf_counter() - t0)
-        out["A"] = {"op": op, "bare": bare, "added": added}
-        # B. heartbeats of others, idle and under 50 concurrent operations (those from another process, so
-        # that the load's own work does not fall on this one's measurements)
-        others = [await Charger(url, f"OPS-HB{i}").connect() for i in range(10)]
+    http = Http(web, headers)
+    # A. added latency, interleaved with the bare round trip
+    one = await Charger(url, "OPS-A").connect()
+    op, bare, added = [], [], []
+    for _ in range(n_ops):
+        t0 = time.perf_counter()
+        status, body = await http.request("POST", "/api/chargers/OPS-A/reset", {})
+        took = time.perf_counter() - t0
+        assert status == 200 and json.loads(body)["status"] == "answered", body
+        own = list(one.own.values())[-1]
+        op.append(took)
+        added.append(took - own)
+        t0 = time.perf_counter()
+        assert (await http.request("GET", "/healthz"))[0] == 200
+        bare.append(time.perf_counter() - t0)
+    out["A"] = {"op": op, "bare": bare, "added": added}
+    # B. heartbeats of others, idle and under 50 concurrent operations (those from another process, so
+    # that the load's own work does not fall on this one's measurements)
+    others = [await Charger(url, f"OPS-HB{i}").connect() for i in range(10)]
 
-        async def heartbeats(until: float) -> list[float]:
-            rtts = []
-            while time.perf_counter() < until:
-                for ch in others:
-                    rtts.append(await ch.call("Heartbeat", {}))
-            return rtts
+    async def heartbeats(until: float) -> list[float]:
+        rtts = []
+        while time.perf_counter() < until:
+            for ch in others:
+                rtts.append(await ch.call("Heartbeat", {}))
+        return rtts
 
-        idle = await heartbeats(time.perf_counter() + seconds)
+    async def under_load(delay: float, prefix: str) -> tuple[list[float], int]:
         load = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--load", str(ocpp), str(web), token, str(seconds),
+            sys.executable, __file__, "--load", str(ocpp), str(web), token, str(seconds), str(delay), prefix,
             stdout=asyncio.subprocess.PIPE)
         assert load.stdout is not None
         assert (await load.stdout.readline()).strip() == b"started"
         loaded = await heartbeats(time.perf_counter() + seconds)
         done = int((await load.stdout.readline()).strip() or 0)
         await load.wait()
-        out["B"] = {"idle": idle, "loaded": loaded, "ops": done, "seconds": seconds}
+        return loaded, done
+
+    idle = await heartbeats(time.perf_counter() + seconds)
+    loaded, done = await under_load(ANSWER_DELAY, "OPS-B")
+    flood, flood_done = await under_load(0.0, "OPS-F")
+    out["B"] = {"idle": idle, "loaded": loaded, "ops": done, "seconds": seconds, "flood": flood,
+                "flood_ops": flood_done}
+    await http.aclose()
     return out
 
 
-async def load(ocpp: int, web: int, token: str, seconds: float) -> None:
-    """The other process of B: 50 chargers, each getting operations back to back for `seconds`."""
-    busy = [await Charger(f"ws://127.0.0.1:{ocpp}/ocpp", f"OPS-B{i}").connect() for i in range(50)]
+async def load(ocpp: int, web: int, token: str, seconds: float, delay: float, prefix: str) -> None:
+    """The other process of B: 50 chargers answering after `delay` s, each getting operations back to back for
+    `seconds` (so that 50 are under way at any time). Niced: on a site the HTTP clients and the chargers are
+    other machines, so their work must not take the edge's CPU."""
+    os.nice(19)
+    busy = [await Charger(f"ws://127.0.0.1:{ocpp}/ocpp", f"{prefix}{i}", delay).connect() for i in range(50)]
     done = 0
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web}", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30, limits=httpx.Limits(max_connections=100)) as http:
-        async def operate(ch: Charger, until: float) -> None:
-            nonlocal done
-            while time.perf_counter() < until:
-                r = await http.post(f"/api/chargers/{ch.charger_id}/unlock", json={"connector": 1})
-                assert r.status_code == 200, r.text
-                done += 1
+    async def operate(ch: Charger, until: float) -> None:
+        nonlocal done
+        http = Http(web, {"Authorization": f"Bearer {token}"})
+        while time.perf_counter() < until:
+            status, body = await http.request("POST", f"/api/chargers/{ch.charger_id}/unlock", {"connector": 1})
+            assert status == 200, body
+            done += 1
+        await http.aclose()
 
-        print("started", flush=True)
-        until = time.perf_counter() + seconds
-        await asyncio.gather(*(operate(ch, until) for ch in busy))
+    print("started", flush=True)
+    until = time.perf_counter() + seconds
+    await asyncio.gather(*(operate(ch, until) for ch in busy))
     print(done, flush=True)
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--load"]:
-        ocpp, web, token, seconds = sys.argv[2:6]
-        asyncio.run(load(int(ocpp), int(web), token, float(seconds)))
+        ocpp, web, token, seconds, delay, prefix = sys.argv[2:8]
+        asyncio.run(load(int(ocpp), int(web), token, float(seconds), float(delay), prefix))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="300 operations, 5 s per phase")
@@ -185,11 +207,15 @@ def main() -> None:
           f"   target p99 ≤ 5 ms: {'ok' if added99 <= 5 else 'MISS'}"
           f"   ({ms(a['added'], 99) / ms(a['bare'], 99):.2f}× the bare round trip's p99)")
     ratio = ms(b["loaded"], 99) / ms(b["idle"], 99)
-    print(f"B. Heartbeats of 10 other chargers, idle vs while 50 chargers get operations at once"
-          f" ({b['ops']} operations in {b['seconds']:g} s, {b['ops'] / b['seconds']:.0f}/s)")
+    print(f"B. Heartbeats of 10 other chargers, idle vs while 50 chargers (answering in {ANSWER_DELAY:g} s) have an"
+          f" operation under way at all times ({b['ops']} operations in {b['seconds']:g} s,"
+          f" {b['ops'] / b['seconds']:.0f}/s)")
     print(f"   {'idle':<38} {ms(b['idle'], 50):7.2f} {ms(b['idle'], 99):7.2f}   n={len(b['idle'])}")
     print(f"   {'under 50 concurrent operations':<38} {ms(b['loaded'], 50):7.2f} {ms(b['loaded'], 99):7.2f}"
           f"   n={len(b['loaded'])}   p99 = {ratio:.2f}× idle, target ≤ 1.5×: {'ok' if ratio <= 1.5 else 'MISS'}")
+    print(f"   {'capacity: chargers answering at once':<38} {ms(b['flood'], 50):7.2f} {ms(b['flood'], 99):7.2f}"
+          f"   n={len(b['flood'])}   ({b['flood_ops'] / b['seconds']:.0f} operations/s: the edge's CPU is"
+          f" full; no target)")
 
 
 if __name__ == "__main__":
