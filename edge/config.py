@@ -159,6 +159,11 @@ class WebConfig:
 @dataclass
 class OperationsConfig:
     in_proxy: bool = True  # proxy mode: may the site's owner operate chargers (the cloud away, a stuck cable)?
+    # the address at which chargers reach the edge's web server, for firmware downloads and log uploads
+    # ("" = http://<web.host>:<web.port>, which chargers reach only if web.host is the site network's address)
+    files_url: str = ""
+    max_upload_mb: float = 50.0  # a charger's log upload larger than this is refused
+    reservation_minutes: int = 15  # how long a reservation holds a connector unless said otherwise
 
 
 @dataclass

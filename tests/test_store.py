@@ -126,9 +126,15 @@ def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
         r.TxUpstreamStatus("CP1", "T6", "Invalid"),
         r.TxEvent(None, "2.0.1", "CP1", "T6", "Ended", 1, 1, None, "2026-03-01T10:30:00Z", 500, "EVDisconnected"),
         r.AuthCache({"id_tag": "ABCDEF03", "status": "Accepted", "expires": None}),
+        r.TransferStatus("CP1", "firmware", "Downloading", None, ts),
+        r.TransferStatus("CP1", "firmware", "Installed", None, "2026-03-01T11:10:00Z"),
+        r.ReportRows("CP1", [{"key": "OCPPCommCtrlr.HeartbeatInterval", "attribute": "Actual", "value": "300",
+                              "mutability": "ReadWrite", "data_type": "integer", "unit": "s"}], ts),
         r.ChargerDisconnected("CP1", "2026-03-01T12:00:00Z"),
     ]
     assert {type(op) for op in day} == kinds, "the day covers every kind"
+    from edge.operations import files
+    firmware_update = store.write_now(lambda c: files.new_transfer(c, "firmware", "CP1", "owner", "fw.bin"))
     store.write_now(lambda c: persist.apply(c, day))
     q = store.db.execute
     assert q("SELECT vendor, model, connected FROM chargers").fetchall() == [("ACME", "M1", 0)]
@@ -142,4 +148,8 @@ def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
         ("Invalid", 500, "EVDisconnected")]
     assert q("SELECT status FROM auth_cache").fetchall() == [("Accepted",)]
     assert q("SELECT count(*) FROM outbox").fetchone()[0] >= 1, "the closed session's record is queued for the cloud"
+    assert [status for _, status in json.loads(q("SELECT history FROM file_transfers WHERE id = ?",
+                                                 [firmware_update["id"]]).fetchone()[0])] == [
+        "requested", "Downloading", "Installed"]
+    assert q("SELECT value FROM device_model WHERE key = 'OCPPCommCtrlr.HeartbeatInterval'").fetchall() == [("300",)]
     store.close()

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.billing import cards, ledger
 from edge.billing.tariff import Tariff, TariffError, build_tariff, session_cost, utc_key
-from edge.clock import parse_ts
+from edge.clock import now_iso, parse_ts
 from edge.config import Config, ConfigError
 from edge.money import MoneyError, format_minor, to_minor
-from edge.store import ops, outbox
+from edge.store import ops, outbox, reads
 
 
 @dataclass
@@ -132,6 +132,8 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
     status, reason = check(conn, card, charger_id=charger_id, version=version, tx_key=tx.get("tx_key"))
     if upstream_status is not None:
         status, reason = upstream_status, "decided upstream"
+    elif status == "Accepted":
+        status, reason = _reserved(conn, card.uid, charger_id, version, tx, status, reason)
     out.update(status=status, reason=reason, hold_minor=0)
     session_id = _record_start(conn, tx, card if status == "Accepted" else None, status)
     out["tx_id"] = session_id
@@ -144,6 +146,23 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
             conn.execute("UPDATE transactions SET hold_minor = ? WHERE id = ?", (hold, session_id))
             out["hold_minor"] = hold
     return out
+
+
+def _reserved(conn: sqlite3.Connection, uid: str, charger_id: str, version: str, tx: dict, status: str,
+              reason: str) -> tuple[str, str]:
+    """A connector reserved for another card refuses this one (1.6 has no status for it: Invalid; 2.0.1
+    NotAtThisTime); the reserved card's start uses the reservation up."""
+    connector = tx.get("evse_id") if version != "1.6" and tx.get("evse_id") else tx.get("connector_id")
+    if not connector:
+        return status, reason
+    held = reads.reservation_at(conn, charger_id, int(connector), now_iso())
+    if held is None:
+        return status, reason
+    if held["id_tag"] != uid:
+        return ("Invalid" if version == "1.6" else "NotAtThisTime"), \
+            f"connector {connector} is reserved for another card until {held['expires']}"
+    conn.execute("UPDATE reservations SET status = 'used', updated = ? WHERE id = ?", (now_iso(), held["id"]))
+    return status, reason
 
 
 def _same_start(conn: sqlite3.Connection, charger_id: str, tx: dict) -> dict | None:

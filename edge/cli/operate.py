@@ -6,7 +6,11 @@
     sitekeeper charger ID reset [--hard] | unlock [N] | availability N on|off | start N --card UID | stop TX
                           | trigger MESSAGE [--connector N] | clear-cache | config [KEY [VALUE]]
                           | call ACTION 'JSON' [--timeout S]
+                          | firmware NAME [--follow] | firmware (the updates) | logs [--request [--follow]]
+                          | logs --get N [-o FILE] | limit N AMPS|WATTSW [--until TIME] | limit N clear
+                          | schedule N | reserve N --card UID [--minutes M] | reservations | cancel-reservation R
     sitekeeper operations list [--charger ID] [--limit N]
+    sitekeeper firmware add FILE [--name NAME] | list | remove NAME
 
 Tokens are kept in the database (only hashed), so `token` works with the edge stopped. Operations go to the
 running edge, which holds the chargers' connections, through its HTTP API with the local token it writes
@@ -25,7 +29,8 @@ import urllib.request
 from typing import Any
 
 from edge.cli.common import Site, load_config, print_json, print_table
-from edge.operations import tokens
+from edge.operations import files, tokens
+from edge.store.ops import TRANSFER_OVER
 
 
 class CliError(ValueError):
@@ -59,7 +64,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 # -- the running edge's API --------------------------------------------------------------------------------
 
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, timeout: float = 60) -> Any:
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, timeout: float = 60,
+         raw: bool = False) -> Any:
     cfg = load_config(args)
     host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "::", "") else cfg.web.host
     token = tokens.read_local(cfg.store.path)
@@ -71,7 +77,8 @@ def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, tim
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+            data = resp.read()
+            return data if raw else json.loads(data)
     except urllib.error.HTTPError as e:
         answer = json.loads(e.read() or b"{}")
         if e.code in (409, 504) and isinstance(answer, dict) and "status" in answer:
@@ -155,7 +162,131 @@ def cmd_charger(args: argparse.Namespace) -> int:
             raise CliError(f"the payload is not JSON: {e}") from None
         return _show(args, _api(args, "POST", f"{base}/call/{urllib.parse.quote(rest[0])}?timeout={args.timeout:g}",
                                 payload, timeout=args.timeout + 30))
+    more = _files_and_limits(args, base, verb, rest)
+    if more is not None:
+        return more
     raise CliError(f"not a charger command: {' '.join(words[1:])} (see sitekeeper charger --help)")
+
+
+def _limit(text: str) -> dict:
+    """'16' or '16A' amps, '7400W' watts."""
+    unit = "watts" if text.upper().endswith("W") else "amps"
+    try:
+        return {unit: float(text.rstrip("AaWw"))}
+    except ValueError:
+        raise CliError(f"a limit is amps (16, 16A) or watts (7400W), got {text!r}") from None
+
+
+def _follow(args: argparse.Namespace, path: str, transfer_id: int, timeout: float) -> int:
+    """Print a transfer's statuses as the charger reports them, until it ends (or `timeout`)."""
+    import time
+
+    seen, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = next((t for t in _api(args, "GET", path) if t["id"] == transfer_id), None)
+        if row is None:
+            raise CliError(f"no transfer {transfer_id}")
+        for at, status in row["history"][seen:]:
+            print(f"  {Site(args).when(at, seconds=True)}  {status}")
+        seen = len(row["history"])
+        if row["status"] in (*TRANSFER_OVER["log" if path.endswith("/logs") else "firmware"], "refused",
+                             "not_connected"):
+            return 0 if row["status"] in ("Installed", "Uploaded") else 1
+        time.sleep(1.0)
+    print(f"  (still {row['status']} after {timeout:g} s; see sitekeeper charger ... {path.rsplit('/', 1)[1]})")
+    return 1
+
+
+def _files_and_limits(args: argparse.Namespace, base: str, verb: str, rest: list[str]) -> int | None:
+    if verb == "firmware" and len(rest) == 1:
+        body: dict = {"file": rest[0]}
+        if args.at:
+            body["at"] = args.at
+        out = _api(args, "POST", f"{base}/firmware", body)
+        code = _show(args, out)
+        if code == 0 and args.follow and not args.json:
+            return _follow(args, f"{base}/firmware", out["transfer"]["id"], args.timeout * 20)
+        return code
+    if verb in ("firmware", "logs") and not rest and not args.request and args.get is None:
+        rows = _api(args, "GET", f"{base}/{verb}")
+        if args.json:
+            print_json(rows)
+        else:
+            site = Site(args)
+            print_table(["n", "asked", "by", "file", "bytes", "status", "updated"],
+                        [[r["id"], site.when(r["created"]), r["who"], r["file"], r["size"], r["status"],
+                          site.when(r["updated"], seconds=True)] for r in rows])
+        return 0
+    if verb == "logs" and not rest and args.request:
+        out = _api(args, "POST", f"{base}/logs")
+        code = _show(args, out)
+        if code == 0 and args.follow and not args.json:
+            return _follow(args, f"{base}/logs", out["transfer"]["id"], args.timeout * 10)
+        return code
+    if verb == "logs" and not rest and args.get is not None:
+        data = _api(args, "GET", f"{base}/logs/{args.get}", raw=True)
+        if args.output in (None, "-"):
+            sys.stdout.buffer.write(data)
+        else:
+            with open(args.output, "wb") as f:
+                f.write(data)
+            print(f"log {args.get}: {len(data)} bytes written to {args.output}")
+        return 0
+    if verb == "limit" and len(rest) == 2 and rest[1] == "clear":
+        return _show(args, _api(args, "DELETE", f"{base}/charging-limit?connector={_int(rest[0], 'connector')}"))
+    if verb == "limit" and len(rest) == 2:
+        body = {"connector": _int(rest[0], "connector"), **_limit(rest[1])}
+        if args.until:
+            body["until"] = args.until
+        return _show(args, _api(args, "POST", f"{base}/charging-limit", body))
+    if verb == "schedule" and len(rest) <= 1:
+        return _show(args, _api(args, "GET", f"{base}/charging-limit?connector={_int(rest[0], 'connector') if rest else 0}"))
+    if verb == "reserve" and len(rest) == 1 and args.card:
+        body = {"connector": _int(rest[0], "connector"), "card": args.card}
+        if args.minutes:
+            body["minutes"] = args.minutes
+        out = _api(args, "POST", f"{base}/reservations", body)
+        code = _show(args, out)
+        if not args.json and out.get("reservation"):
+            r = out["reservation"]
+            print(f"  reservation {r['id']}: {r['status']}, until {Site(args).when(r['expires'])}")
+        return code
+    if verb == "reservations" and not rest:
+        rows = _api(args, "GET", f"{base}/reservations")
+        if args.json:
+            print_json(rows)
+        else:
+            site = Site(args)
+            print_table(["n", "connector", "card", "until", "status", "by"],
+                        [[r["id"], r["connector"], r["id_tag"], site.when(r["expires"]), r["status"], r["who"]]
+                         for r in rows])
+        return 0
+    if verb == "cancel-reservation" and len(rest) == 1:
+        return _show(args, _api(args, "DELETE", f"{base}/reservations/{_int(rest[0], 'reservation')}"))
+    return None
+
+
+def cmd_firmware(args: argparse.Namespace) -> int:
+    """The firmware images the edge serves to its chargers (kept beside the database; the edge may be off)."""
+    site = Site(args)
+    db_path = load_config(args).store.path
+    if args.action == "add":
+        row = site.write(lambda c: files.add_firmware(c, db_path, args.file, args.name))
+        if args.json:
+            print_json(row)
+        else:
+            print(f"firmware {row['name']}: {row['size']} bytes, sha256 {row['sha256']}")
+    elif args.action == "list":
+        rows = site.read(files.firmware_listed)
+        if args.json:
+            print_json(rows)
+        else:
+            print_table(["name", "bytes", "sha256", "added"],
+                        [[r["name"], r["size"], r["sha256"][:16], site.when(r["added"])] for r in rows])
+    else:
+        site.write(lambda c: files.remove_firmware(c, db_path, args.name))
+        print(f"firmware {args.name} removed")
+    return 0
 
 
 def cmd_operations(args: argparse.Namespace) -> int:
@@ -196,6 +327,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("--card", metavar="UID", help="start: the card to charge with")
     c.add_argument("--connector", type=int, help="trigger: for this connector")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the charger (default 30)")
+    c.add_argument("--at", metavar="TIME", help="firmware: when the charger may fetch it (ISO 8601 with zone)")
+    c.add_argument("--follow", action="store_true", help="firmware, logs --request: print the charger's statuses")
+    c.add_argument("--request", action="store_true", help="logs: ask the charger to upload its log now")
+    c.add_argument("--get", type=int, metavar="N", help="logs: fetch uploaded log N")
+    c.add_argument("-o", "--output", metavar="FILE", help="logs --get: write it here (default: standard output)")
+    c.add_argument("--until", metavar="TIME", help="limit: until this time (ISO 8601 with zone)")
+    c.add_argument("--minutes", type=int, help="reserve: for this long (default [operations] reservation_minutes)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_charger)
 
@@ -207,5 +345,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_operations)
 
+    f = sub.add_parser("firmware", parents=[common], help="the firmware images the edge serves to its chargers")
+    fs = f.add_subparsers(dest="action", required=True)
+    p = fs.add_parser("add", parents=[common], help="store an image (then: sitekeeper charger ID firmware NAME)")
+    p.add_argument("file")
+    p.add_argument("--name", help="the name to keep it under (default: the file's)")
+    p.add_argument("--json", action="store_true")
+    p = fs.add_parser("list", parents=[common], help="the stored images")
+    p.add_argument("--json", action="store_true")
+    p = fs.add_parser("remove", parents=[common], help="remove an image")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    for p in fs.choices.values():
+        p.set_defaults(handler=cmd_firmware)
 
-BAD_INPUT = (CliError, tokens.TokenError)
+
+BAD_INPUT = (CliError, tokens.TokenError, files.FileError)

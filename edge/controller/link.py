@@ -304,6 +304,10 @@ class ChargerLink(BillingPart, ReplayPart):
             return observe.stop_ops_16(cid, p)
         if a == "TransactionEvent":
             return observe.tx_event_ops(cid, self.version, p, self._tx_event_id(p))
+        if a in observe.TRANSFER_KINDS:
+            return observe.transfer_ops(cid, a, p, self.wall())
+        if a == "NotifyReport":
+            return observe.report_ops(cid, p, self.wall())
         return []
 
     def _tx_event_id(self, payload: dict) -> int | None:

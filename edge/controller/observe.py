@@ -1,4 +1,5 @@
-"""What the edge records from a charger's messages: boot facts, connector status, transactions, meter values.
+"""What the edge records from a charger's messages: boot facts, connector status, transactions, meter values,
+file transfer statuses and the 2.0.1 device model.
 
 Each function takes a parsed payload (and, where the edge's own time is recorded, `now`: the controller
 passes its clock's) and returns store records (`edge.controller.records`): rows to write, and
@@ -13,8 +14,10 @@ from edge.controller.records import (
     ChargerBoot,
     CloseSession,
     MeterRows,
+    ReportRows,
     StatusSeen,
     StoreOp,
+    TransferStatus,
     TxEvent,
     TxStart,
     TxStop,
@@ -46,6 +49,45 @@ def status_ops(charger_id: str, payload: dict, now: float | None = None) -> list
         charger_id=charger_id, evse_id=evse, connector_id=connector,
         status=payload.get("status") or payload.get("connectorStatus"),
         error_code=payload.get("errorCode"), ts=payload.get("timestamp") or now_iso(now))]
+
+
+TRANSFER_KINDS = {"FirmwareStatusNotification": "firmware", "DiagnosticsStatusNotification": "log",
+                  "LogStatusNotification": "log"}
+
+
+def transfer_ops(charger_id: str, action: str, payload: dict, now: float | None = None) -> list[StoreOp]:
+    """A firmware or log status notification, for the transfer it is about (2.0.1 names it by requestId)."""
+    request_id = payload.get("requestId")
+    return [TransferStatus(charger_id=charger_id, kind=TRANSFER_KINDS[action], status=str(payload.get("status")),
+                           request_id=request_id if isinstance(request_id, int) else None, ts=now_iso(now))]
+
+
+def variable_key(component: dict, variable: dict) -> str:
+    """How the edge names a 2.0.1 variable: COMPONENT.VARIABLE (what the configuration intents take), with
+    the component's [instance] and @evse(.connector), and the variable's [instance], where they have them."""
+    name = component.get("name", "?")
+    if component.get("instance"):
+        name += f"[{component['instance']}]"
+    evse = component.get("evse") or {}
+    if "id" in evse:
+        name += f"@{evse['id']}" + (f".{evse['connectorId']}" if "connectorId" in evse else "")
+    var = variable.get("name", "?")
+    if variable.get("instance"):
+        var += f"[{variable['instance']}]"
+    return f"{name}.{var}"
+
+
+def report_ops(charger_id: str, payload: dict, now: float | None = None) -> list[StoreOp]:
+    """One NotifyReport message (a report may come in several, `tbc` true until the last): its rows."""
+    rows = []
+    for item in payload.get("reportData") or []:
+        key = variable_key(item.get("component") or {}, item.get("variable") or {})
+        chars = item.get("variableCharacteristics") or {}
+        for attr in item.get("variableAttribute") or []:
+            rows.append({"key": key, "attribute": attr.get("type", "Actual"), "value": attr.get("value"),
+                         "mutability": attr.get("mutability", "ReadWrite"), "data_type": chars.get("dataType"),
+                         "unit": chars.get("unit")})
+    return [ReportRows(charger_id=charger_id, rows=rows, ts=now_iso(now))] if rows else []
 
 
 def meter_rows(charger_id: str, tx_key: str | None, connector_id: int | None, meter_value: list) -> list[dict]:

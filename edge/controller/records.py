@@ -167,5 +167,26 @@ class CloseSession:
     tx_key: str
 
 
+@dataclass
+class TransferStatus:
+    """A charger's word on a firmware update or a log upload (`edge.store.ops.transfer_status`)."""
+
+    charger_id: str
+    kind: str  # firmware, log
+    status: str
+    request_id: int | None
+    ts: str
+
+
+@dataclass
+class ReportRows:
+    """One part of a 2.0.1 NotifyReport: the device model's rows (key, attribute, value, mutability, ...)."""
+
+    charger_id: str
+    rows: list[dict]
+    ts: str
+
+
 StoreOp = (ChargerBoot | ChargerConnected | ChargerDisconnected | StatusSeen | ReplaySet | ReplayDone | Enqueue
-           | Dequeue | TxStart | TxMap | TxUpstreamStatus | TxStop | TxEvent | MeterRows | AuthCache | CloseSession)
+           | Dequeue | TxStart | TxMap | TxUpstreamStatus | TxStop | TxEvent | MeterRows | AuthCache | CloseSession
+           | TransferStatus | ReportRows)

@@ -21,7 +21,7 @@ WRITERS: dict[type, Callable[[sqlite3.Connection, dict], None]] = {
     r.ChargerDisconnected: ops.charger_disconnected, r.StatusSeen: ops.status, r.ReplaySet: ops.replay_set,
     r.ReplayDone: ops.replay_done, r.Enqueue: ops.enqueue, r.Dequeue: ops.dequeue, r.TxStart: ops.tx_start,
     r.TxMap: ops.tx_map, r.TxUpstreamStatus: ops.tx_upstream_status, r.TxStop: ops.tx_stop,
-    r.TxEvent: ops.tx_event, r.MeterRows: ops.meter,
+    r.TxEvent: ops.tx_event, r.MeterRows: ops.meter, r.TransferStatus: ops.transfer_status, r.ReportRows: ops.report,
 }
 
 

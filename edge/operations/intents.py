@@ -1,6 +1,6 @@
 """What an owner asks of a charger, said in each OCPP version: the one place that maps an intent (reset,
 unlock, change availability, trigger a message, clear the cache, read or change configuration, remote start
-and stop) to the message of the charger's version. Each function returns ``(action, payload)``; pure, no I/O.
+and stop, firmware, logs, charging limits, reservations) to the message of the charger's version. Each function returns ``(action, payload)``; pure, no I/O.
 The coverage table is in docs/operations.md."""
 
 from __future__ import annotations
@@ -120,3 +120,84 @@ def remote_stop(version: str, tx_id: int | None, tx_key: str) -> tuple[str, dict
     if version == "1.6":
         return "RemoteStopTransaction", {"transactionId": int(tx_id if tx_id is not None else tx_key)}
     return "RequestStopTransaction", {"transactionId": tx_key}
+
+
+def update_firmware(version: str, location: str, retrieve_at: str, request_id: int) -> tuple[str, dict]:
+    """Download the image at `location` from `retrieve_at` on and install it: 1.6 UpdateFirmware (no answer
+    but the status notifications); 2.0.1 UpdateFirmware with `request_id` (Accepted / Rejected, then the
+    notifications carry it)."""
+    if version == "1.6":
+        return "UpdateFirmware", {"location": location, "retrieveDate": retrieve_at}
+    return "UpdateFirmware", {"requestId": request_id, "firmware": {"location": location,
+                                                                    "retrieveDateTime": retrieve_at}}
+
+
+def get_logs(version: str, location: str, request_id: int) -> tuple[str, dict]:
+    """Upload the charger's diagnostics to `location`: 1.6 GetDiagnostics, 2.0.1 GetLog (DiagnosticsLog)."""
+    if version == "1.6":
+        return "GetDiagnostics", {"location": location}
+    return "GetLog", {"logType": "DiagnosticsLog", "requestId": request_id, "log": {"remoteLocation": location}}
+
+
+LIMIT_PROFILE_ID = 1000  # + the connector: the edge's own profile on each, replaced when set again
+
+
+def charging_limit(version: str, connector: int, limit: float, unit: str, start: str,
+                   until: str | None = None) -> tuple[str, dict]:
+    """Cap charging on `connector` (0: the whole charger) at `limit` amps ("A") or watts ("W") from `start`
+    (until `until`, or for good): SetChargingProfile with a profile of the edge's own, ChargePointMaxProfile /
+    ChargingStationMaxProfile for the whole charger, TxDefaultProfile for one connector (it applies to the
+    session under way and the ones after it)."""
+    n = _connector(connector, zero=True)
+    if unit not in ("A", "W"):
+        raise IntentError(f"a limit is in amps (A) or watts (W), got {unit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
+        raise IntentError(f"a limit is a number of {unit} of 0 or more, got {limit!r}")
+    period = [{"startPeriod": 0, "limit": round(float(limit), 1)}]
+    if version == "1.6":
+        profile: dict = {"chargingProfileId": LIMIT_PROFILE_ID + n, "stackLevel": 0,
+                         "chargingProfilePurpose": "ChargePointMaxProfile" if n == 0 else "TxDefaultProfile",
+                         "chargingProfileKind": "Absolute",
+                         "chargingSchedule": {"startSchedule": start, "chargingRateUnit": unit,
+                                              "chargingSchedulePeriod": period}}
+        if until:
+            profile["validTo"] = until
+        return "SetChargingProfile", {"connectorId": n, "csChargingProfiles": profile}
+    profile = {"id": LIMIT_PROFILE_ID + n, "stackLevel": 0,
+               "chargingProfilePurpose": "ChargingStationMaxProfile" if n == 0 else "TxDefaultProfile",
+               "chargingProfileKind": "Absolute",
+               "chargingSchedule": [{"id": LIMIT_PROFILE_ID + n, "startSchedule": start, "chargingRateUnit": unit,
+                                     "chargingSchedulePeriod": period}]}
+    if until:
+        profile["validTo"] = until
+    return "SetChargingProfile", {"evseId": n, "chargingProfile": profile}
+
+
+def clear_charging_limit(version: str, connector: int) -> tuple[str, dict]:
+    """Remove the edge's limit on `connector` (ClearChargingProfile by its id)."""
+    n = _connector(connector, zero=True)
+    if version == "1.6":
+        return "ClearChargingProfile", {"id": LIMIT_PROFILE_ID + n}
+    return "ClearChargingProfile", {"chargingProfileId": LIMIT_PROFILE_ID + n}
+
+
+def composite_schedule(version: str, connector: int, seconds: int = 86400, unit: str = "A") -> tuple[str, dict]:
+    """What the charger will allow on `connector` over the next `seconds`, all profiles combined."""
+    n = _connector(connector, zero=True)
+    if version == "1.6":
+        return "GetCompositeSchedule", {"connectorId": n, "duration": seconds, "chargingRateUnit": unit}
+    return "GetCompositeSchedule", {"evseId": n, "duration": seconds, "chargingRateUnit": unit}
+
+
+def reserve(version: str, reservation_id: int, connector: int, id_tag: str, expires: str) -> tuple[str, dict]:
+    """Hold `connector` for `id_tag` until `expires`: ReserveNow (2.0.1: on EVSE `connector`)."""
+    n = _connector(connector, zero=False)
+    if version == "1.6":
+        return "ReserveNow", {"connectorId": n, "expiryDate": expires, "idTag": id_tag,
+                              "reservationId": reservation_id}
+    return "ReserveNow", {"id": reservation_id, "expiryDateTime": expires, "evseId": n,
+                          "idToken": {"idToken": id_tag, "type": "ISO14443"}}
+
+
+def cancel_reservation(version: str, reservation_id: int) -> tuple[str, dict]:
+    return "CancelReservation", {"reservationId": reservation_id}

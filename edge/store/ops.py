@@ -114,3 +114,39 @@ def auth_cache(conn: sqlite3.Connection, d: dict) -> None:
                  " ON CONFLICT DO UPDATE SET status=excluded.status, expires=excluded.expires,"
                  " updated=excluded.updated",
                  (d["id_tag"], d["status"], d["expires"], json.dumps(d), now_iso()))
+
+
+# a transfer is over once its charger says one of these (its URL then stops working; `edge.operations.files`)
+TRANSFER_OVER = {"firmware": ("Installed", "InstallationFailed", "DownloadFailed", "InstallVerificationFailed",
+                              "InvalidSignature"),
+                 "log": ("Uploaded", "UploadFailed", "UploadFailure", "BadMessage", "NotSupportedOperation",
+                         "PermissionDenied")}
+
+
+def transfer_status(conn: sqlite3.Connection, d: dict) -> None:
+    """A charger's FirmwareStatusNotification / DiagnosticsStatusNotification / LogStatusNotification, onto the
+    transfer it is about: the one its requestId names (2.0.1), else its newest one still under way."""
+    over = TRANSFER_OVER[d["kind"]] + ("refused", "not_connected")
+    row = None
+    if d.get("request_id") is not None:
+        row = conn.execute("SELECT id, history FROM file_transfers WHERE id = ? AND charger_id = ? AND kind = ?",
+                           (d["request_id"], d["charger_id"], d["kind"])).fetchone()
+    if row is None:
+        row = conn.execute(
+            f"SELECT id, history FROM file_transfers WHERE charger_id = ? AND kind = ? AND status NOT IN"
+            f" ({', '.join('?' * len(over))}) ORDER BY id DESC LIMIT 1",
+            (d["charger_id"], d["kind"], *over)).fetchone()
+    if row is None:  # an Idle when asked by a TriggerMessage, or a transfer the cloud asked for
+        return
+    conn.execute("UPDATE file_transfers SET status = ?, history = ?, updated = ? WHERE id = ?",
+                 (d["status"], json.dumps([*json.loads(row[1]), [d["ts"], d["status"]]]), d["ts"], row[0]))
+
+
+def report(conn: sqlite3.Connection, d: dict) -> None:
+    """Rows of a 2.0.1 NotifyReport (one part of a report): each variable's attributes, by COMPONENT.VARIABLE."""
+    conn.executemany(
+        "INSERT INTO device_model (charger_id, key, attribute, value, mutability, data_type, unit, updated)"
+        " VALUES (:charger_id, :key, :attribute, :value, :mutability, :data_type, :unit, :ts)"
+        " ON CONFLICT (charger_id, key, attribute) DO UPDATE SET value = excluded.value,"
+        " mutability = excluded.mutability, data_type = excluded.data_type, unit = excluded.unit,"
+        " updated = excluded.updated", [{**row, "charger_id": d["charger_id"], "ts": d["ts"]} for row in d["rows"]])

@@ -95,3 +95,12 @@ def auth_cache(conn: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
 
 def max_transaction_id(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(id), 0) FROM transactions").fetchone()[0])
+
+
+def reservation_at(conn: sqlite3.Connection, charger_id: str, connector_id: int, now: str) -> dict | None:
+    """The reservation holding `connector_id` of `charger_id` at `now` (accepted by the charger, not expired,
+    cancelled or used), if any."""
+    row = conn.execute("SELECT id, id_tag, expires FROM reservations WHERE charger_id = ? AND connector_id = ?"
+                       " AND status = 'active' AND expires > ? ORDER BY id DESC LIMIT 1",
+                       (charger_id, connector_id, now)).fetchone()
+    return None if row is None else {"id": row[0], "id_tag": row[1], "expires": row[2]}

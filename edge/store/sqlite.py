@@ -200,6 +200,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX operations_charger ON operations (charger_id, id);
     """,
+    # 8: firmware images the edge serves, file transfers (firmware updates, log uploads) and the charger's word
+    # on each, reservations, and each 2.0.1 charger's device model (NotifyReport)
+    """
+    CREATE TABLE firmware (name TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL, added TEXT NOT NULL);
+    CREATE TABLE file_transfers (
+        id INTEGER PRIMARY KEY,              -- also the requestId sent to a 2.0.1 charger
+        kind TEXT NOT NULL CHECK (kind IN ('firmware', 'log')),
+        charger_id TEXT NOT NULL,
+        secret TEXT NOT NULL UNIQUE,         -- the one-time part of the URL the charger downloads from / uploads to
+        file TEXT,                           -- firmware: the image's name; log: the name the upload came with
+        size INTEGER,                        -- log: bytes received
+        status TEXT NOT NULL,                -- requested, then the charger's statuses (Downloading, Installed, ...)
+        history TEXT NOT NULL DEFAULT '[]',  -- [[at, status], ...]
+        who TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, expires TEXT NOT NULL
+    );
+    CREATE INDEX file_transfers_charger ON file_transfers (charger_id, kind, id);
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY,              -- the reservationId / id sent to the charger
+        charger_id TEXT NOT NULL, connector_id INTEGER NOT NULL, id_tag TEXT NOT NULL,
+        expires TEXT NOT NULL,
+        status TEXT NOT NULL,                -- requested, active (the charger accepted), used, cancelled, refused
+        who TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL
+    );
+    CREATE INDEX reservations_at ON reservations (charger_id, connector_id, status);
+    CREATE TABLE device_model (
+        charger_id TEXT NOT NULL,
+        key TEXT NOT NULL,                   -- COMPONENT.VARIABLE as the configuration intents name it (evse, instance)
+        attribute TEXT NOT NULL,             -- Actual, Target, MinSet, MaxSet
+        value TEXT, mutability TEXT, data_type TEXT, unit TEXT, updated TEXT NOT NULL,
+        PRIMARY KEY (charger_id, key, attribute)
+    );
+    """,
 ]
 
 

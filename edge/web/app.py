@@ -25,6 +25,7 @@ from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
+from edge.web import files_api, limits_api
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
 
@@ -40,6 +41,7 @@ class Site(Protocol):
     events: EventBus
     taps: TapService
     chargers: Chargers
+    web_port: int
 
     def health(self) -> dict: ...
 
@@ -93,7 +95,9 @@ def build_app(edge: Site) -> FastAPI:
         return edge.metrics.render()
 
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
-    register_operations(app, edge)
+    ops = register_operations(app, edge)
+    files_api.register(app, edge, ops)
+    limits_api.register(app, edge, ops)
 
     @app.get("/api/chargers", dependencies=[viewer])
     async def chargers() -> list[dict]:

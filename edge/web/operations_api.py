@@ -62,10 +62,15 @@ class Setting(BaseModel):
     value: str
 
 
-def register(app: FastAPI, edge: Any) -> None:
-    viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+class Operator:
+    """What the operation routes share: carry out an operation (checked, recorded) and answer with its outcome."""
 
-    async def operate(charger_id: str, action: str, payload: dict, who: str, timeout: float = 30.0) -> Outcome:
+    def __init__(self, edge: Any):
+        self.edge = edge
+
+    async def operate(self, charger_id: str, action: str, payload: dict, who: str,
+                      timeout: float = 30.0) -> Outcome:
+        edge = self.edge
         if edge.cfg.upstream.mode == "proxy" and not edge.cfg.operations.in_proxy:
             raise HTTPException(403, "operations are off in proxy mode ([operations] in_proxy = false):"
                                      " the cloud CSMS operates the chargers")
@@ -76,23 +81,34 @@ def register(app: FastAPI, edge: Any) -> None:
         except InvalidPayload as e:
             raise HTTPException(422, str(e)) from None
 
+    @staticmethod
     def answer(outcome: Outcome, **extra: Any) -> JSONResponse:
         return JSONResponse({**outcome.as_dict(), **extra}, status_code=_CODES[outcome.status])
 
-    def version_of(charger_id: str) -> str:
+    def version_of(self, charger_id: str) -> str:
         """The charger's version now, or the one it last spoke (the operation is then recorded as
         not_connected, in its words)."""
-        charger = edge.chargers.connected(charger_id)
+        charger = self.edge.chargers.connected(charger_id)
         if charger is not None:
             return charger.version
-        known = {r["id"]: r.get("ocpp_version") for r in reads.chargers(edge.store.db.conn)}
+        known = {r["id"]: r.get("ocpp_version") for r in reads.chargers(self.edge.store.db.conn)}
         return known.get(charger_id) or "1.6"
 
-    async def intent(charger_id: str, make: Any, who: str, *args: Any) -> JSONResponse:
+    def say(self, make: Any, charger_id: str, *args: Any) -> tuple[str, dict]:
+        """The intent `make(version, *args)` in the charger's version; 422 if it cannot be said."""
         try:
-            action, payload = make(version_of(charger_id), *args)
+            return make(self.version_of(charger_id), *args)
         except intents.IntentError as e:
             raise HTTPException(422, str(e)) from None
+
+
+def register(app: FastAPI, edge: Any) -> Operator:
+    viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+    ops = Operator(edge)
+    operate, answer, version_of = ops.operate, ops.answer, ops.version_of
+
+    async def intent(charger_id: str, make: Any, who: str, *args: Any) -> JSONResponse:
+        action, payload = ops.say(make, charger_id, *args)
         return answer(await operate(charger_id, action, payload, who))
 
     @app.post("/api/chargers/{charger_id}/call/{action}")
@@ -137,11 +153,8 @@ def register(app: FastAPI, edge: Any) -> None:
             uid = normalise_uid(body.card)
         except UidError as e:
             raise HTTPException(422, str(e)) from None
-        try:
-            action, payload = intents.remote_start(version_of(charger_id), body.connector, uid,
-                                                   int(time.time() * 1000) % 2**31)
-        except intents.IntentError as e:
-            raise HTTPException(422, str(e)) from None
+        action, payload = ops.say(intents.remote_start, charger_id, body.connector, uid,
+                                  int(time.time() * 1000) % 2**31)
         before = reads.max_transaction_id(edge.store.db.conn)
         outcome = await operate(charger_id, action, payload, who, timeout)
         if outcome.status != "answered" or (outcome.response or {}).get("status") != "Accepted":
@@ -171,3 +184,5 @@ def register(app: FastAPI, edge: Any) -> None:
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
         return calls.listed(edge.store.db.conn, charger_id=charger, limit=limit)
+
+    return ops
