@@ -20,15 +20,16 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as InPath
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from edge.operations import files, intents
 from edge.web.auth import need
-from edge.web.operations_api import Operator
+from edge.web.operations_api import MAX_ID, Operator
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
         return files.transfers(edge.store.db.conn, charger_id, "log")
 
     @app.get("/api/chargers/{charger_id}/logs/{transfer_id}", dependencies=[viewer])
-    async def log_file(charger_id: str, transfer_id: int) -> FileResponse:
+    async def log_file(charger_id: str, transfer_id: Annotated[int, InPath(ge=1, le=MAX_ID)]) -> FileResponse:
         transfer = files.transfer(edge.store.db.conn, transfer_id)
         path = files.log_path(db_path, charger_id, transfer_id)
         if transfer is None or transfer["charger_id"] != charger_id or transfer["kind"] != "log" or not path.is_file():

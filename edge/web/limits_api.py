@@ -12,27 +12,29 @@ Answers as the other operations: the charger's real response, 409 not connected,
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from edge.money import UidError, normalise_uid
 from edge.operations import intents, reservations
 from edge.web.auth import need
-from edge.web.operations_api import Operator
+from edge.web.operations_api import MAX_CONNECTOR, MAX_ID, Operator
+
+ConnectorQuery = Annotated[int, Query(ge=0, le=MAX_CONNECTOR)]
 
 
 class Limit(BaseModel):
-    connector: int = Field(0, ge=0)
+    connector: int = Field(0, ge=0, le=MAX_CONNECTOR)
     amps: float | None = Field(None, ge=0)
     watts: float | None = Field(None, ge=0)
     until: datetime | None = None
 
 
 class Reservation(BaseModel):
-    connector: int = Field(1, ge=1)
+    connector: int = Field(1, ge=1, le=MAX_CONNECTOR)
     card: str
     minutes: int | None = Field(None, ge=1, le=1440)
 
@@ -58,12 +60,12 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
         return ops.answer(await ops.operate(charger_id, action, payload, who))
 
     @app.delete("/api/chargers/{charger_id}/charging-limit")
-    async def clear_limit(charger_id: str, connector: int = 0, who: str = operator) -> JSONResponse:
+    async def clear_limit(charger_id: str, connector: ConnectorQuery = 0, who: str = operator) -> JSONResponse:
         action, payload = ops.say(intents.clear_charging_limit, charger_id, connector)
         return ops.answer(await ops.operate(charger_id, action, payload, who))
 
     @app.get("/api/chargers/{charger_id}/charging-limit")
-    async def composite(charger_id: str, connector: int = 0, seconds: int = 86400, unit: str = "A",
+    async def composite(charger_id: str, connector: ConnectorQuery = 0, seconds: int = 86400, unit: str = "A",
                         who: str = viewer) -> JSONResponse:
         """What the charger will allow over the next `seconds`, all limits combined (GetCompositeSchedule)."""
         if not 1 <= seconds <= 7 * 86400 or unit not in ("A", "W"):
@@ -95,7 +97,7 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
         return reservations.listed(edge.store.db.conn, charger_id)
 
     @app.delete("/api/chargers/{charger_id}/reservations/{reservation_id}")
-    async def cancel(charger_id: str, reservation_id: int, who: str = operator) -> JSONResponse:
+    async def cancel(charger_id: str, reservation_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: str = operator) -> JSONResponse:
         row = reservations.get(edge.store.db.conn, reservation_id)
         if row is None or row["charger_id"] != charger_id:
             raise HTTPException(404, f"no reservation {reservation_id} on charger {charger_id}")

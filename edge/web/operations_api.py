@@ -28,6 +28,8 @@ from edge.store import reads
 from edge.web.auth import need
 
 _CODES = {"answered": 200, "callerror": 200, "not_connected": 409, "timeout": 504}
+MAX_CONNECTOR = 1000  # more than any charger has; bounds keep numbers within what SQLite and OCPP hold
+MAX_ID = 2**53  # a row id or transaction id (JSON numbers stay exact below this)
 
 
 class Reset(BaseModel):
@@ -35,26 +37,26 @@ class Reset(BaseModel):
 
 
 class Connector(BaseModel):
-    connector: int = Field(1, ge=1)
+    connector: int = Field(1, ge=1, le=MAX_CONNECTOR)
 
 
 class Availability(BaseModel):
-    connector: int = Field(0, ge=0)
+    connector: int = Field(0, ge=0, le=MAX_CONNECTOR)
     operative: bool = True
 
 
 class Start(BaseModel):
-    connector: int = Field(1, ge=1)
+    connector: int = Field(1, ge=1, le=MAX_CONNECTOR)
     card: str
 
 
 class Stop(BaseModel):
-    transaction: int
+    transaction: int = Field(ge=1, le=MAX_ID)
 
 
 class Trigger(BaseModel):
     message: str
-    connector: int | None = Field(None, ge=1)
+    connector: int | None = Field(None, ge=1, le=MAX_CONNECTOR)
 
 
 class Setting(BaseModel):
