@@ -7,6 +7,8 @@ import json
 import re
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 from conftest import SITEKEEPER
@@ -215,9 +217,12 @@ async def test_the_web_front_says_what_is_there_works_offline_and_masks_card_ids
         assert info.value.code == 422
 
 
-def test_a_web_app_open_beyond_this_machine_warns_that_its_api_has_no_login(edge_factory):
+def test_a_web_app_open_beyond_this_machine_says_so_and_still_wants_tokens(edge_factory):
     local = edge_factory()
     assert "open to the network" not in local.log()
     wider = edge_factory({"web": {"host": "127.0.0.2"}})  # another address than this machine's own loopback
-    assert "127.0.0.2" in wider.log() and "its API has no login yet" in wider.log()
+    assert "127.0.0.2" in wider.log() and "open to the network: every /api/ route needs a token" in wider.log()
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"http://127.0.0.2:{wider.web_port}/api/chargers", timeout=10)
+    assert info.value.code == 401
     assert json.loads(wider.http("/healthz"))["ok"] is True

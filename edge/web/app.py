@@ -61,8 +61,9 @@ _INDEX = """<!doctype html>
 <code>sitekeeper token create NAME --role viewer|operator|owner</code>, sent as
 <code>Authorization: Bearer &lt;token&gt;</code>)</li>
 <li>/api/chargers: the chargers and their connectors; /api/transactions: the newest sessions</li>
-<li>/api/chargers/ID/reset, /unlock, /start, /stop, /configuration, /call/ACTION, ...: operations with the
-charger's real answer; /api/operations: who did what</li>
+<li>/api/chargers/ID/reset, /unlock, /start, /stop, /configuration, /charging-limit, /reservations,
+/firmware, /logs, /call/ACTION, ...: operations with the charger's real answer; /api/operations: who did
+what</li>
 <li>/api/events: live taps and decisions (Server-Sent Events)</li>
 </ul>
 <p>Cards, top-ups and reports: the <code>sitekeeper</code> command on the site's computer (see its README).</p>
@@ -171,8 +172,8 @@ async def start_web(edge: Site) -> tuple[WebServer, int]:
     import asyncio
 
     if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("web: %s:%d is open to the network and its API has no login yet (card ids are masked);"
-                    " keep web.host = 127.0.0.1 unless the site's network is trusted", edge.cfg.web.host,
+        log.warning("web: %s:%d is open to the network: every /api/ route needs a token, and chargers fetch"
+                    " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
                     edge.cfg.web.port)
 
     config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,
