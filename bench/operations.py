@@ -11,7 +11,8 @@ B. Other chargers are not delayed: 10 chargers send Heartbeats one after the oth
    going on (idle), then while 50 other chargers each get operations back to back, 50 at once (the 50 and
    their HTTP clients run in a second process, niced). The 50 answer after ANSWER_DELAY, as real chargers
    do, so that 50 operations are under way at any time. Target: Heartbeat p99 under operations ≤ 1.5× idle.
-   Then the same with chargers that answer at once: the edge's capacity (its CPU is then full, and the
+   Control, in the same run: the same load on a second edge process, so that what the machine itself adds (its
+   CPUs shared with the load) shows apart from what the edge adds. Then the same with chargers that answer at once: the edge's capacity (its CPU is then full, and the
    Heartbeats wait behind the operations; no target).
 
 The HTTP client is a minimal one (`benchutil.Http`): httpx costs milliseconds a request, which would be
@@ -105,7 +106,8 @@ def ms(values: list[float], q: float) -> float:
     return percentile(sorted(values), q) * 1000
 
 
-async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float) -> dict:
+async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float,
+                  other: tuple[int, int, str]) -> dict:
     url = f"ws://127.0.0.1:{ocpp}/ocpp"
     headers = {"Authorization": f"Bearer {token}"}
     out: dict = {}
@@ -136,9 +138,10 @@ async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float) -
                 rtts.append(await ch.call("Heartbeat", {}))
         return rtts
 
-    async def under_load(delay: float, prefix: str) -> tuple[list[float], int]:
+    async def under_load(delay: float, prefix: str, at: tuple[int, int, str] = (ocpp, web, token)
+                         ) -> tuple[list[float], int]:
         load = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--load", str(ocpp), str(web), token, str(seconds), str(delay), prefix,
+            sys.executable, __file__, "--load", str(at[0]), str(at[1]), at[2], str(seconds), str(delay), prefix,
             stdout=asyncio.subprocess.PIPE)
         assert load.stdout is not None
         assert (await load.stdout.readline()).strip() == b"started"
@@ -148,9 +151,10 @@ async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float) -
         return loaded, done
 
     idle = await heartbeats(time.perf_counter() + seconds)
+    elsewhere, _ = await under_load(ANSWER_DELAY, "OPS-E", other)
     loaded, done = await under_load(ANSWER_DELAY, "OPS-B")
     flood, flood_done = await under_load(0.0, "OPS-F")
-    out["B"] = {"idle": idle, "loaded": loaded, "ops": done, "seconds": seconds, "flood": flood,
+    out["B"] = {"idle": idle, "elsewhere": elsewhere, "loaded": loaded, "ops": done, "seconds": seconds, "flood": flood,
                 "flood_ops": flood_done}
     await http.aclose()
     return out
@@ -189,12 +193,16 @@ def main() -> None:
     n_ops, seconds = (300, 5.0) if args.quick else (2000, 20.0)
     work = Path(tempfile.mkdtemp(prefix="sitekeeper-bench-ops-"))
     proc, ocpp, web = start_edge(work)
+    (work / "other").mkdir()
+    proc2, ocpp2, web2 = start_edge(work / "other")  # the control: the same load on another edge process
     try:
         token = (work / "local-api.token").read_text().strip()
-        res = asyncio.run(measure(ocpp, web, token, n_ops, seconds))
+        other = (ocpp2, web2, (work / "other" / "local-api.token").read_text().strip())
+        res = asyncio.run(measure(ocpp, web, token, n_ops, seconds, other))
     finally:
-        proc.terminate()
-        proc.wait(20)
+        for p in (proc, proc2):
+            p.terminate()
+            p.wait(20)
     a, b = res["A"], res["B"]
     print(f"sitekeeper operations benchmark{' (quick)' if args.quick else ''}: {os.cpu_count()} CPUs,"
           f" load average {os.getloadavg()[0]:.2f}; work dir {work}")
@@ -211,6 +219,9 @@ def main() -> None:
           f" operation under way at all times ({b['ops']} operations in {b['seconds']:g} s,"
           f" {b['ops'] / b['seconds']:.0f}/s)")
     print(f"   {'idle':<38} {ms(b['idle'], 50):7.2f} {ms(b['idle'], 99):7.2f}   n={len(b['idle'])}")
+    print(f"   {'the same load on another edge process':<38} {ms(b['elsewhere'], 50):7.2f}"
+          f" {ms(b['elsewhere'], 99):7.2f}   n={len(b['elsewhere'])}   p99 ="
+          f" {ms(b['elsewhere'], 99) / ms(b['idle'], 99):.2f}× idle (the machine's share: its CPUs are shared)")
     print(f"   {'under 50 concurrent operations':<38} {ms(b['loaded'], 50):7.2f} {ms(b['loaded'], 99):7.2f}"
           f"   n={len(b['loaded'])}   p99 = {ratio:.2f}× idle, target ≤ 1.5×: {'ok' if ratio <= 1.5 else 'MISS'}")
     print(f"   {'capacity: chargers answering at once':<38} {ms(b['flood'], 50):7.2f} {ms(b['flood'], 99):7.2f}"
