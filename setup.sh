@@ -2,7 +2,8 @@
 # sitekeeper's one install script.
 #   ./setup.sh          runtime: Python packages into .venv (a Pi or any Debian machine)
 #   ./setup.sh --dev    also everything the tests need: dev Python packages, Node.js + the npm test peers,
-#                       mosquitto (+ clients), openssl and the virtual smart-card reader (vsmartcard-vpcd)
+#                       mosquitto (+ clients), openssl, the virtual smart-card reader (vsmartcard-vpcd) and
+#                       Chromium for the page tests
 #   ./setup.sh --hardware-tests   on a Pi: also pytest, to run hardware_tests/ (nothing of the CI machine's)
 # Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
 # through sudo when it is available).
@@ -99,6 +100,9 @@ if [ $DEV -eq 1 ]; then
   apt_install vsmartcard-vpcd iproute2
   # the store-safety tests make a database unwritable (chattr +i) and check as another user (runuser)
   apt_install e2fsprogs util-linux
+  # the page tests: Playwright drives Debian's Chromium (Playwright cannot download a browser here), with
+  # fonts that cover English and Filipino (and the Chinese of the driver's screens)
+  apt_install chromium fonts-noto-core fonts-noto-cjk
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

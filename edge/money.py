@@ -84,3 +84,15 @@ def lookup_key(text: str) -> str:
         return normalise_uid(text)
     except UidError:
         return text
+
+
+SYMBOLS = {"PHP": "₱", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£"}
+
+
+def format_money(amount: int, exponent: int = 2, currency: str = "") -> str:
+    """1250 PHP → '₱12.50' for a page: the currency's symbol where it has a common one, else '12.50 XYZ'."""
+    symbol = SYMBOLS.get(currency)
+    if symbol:
+        text = format_minor(abs(amount), exponent)
+        return f"{'-' if amount < 0 else ''}{symbol}{text}"
+    return format_minor(amount, exponent, currency)

@@ -1,5 +1,5 @@
-"""Charger credentials: passwords (OCPP security profiles 1 and 2: hashing, checking, HTTP Basic parsing) and
-client certificates (profile 3: whose they are).
+"""Credentials: chargers' passwords (OCPP security profiles 1 and 2: hashing, checking, HTTP Basic parsing),
+client certificates (profile 3: whose they are), and people's passwords and PINs (scrypt, memory-hard).
 
 Passwords are kept only as PBKDF2-SHA256 hashes (``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``);
 a config value that already has that form is taken as a hash.
@@ -90,3 +90,35 @@ def certificate_problem(cert: dict | None, serial: str, cpo_name: str = "") -> s
         return (f"certificate O {', '.join(subject.get('organizationName', [])) or 'missing'!s} does not name "
                 f"the operator {cpo_name!r}")
     return None
+
+
+# -- people's passwords and PINs (owner backend accounts, wallet PINs) ----------------------------------------
+# scrypt, memory-hard (16 MiB per check at these parameters): ``scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>``
+SCRYPT = (2**14, 8, 1)
+
+
+def hash_secret(secret: str, *, salt: bytes | None = None) -> str:
+    """The stored form of a person's password or PIN."""
+    n, r, p = SCRYPT
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+_DUMMY_SECRET = hash_secret("sitekeeper-dummy", salt=b"\0" * 16)
+
+
+def check_secret(secret: str, stored: str | None) -> bool:
+    """True if `secret` matches `stored` (constant-time); no `stored` never matches but costs the same."""
+    if not stored:
+        check_secret(secret, _DUMMY_SECRET)
+        return False
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
+                             maxmem=64 * 1024 * 1024, dklen=32)
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from edge.cli import operate, owner
+from edge.cli import admin, operate, owner
 from edge.cli.common import load_config, open_store
 from edge.store.guard import Lock, StoreError, me
 
@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--json", action="store_true", help="with --status: as JSON")
 
     owner.register(sub, common)  # cards, topup, users, sessions, report
-    operate.register(sub, common)  # token, charger, operations
+    operate.register(sub, common)  # token, charger, operations, firmware
+    admin.register(sub, common)  # the web pages' accounts
     return p
 
 
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         if getattr(args, "handler", None) is not None:
-            return owner.run(args.handler, args, operate.BAD_INPUT)
+            return owner.run(args.handler, args, operate.BAD_INPUT + admin.BAD_INPUT)
         handler = {"run": cmd_run, "init": cmd_init, "simulate": cmd_simulate, "journal": cmd_journal,
                    "backup": cmd_backup, "sync": cmd_sync, "tap": cmd_tap,
                    "hash-password": cmd_hash_password}[args.command]

@@ -232,6 +232,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (charger_id, key, attribute)
     );
     """,
+    # 9: the owner backend's accounts (scrypt hashes), their login sessions (only a hash of each id is kept),
+    # failed logins by name (for the lockout, known name or not), and the secret that signs session cookies
+    """
+    CREATE TABLE admins (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'owner')),
+        password_hash TEXT NOT NULL, created TEXT NOT NULL, last_login TEXT
+    );
+    CREATE TABLE web_sessions (
+        id_hash TEXT PRIMARY KEY, admin TEXT NOT NULL REFERENCES admins (name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL, created TEXT NOT NULL, expires TEXT NOT NULL
+    );
+    CREATE TABLE login_failures (name TEXT PRIMARY KEY, count INTEGER NOT NULL, last TEXT NOT NULL,
+                                 locked_until TEXT);
+    CREATE TABLE web_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 
 

@@ -6,14 +6,13 @@ a plain function in its thread pool, on a connection that belongs to the loop's 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import time
 from typing import Protocol
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 from edge.config import Config
@@ -25,7 +24,7 @@ from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
-from edge.web import files_api, limits_api
+from edge.web import files_api, limits_api, pages
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
 
@@ -48,29 +47,6 @@ class Site(Protocol):
     def connected(self, charger_id: str) -> object | None: ...
 
 
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{site} · sitekeeper</title></head>
-<body style="font-family: sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem">
-<h1>{site}</h1>
-<p>This is the site's sitekeeper edge. The owner's pages are not here yet; what it serves now:</p>
-<ul>
-<li><a href="/healthz">/healthz</a>: is the edge able to do its job (200 yes, 503 no, with the reason)</li>
-<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
-<li><a href="/openapi.json">/openapi.json</a>: the JSON API (every /api/ route needs a token:
-<code>sitekeeper token create NAME --role viewer|operator|owner</code>, sent as
-<code>Authorization: Bearer &lt;token&gt;</code>)</li>
-<li>/api/chargers: the chargers and their connectors; /api/transactions: the newest sessions</li>
-<li>/api/chargers/ID/reset, /unlock, /start, /stop, /configuration, /charging-limit, /reservations,
-/firmware, /logs, /call/ACTION, ...: operations with the charger's real answer; /api/operations: who did
-what</li>
-<li>/api/events: live taps and decisions (Server-Sent Events)</li>
-</ul>
-<p>Cards, top-ups and reports: the <code>sitekeeper</code> command on the site's computer (see its README).</p>
-</body></html>
-"""
-
-
 class TapIn(BaseModel):
     uid: str
     reader: str = "kiosk"
@@ -79,11 +55,6 @@ class TapIn(BaseModel):
 def build_app(edge: Site) -> FastAPI:
     # no /docs or /redoc: their pages load scripts from a CDN, blank on a site without internet
     app = FastAPI(title="sitekeeper edge", version="0.1.0", docs_url=None, redoc_url=None)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> str:
-        """What this address serves, until the owner's pages land here."""
-        return _INDEX.format(site=html.escape(edge.cfg.site.name or edge.cfg.site.id))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -96,6 +67,7 @@ def build_app(edge: Site) -> FastAPI:
         return edge.metrics.render()
 
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+    pages.register(app, edge)
     ops = register_operations(app, edge)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)

@@ -1,0 +1,189 @@
+"""The owner backend's pages (server-rendered, Jinja2, words from `edge.web.i18n`): login and logout, the
+first-run page that says how to make the first account, the language switch, and the dashboard.
+
+Nothing here answers without a login but `/login` itself; every POST carries a CSRF token (the session's,
+or before login the browser's own in a cookie). A password is checked off the event loop (scrypt is slow on
+purpose), and failures count towards the lockout of `edge.operations.admins`. Pages read the same library
+functions as the CLI (`edge.billing.reports`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import urllib.parse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from edge.billing import reports
+from edge.clock import parse_ts
+from edge.money import format_money
+from edge.operations import admins
+from edge.security import check_secret
+from edge.store import reads
+from edge.web import i18n, session
+
+log = logging.getLogger(__name__)
+# no page may be framed or load anything from elsewhere; pages are never cached (they show money and people)
+_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+            "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"}
+_HERE = Path(__file__).parent
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
+                          undefined=jinja2.StrictUndefined)
+
+
+class LoginNeeded(Exception):
+    """A page asked for without a live session: the answer is a redirect to /login."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+async def form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (the pages' forms), at most 64 kB."""
+    body = await request.body()
+    if len(body) > 65536:
+        raise HTTPException(413, "form too large")
+    return {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+def _safe_next(path: str | None) -> str:
+    """Only a path on this site (never //elsewhere or a full URL) after login."""
+    return path if path and path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
+
+
+def register(app: FastAPI, edge: Any) -> None:
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+
+    cookie_key = edge.store.write_now(session.secret)  # made once per database, kept there
+
+    def signing_key() -> bytes:
+        return cookie_key
+
+    def user_of(request: Request) -> dict | None:
+        sid = session.unsign(signing_key(), request.cookies.get(session.COOKIE))
+        return session.lookup(edge.store.db.conn, sid)
+
+    def render(request: Request, template: str, user: dict | None, status: int = 200, **values: Any) -> HTMLResponse:
+        lang = i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"))
+        login_csrf = request.cookies.get(session.LOGIN_CSRF) or secrets.token_urlsafe(24)
+        ctx = {"lang": lang, "t": i18n.translator(lang), "languages": i18n.LANGUAGES,
+               "site": edge.cfg.site.name or edge.cfg.site.id, "user": user, "path": request.url.path,
+               "csrf": user["csrf"] if user else login_csrf, **values}
+        response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=status,
+                                headers=_HEADERS)
+        if user is None and request.cookies.get(session.LOGIN_CSRF) != login_csrf:
+            response.set_cookie(session.LOGIN_CSRF, login_csrf, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")
+        return response
+
+    def page_user(request: Request) -> dict:
+        user = user_of(request)
+        if user is None:
+            raise LoginNeeded(request.url.path)
+        return user
+
+    def csrf_ok(request: Request, sent: str | None, user: dict | None) -> bool:
+        want = user["csrf"] if user else request.cookies.get(session.LOGIN_CSRF)
+        return bool(want and sent and hmac.compare_digest(want, sent))
+
+    def when(ts: str | None) -> str:
+        at = parse_ts(ts) if ts else None
+        return at.astimezone(ZoneInfo(edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M") if at else ""
+
+    @app.exception_handler(LoginNeeded)
+    async def to_login(request: Request, exc: LoginNeeded) -> Response:
+        return RedirectResponse(f"/login?next={urllib.parse.quote(exc.path)}", status_code=303)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        if not admins.any_account(edge.store.db.conn):
+            return render(request, "first_run.html", None)
+        return render(request, "login.html", None, next=_safe_next(next), name="", message="")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        data = await form(request)
+        name, password, nxt = data.get("name", "")[:64], data.get("password", ""), _safe_next(data.get("next"))
+        t = i18n.translator(i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language")))
+        if not csrf_ok(request, data.get("csrf"), None):
+            return render(request, "login.html", None, 403, next=nxt, name=name, message=t("login.csrf"))
+        until = admins.locked_until(edge.store.db.conn, name)
+        if until:
+            return render(request, "login.html", None, 429, next=nxt, name=name,
+                          message=t("login.locked", until=when(until)))
+        role, stored = admins.credentials(edge.store.db.conn, name)
+        ok = await asyncio.to_thread(check_secret, password, stored)  # scrypt: off the chargers' loop
+        outcome = await edge.store.write(lambda c: admins.record_login(c, name, ok and role is not None))
+        if outcome:
+            client = request.client.host if request.client else "?"
+            log.warning("web: failed login for %r from %s%s", name, client,
+                        " (the name is now locked)" if outcome == "locked" else "")
+            if outcome == "locked":
+                return render(request, "login.html", None, 429, next=nxt, name=name,
+                              message=t("login.locked", until=when(admins.locked_until(edge.store.db.conn, name))))
+            return render(request, "login.html", None, 401, next=nxt, name=name, message=t("login.wrong"))
+        sid = await edge.store.write(lambda c: session.create(c, name))
+        response = RedirectResponse(nxt, status_code=303)
+        response.set_cookie(session.COOKIE, session.sign(signing_key(), sid), httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", max_age=int(session.LASTS.total_seconds()))
+        response.delete_cookie(session.LOGIN_CSRF)
+        log.info("web: %s logged in", name)
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        user = page_user(request)
+        data = await form(request)
+        if not csrf_ok(request, data.get("csrf"), user):
+            raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
+        sid = session.unsign(signing_key(), request.cookies.get(session.COOKIE))
+        await edge.store.write(lambda c: session.end(c, sid or ""))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(session.COOKIE)
+        return response
+
+    @app.post("/lang", include_in_schema=False)
+    async def language(request: Request) -> Response:
+        user = user_of(request)
+        data = await form(request)
+        if not csrf_ok(request, data.get("csrf"), user):
+            raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
+        response = RedirectResponse(_safe_next(data.get("next")), status_code=303)
+        if data.get("lang") in i18n.LANGUAGES:
+            response.set_cookie("lang", data["lang"], samesite="lax", max_age=365 * 86400)
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard(request: Request) -> HTMLResponse:
+        if not admins.any_account(edge.store.db.conn):
+            return render(request, "first_run.html", None)
+        user = page_user(request)
+        conn = edge.store.db.conn
+        tz = edge.cfg.site.timezone
+        day = datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
+        daily = reports.daily(conn, day, tz)
+        statuses = reads.charger_statuses(conn)
+        money = daily["currency"]
+
+        def row(r: dict, cid: str | None) -> dict:
+            out = {"sessions": r["sessions"], "hours": f"{r['charging_hours']:.2f}",
+                   "kwh": f"{r['energy_wh'] / 1000:.2f}", "fees": format_money(r["fees_minor"], currency=money)}
+            if cid is not None:
+                connectors = (statuses.get(cid) or {}).get("connectors") or []
+                out.update(id=cid, connected=edge.connected(cid) is not None,
+                           status=", ".join(f"{c['connector_id'] or c['evse_id']}: {c['status']}" for c in connectors
+                                            if c["connector_id"] or c["evse_id"]) or "—")
+            return out
+
+        today = {"day": day.isoformat(), "rows": [row(r, r["charger_id"]) for r in daily["chargers"]],
+                 "total": row(daily["totals"], None)}
+        return render(request, "dashboard.html", user, today=today, ocpp_port=edge.cfg.ocpp.port)
