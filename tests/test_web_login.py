@@ -71,7 +71,7 @@ async def test_login_lockout_dashboard_language_and_csrf(edge_factory):
         report = json.loads(subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "report", "daily",
                                             "--json"], capture_output=True, text=True, timeout=60).stdout)
         row = page.locator("tbody tr", has_text="CP-W1")
-        cells = [c.strip() for c in await row.locator("td").all_inner_texts()]
+        cells = [c.strip() for c in await row.locator("td").evaluate_all("tds => tds.map(td => td.textContent)")]
         mine = next(r for r in report["chargers"] if r["charger_id"] == "CP-W1")
         assert cells[0] == "CP-W1" and cells[3] == str(mine["sessions"]) == "1"
         assert cells[5] == f"{mine['energy_wh'] / 1000:.2f}" == "7.25"
@@ -81,9 +81,12 @@ async def test_login_lockout_dashboard_language_and_csrf(edge_factory):
         cookies = {c["name"]: c for c in await page.context.cookies()}
         assert cookies["sk_session"]["httpOnly"] and cookies["sk_session"]["sameSite"] == "Strict"
         # Filipino, on a click
-        await page.select_option("select[name=lang]", "fil")
-        await page.wait_for_url(base + "/")
-        assert "Mag-log out" in await page.inner_text("header") and "Mga session" in await page.inner_text("main")
+        async with page.expect_navigation():
+            await page.select_option("select[name=lang]", "fil")
+        assert page.url == base + "/"
+        assert "Mag-log out" in await page.inner_text("header") and "Ngayong araw" in await page.inner_text("main")
+        assert await page.locator("tbody td").nth(3).get_attribute("data-label") == "Mga session", \
+            "each figure with its column's name on a phone"
         await page.screenshot(path=shot("web-dashboard-fil"), full_page=True)
         # a POST without the session's CSRF token changes nothing (the session lives on)
         forged = await page.request.post(base + "/logout", form={"csrf": "forged"})

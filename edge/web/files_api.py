@@ -72,6 +72,23 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
     db_path = edge.store.path
 
+    async def ask(charger_id: str, kind: str, who: str, file: str | None, make: Any, *args: Any) -> JSONResponse:
+        """Make a transfer, send `make`'s message with its location, and close the transfer again when the
+        charger does not take it (a refusal, a CALLERROR, no answer; 1.6 GetDiagnostics without a fileName:
+        "no diagnostics information is available")."""
+        base = base_url(edge)
+        transfer = await edge.store.write(lambda c: files.new_transfer(c, kind, charger_id, who, file))
+        location = f"{base}/files/{'logs' if kind == 'log' else 'firmware'}/{transfer['secret']}"
+        location += f"/{file}" if file else ""
+        action, payload = ops.say(make, charger_id, location, *args, transfer["id"])
+        outcome = await ops.operate(charger_id, action, payload, who)
+        response = outcome.response or {}
+        if outcome.status != "answered" or response.get("status", "Accepted") != "Accepted" or \
+                (action == "GetDiagnostics" and not response.get("fileName")):
+            await edge.store.write(lambda c: files.mark(c, transfer["id"], "refused" if outcome.status == "answered"
+                                                        else outcome.status))
+        return ops.answer(outcome, transfer={"id": transfer["id"], "location": location})
+
     @app.get("/files/firmware/{secret}/{name}", include_in_schema=False)
     async def firmware_download(secret: str, name: str) -> FileResponse:
         transfer = files.open_transfer(edge.store.db.conn, "firmware", secret)
@@ -88,14 +105,20 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
         if transfer is None:
             raise HTTPException(404, "no such upload (it may have been used, ended or expired)")
         limit = int(edge.cfg.operations.max_upload_mb * 1_000_000)
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise HTTPException(413, f"a log upload is at most {edge.cfg.operations.max_upload_mb:g} MB")
+        too_big = f"a log upload is at most {edge.cfg.operations.max_upload_mb:g} MB"
+        if int(request.headers.get("content-length") or 0) > 4 * limit:
+            raise HTTPException(413, too_big)
+        # past the limit, the rest is read and dropped (up to 4 times the limit), so that the charger gets the
+        # answer rather than a connection closed under its upload
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"a log upload is at most {edge.cfg.operations.max_upload_mb:g} MB")
-            chunks.append(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > 4 * limit:
+                break
+        if size > limit:
+            raise HTTPException(413, too_big)
         data = b"".join(chunks)
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
@@ -122,17 +145,8 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
             files.firmware_path(edge.store.db.conn, db_path, body.file)
         except files.FileError as e:
             raise HTTPException(404, str(e)) from None
-        base = base_url(edge)
         at = (body.at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        transfer = await edge.store.write(lambda c: files.new_transfer(c, "firmware", charger_id, who, body.file))
-        location = f"{base}/files/firmware/{transfer['secret']}/{body.file}"
-        action, payload = ops.say(intents.update_firmware, charger_id, location, at, transfer["id"])
-        outcome = await ops.operate(charger_id, action, payload, who)
-        refused = outcome.status != "answered" or (outcome.response or {}).get("status", "Accepted") != "Accepted"
-        if refused:
-            await edge.store.write(lambda c: files.mark(c, transfer["id"], "refused" if outcome.status == "answered"
-                                                        else outcome.status))
-        return ops.answer(outcome, transfer={"id": transfer["id"], "location": location})
+        return await ask(charger_id, "firmware", who, body.file, intents.update_firmware, at)
 
     @app.get("/api/chargers/{charger_id}/firmware", dependencies=[viewer])
     async def firmware_updates(charger_id: str) -> list[dict]:
@@ -141,18 +155,7 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
     @app.post("/api/chargers/{charger_id}/logs")
     async def request_logs(charger_id: str, who: str = operator) -> JSONResponse:
         """GetDiagnostics / GetLog with an upload address of the edge's own."""
-        base = base_url(edge)
-        transfer = await edge.store.write(lambda c: files.new_transfer(c, "log", charger_id, who))
-        location = f"{base}/files/logs/{transfer['secret']}"
-        action, payload = ops.say(intents.get_logs, charger_id, location, transfer["id"])
-        outcome = await ops.operate(charger_id, action, payload, who)
-        response = outcome.response or {}
-        if outcome.status != "answered" or response.get("status", "Accepted") != "Accepted" or \
-                (action == "GetDiagnostics" and not response.get("fileName")):
-            # 1.6: no fileName is "no diagnostics information is available"
-            await edge.store.write(lambda c: files.mark(c, transfer["id"], "refused" if outcome.status == "answered"
-                                                        else outcome.status))
-        return ops.answer(outcome, transfer={"id": transfer["id"], "location": location})
+        return await ask(charger_id, "log", who, None, intents.get_logs)
 
     @app.get("/api/chargers/{charger_id}/logs", dependencies=[viewer])
     async def log_uploads(charger_id: str) -> list[dict]:

@@ -95,6 +95,13 @@ def register(app: FastAPI, edge: Any) -> None:
         want = user["csrf"] if user else request.cookies.get(session.LOGIN_CSRF)
         return bool(want and sent and hmac.compare_digest(want, sent))
 
+    async def checked(request: Request, user: dict | None) -> dict[str, str]:
+        """The form of a POST whose CSRF token is right (403 otherwise: nothing is changed)."""
+        data = await form(request)
+        if not csrf_ok(request, data.get("csrf"), user):
+            raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
+        return data
+
     def when(ts: str | None) -> str:
         at = parse_ts(ts) if ts else None
         return at.astimezone(ZoneInfo(edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M") if at else ""
@@ -141,10 +148,7 @@ def register(app: FastAPI, edge: Any) -> None:
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        user = page_user(request)
-        data = await form(request)
-        if not csrf_ok(request, data.get("csrf"), user):
-            raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
+        await checked(request, page_user(request))
         sid = session.unsign(signing_key(), request.cookies.get(session.COOKIE))
         await edge.store.write(lambda c: session.end(c, sid or ""))
         response = RedirectResponse("/login", status_code=303)
@@ -153,10 +157,7 @@ def register(app: FastAPI, edge: Any) -> None:
 
     @app.post("/lang", include_in_schema=False)
     async def language(request: Request) -> Response:
-        user = user_of(request)
-        data = await form(request)
-        if not csrf_ok(request, data.get("csrf"), user):
-            raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
+        data = await checked(request, user_of(request))
         response = RedirectResponse(_safe_next(data.get("next")), status_code=303)
         if data.get("lang") in i18n.LANGUAGES:
             response.set_cookie("lang", data["lang"], samesite="lax", max_age=365 * 86400)
