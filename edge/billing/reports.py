@@ -242,33 +242,68 @@ def _zero(charger_id: str | None = None) -> dict:
     return row if charger_id is None else {"charger_id": charger_id, **row}
 
 
+def _add(row: dict, started_at: str | None, stopped_at: str | None, energy: int | None, captured: int | None,
+         uncollected: int | None, lo: datetime, hi: datetime, now: datetime) -> bool:
+    """Count one session into a day's `row` (the day from `lo` to `hi`): its charging time within the day,
+    and, if it ended that day, it, its energy and its fees. False if it has no part in that day."""
+    start, stop = parse_ts(started_at), parse_ts(stopped_at)
+    if stopped_at is not None and stop is None:
+        return False  # an unreadable stop time: nothing can be said about it
+    end = stop if stop is not None else now
+    seconds = (min(end, hi) - max(start, lo)).total_seconds() if start is not None else 0.0
+    ended_today = stop is not None and lo <= stop < hi
+    if seconds <= 0 and not ended_today:
+        return False
+    row["charging_seconds"] += max(0.0, seconds)
+    if stop is None:
+        row["open_sessions"] += 1
+    elif ended_today:
+        row["sessions"] += 1
+        row["energy_wh"] += energy or 0
+        row["fees_minor"] += captured or 0
+        row["uncollected_minor"] += uncollected or 0
+    return True
+
+
+_DAY_SQL = ("SELECT charger_id, started_at, stopped_at, energy_wh, captured_minor, uncollected_minor FROM transactions"
+            " WHERE (started_at IS NULL OR started_at < ?) AND (stopped_at IS NULL OR stopped_at >= ?)")
+
+
+def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: date, tz: str, *,
+                 now: datetime | None = None) -> list[dict]:
+    """One charger's days from `first` to `last` (local days in `tz`), oldest first: each day's charging
+    hours, sessions, energy and fees, counted as `daily` counts them."""
+    if last < first:
+        raise ReportError(f"the range ends ({last}) before it starts ({first})")
+    if (last - first).days > 366:
+        raise ReportError("a range is at most a year")
+    now = now or datetime.now(UTC)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    bounds = [day_bounds(d, tz) for d in days]
+    rows = [{"date": d.isoformat(), **_zero()} for d in days]
+    lo, hi = bounds[0][0], bounds[-1][1]
+    for _, started_at, stopped_at, energy, captured, uncollected in conn.execute(
+            _DAY_SQL + " AND charger_id = ?", ((hi + timedelta(days=1)).date().isoformat(),
+                                               (lo - timedelta(days=1)).date().isoformat(), charger_id)):
+        for row, (day_lo, day_hi) in zip(rows, bounds, strict=True):
+            _add(row, started_at, stopped_at, energy, captured, uncollected, day_lo, day_hi, now)
+    for row in rows:
+        row["charging_seconds"] = round(row["charging_seconds"])
+        row["charging_hours"] = round(row["charging_seconds"] / 3600, 3)
+    return rows
+
+
 def daily(conn: sqlite3.Connection, day: date, tz: str, *, now: datetime | None = None) -> dict:
     """Per charger, for the local day `day` in zone `tz`: charging time, energy and fees (see the module doc)."""
     lo, hi = day_bounds(day, tz)
     now = now or datetime.now(UTC)
     per: dict[str, dict] = {cid: _zero(cid) for (cid,) in conn.execute("SELECT id FROM chargers")}
-    cur = conn.execute(
-        "SELECT charger_id, started_at, stopped_at, energy_wh, captured_minor, uncollected_minor FROM transactions"
-        " WHERE (started_at IS NULL OR started_at < ?) AND (stopped_at IS NULL OR stopped_at >= ?)",
-        ((hi + timedelta(days=1)).date().isoformat(), (lo - timedelta(days=1)).date().isoformat()))
+    cur = conn.execute(_DAY_SQL, ((hi + timedelta(days=1)).date().isoformat(),
+                                  (lo - timedelta(days=1)).date().isoformat()))
     for charger_id, started_at, stopped_at, energy, captured, uncollected in cur:
-        start, stop = parse_ts(started_at), parse_ts(stopped_at)
-        if stopped_at is not None and stop is None:
-            continue  # an unreadable stop time: nothing can be said about it
-        end = stop if stop is not None else now
-        seconds = (min(end, hi) - max(start, lo)).total_seconds() if start is not None else 0.0
-        ended_today = stop is not None and lo <= stop < hi
-        if seconds <= 0 and not ended_today:
-            continue
-        row = per.setdefault(charger_id, _zero(charger_id))
-        row["charging_seconds"] += max(0.0, seconds)
-        if stop is None:
-            row["open_sessions"] += 1
-        elif ended_today:
-            row["sessions"] += 1
-            row["energy_wh"] += energy or 0
-            row["fees_minor"] += captured or 0
-            row["uncollected_minor"] += uncollected or 0
+        row = per.get(charger_id) or _zero(charger_id)
+        if _add(row, started_at, stopped_at, energy, captured, uncollected, lo, hi, now):
+            per[charger_id] = row
     rows = [per[cid] for cid in sorted(per)]
     totals = _zero()
     for row in rows:

@@ -24,9 +24,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from edge.billing import reports
+from edge.billing import sessions as billing
 from edge.clock import parse_ts
 from edge.money import format_money
-from edge.operations import admins
+from edge.operations import admins, tokens
 from edge.security import check_secret
 from edge.store import reads
 from edge.web import i18n, session
@@ -60,51 +61,70 @@ def _safe_next(path: str | None) -> str:
     return path if path and path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
 
-def register(app: FastAPI, edge: Any) -> None:
-    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+class Kit:
+    """What every page module shares: who is logged in, rendering a template in the visitor's language,
+    the CSRF check of a form, times in the site's zone, amounts in its currency."""
 
-    cookie_key = edge.store.write_now(session.secret)  # made once per database, kept there
+    def __init__(self, edge: Any):
+        self.edge = edge
+        self.cookie_key = edge.store.write_now(session.secret)  # made once per database, kept there
 
-    def signing_key() -> bytes:
-        return cookie_key
+    def user_of(self, request: Request) -> dict | None:
+        sid = session.unsign(self.cookie_key, request.cookies.get(session.COOKIE))
+        return session.lookup(self.edge.store.db.conn, sid)
 
-    def user_of(request: Request) -> dict | None:
-        sid = session.unsign(signing_key(), request.cookies.get(session.COOKIE))
-        return session.lookup(edge.store.db.conn, sid)
+    def page_user(self, request: Request, role: str = "viewer") -> dict:
+        """The logged-in account (a redirect to /login without one; 403 if its role may not)."""
+        user = self.user_of(request)
+        if user is None:
+            raise LoginNeeded(request.url.path)
+        if not tokens.may(user["role"], role):
+            raise HTTPException(403, f"a {user['role']} account may not do this (it needs {role})")
+        return user
 
-    def render(request: Request, template: str, user: dict | None, status: int = 200, **values: Any) -> HTMLResponse:
+    def render(self, request: Request, template: str, user: dict | None, status: int = 200,
+               **values: Any) -> HTMLResponse:
+        edge = self.edge
         lang = i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"))
         login_csrf = request.cookies.get(session.LOGIN_CSRF) or secrets.token_urlsafe(24)
         ctx = {"lang": lang, "t": i18n.translator(lang), "languages": i18n.LANGUAGES,
                "site": edge.cfg.site.name or edge.cfg.site.id, "user": user, "path": request.url.path,
                "csrf": user["csrf"] if user else login_csrf, **values}
-        response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=status,
-                                headers=_HEADERS)
+        response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=status, headers=_HEADERS)
         if user is None and request.cookies.get(session.LOGIN_CSRF) != login_csrf:
             response.set_cookie(session.LOGIN_CSRF, login_csrf, httponly=True, samesite="strict",
                                 secure=request.url.scheme == "https")
         return response
 
-    def page_user(request: Request) -> dict:
-        user = user_of(request)
-        if user is None:
-            raise LoginNeeded(request.url.path)
-        return user
+    def t(self, request: Request) -> Any:
+        return i18n.translator(i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language")))
 
+    @staticmethod
     def csrf_ok(request: Request, sent: str | None, user: dict | None) -> bool:
         want = user["csrf"] if user else request.cookies.get(session.LOGIN_CSRF)
         return bool(want and sent and hmac.compare_digest(want, sent))
 
-    async def checked(request: Request, user: dict | None) -> dict[str, str]:
+    async def checked(self, request: Request, user: dict | None) -> dict[str, str]:
         """The form of a POST whose CSRF token is right (403 otherwise: nothing is changed)."""
         data = await form(request)
-        if not csrf_ok(request, data.get("csrf"), user):
+        if not self.csrf_ok(request, data.get("csrf"), user):
             raise HTTPException(403, "this form is not from this site (CSRF token missing or wrong)")
         return data
 
-    def when(ts: str | None) -> str:
+    def when(self, ts: str | None) -> str:
+        """A stored UTC time as the site's people read it: local, to the minute."""
         at = parse_ts(ts) if ts else None
-        return at.astimezone(ZoneInfo(edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M") if at else ""
+        return at.astimezone(ZoneInfo(self.edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M") if at else ""
+
+    def money(self, minor: int) -> str:
+        return format_money(minor, billing.SETTINGS.exponent, billing.SETTINGS.currency)
+
+
+def register(app: FastAPI, edge: Any) -> Kit:
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    kit = Kit(edge)
+    render, page_user, user_of, checked, when = kit.render, kit.page_user, kit.user_of, kit.checked, kit.when
+    csrf_ok, signing_key = kit.csrf_ok, (lambda: kit.cookie_key)
 
     @app.exception_handler(LoginNeeded)
     async def to_login(request: Request, exc: LoginNeeded) -> Response:
@@ -120,7 +140,7 @@ def register(app: FastAPI, edge: Any) -> None:
     async def login(request: Request) -> Response:
         data = await form(request)
         name, password, nxt = data.get("name", "")[:64], data.get("password", ""), _safe_next(data.get("next"))
-        t = i18n.translator(i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language")))
+        t = kit.t(request)
         if not csrf_ok(request, data.get("csrf"), None):
             return render(request, "login.html", None, 403, next=nxt, name=name, message=t("login.csrf"))
         until = admins.locked_until(edge.store.db.conn, name)
@@ -173,11 +193,10 @@ def register(app: FastAPI, edge: Any) -> None:
         day = datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
         daily = reports.daily(conn, day, tz)
         statuses = reads.charger_statuses(conn)
-        money = daily["currency"]
 
         def row(r: dict, cid: str | None) -> dict:
             out = {"sessions": r["sessions"], "hours": f"{r['charging_hours']:.2f}",
-                   "kwh": f"{r['energy_wh'] / 1000:.2f}", "fees": format_money(r["fees_minor"], currency=money)}
+                   "kwh": f"{r['energy_wh'] / 1000:.2f}", "fees": kit.money(r["fees_minor"])}
             if cid is not None:
                 connectors = (statuses.get(cid) or {}).get("connectors") or []
                 out.update(id=cid, connected=edge.connected(cid) is not None,
@@ -188,3 +207,5 @@ def register(app: FastAPI, edge: Any) -> None:
         today = {"day": day.isoformat(), "rows": [row(r, r["charger_id"]) for r in daily["chargers"]],
                  "total": row(daily["totals"], None)}
         return render(request, "dashboard.html", user, today=today, ocpp_port=edge.cfg.ocpp.port)
+
+    return kit

@@ -1,0 +1,78 @@
+"""The owner's charger pages: `/chargers` (each charger, connected or not, its connectors' states) and
+`/chargers/{id}`: the day-by-day table (charging hours, sessions, kWh, fees; the last 30 days unless a range
+is asked for) with bar charts of its kWh and fees, its connectors, and its last sessions (card ids masked).
+The figures are those of `sitekeeper report daily` (`edge.billing.reports`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from edge.billing import reports
+from edge.store import journal, reads
+from edge.web.charts import bars
+from edge.web.pages import Kit
+
+
+def _connectors(row: dict, kit: Kit) -> list[dict]:
+    return [{"n": c["connector_id"] or c["evse_id"], "status": c["status"], "error": c["error_code"]
+             if c["error_code"] not in (None, "NoError") else None, "at": kit.when(c["timestamp"])}
+            for c in row.get("connectors") or [] if c["connector_id"] or c["evse_id"]]
+
+
+def register(app: FastAPI, edge: Any, kit: Kit) -> None:
+    @app.get("/chargers", response_class=HTMLResponse, include_in_schema=False)
+    async def chargers(request: Request) -> HTMLResponse:
+        user = kit.page_user(request)
+        rows = []
+        for r in reads.chargers(edge.store.db.conn):
+            rows.append({"id": r["id"], "connected": edge.connected(r["id"]) is not None,
+                         "model": " ".join(x for x in (r.get("vendor"), r.get("model")) if x) or "—",
+                         "status": ", ".join(f"{c['n']}: {c['status']}" for c in _connectors(r, kit)) or "—",
+                         "last_seen": kit.when(r.get("last_seen"))})
+        return kit.render(request, "chargers.html", user, chargers=rows, ocpp_port=edge.cfg.ocpp.port)
+
+    @app.get("/chargers/{charger_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def charger(request: Request, charger_id: str) -> HTMLResponse:
+        user = kit.page_user(request)
+        t = kit.t(request)
+        conn = edge.store.db.conn
+        row = next((r for r in reads.chargers(conn) if r["id"] == charger_id), None)
+        if row is None:
+            raise HTTPException(404, t("chargers.unknown", id=charger_id))
+        tz = edge.cfg.site.timezone
+        today = datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
+        message, status = "", 200
+        try:
+            last = date.fromisoformat(request.query_params.get("to") or today.isoformat())
+            first = date.fromisoformat(request.query_params.get("from") or (last - timedelta(days=29)).isoformat())
+            days = reports.charger_days(conn, charger_id, first, last, tz)
+        except (ValueError, reports.ReportError) as e:
+            message, status = t("chargers.bad_range", why=str(e)), 422
+            last, first = today, today - timedelta(days=29)
+            days = reports.charger_days(conn, charger_id, first, last, tz)
+        shown = [{"date": d["date"], "hours": f"{d['charging_hours']:.2f}", "sessions": d["sessions"],
+                  "kwh": f"{d['energy_wh'] / 1000:.2f}", "fees": kit.money(d["fees_minor"])} for d in days]
+        total = {"hours": f"{sum(d['charging_hours'] for d in days):.2f}", "sessions": sum(d["sessions"] for d in days),
+                 "kwh": f"{sum(d['energy_wh'] for d in days) / 1000:.2f}",
+                 "fees": kit.money(sum(d["fees_minor"] for d in days))}
+        labels = [d["date"] for d in days]
+        kwh_chart = bars([d["energy_wh"] / 1000 for d in days], labels, [s["kwh"] + " kWh" for s in shown],
+                         title=t("dash.energy"))
+        fees_chart = bars([d["fees_minor"] for d in days], labels, [s["fees"] for s in shown], title=t("dash.fees"))
+        sessions = [{"started": kit.when(s["started_at"]), "card": journal.mask_uid(s["id_tag"]) if s.get("id_tag")
+                     else "—", "kwh": f"{(s.get('energy_wh') or 0) / 1000:.2f}",
+                     "fees": kit.money(s.get("captured_minor") or 0)}
+                    for s in reports.sessions(conn, charger_id=charger_id, limit=10)]
+        info = {"id": charger_id, "connected": edge.connected(charger_id) is not None,
+                "model": " ".join(x for x in (row.get("vendor"), row.get("model")) if x) or "—",
+                "version": row.get("ocpp_version") or "?", "last_seen": kit.when(row.get("last_seen")),
+                "connectors": _connectors(row, kit)}
+        return kit.render(request, "charger.html", user, status, charger=info, days=list(reversed(shown)),
+                          total=total, first=first.isoformat(), last=last.isoformat(), message=message,
+                          kwh_chart=kwh_chart, fees_chart=fees_chart, sessions=sessions,
+                          currency=edge.cfg.billing.currency)

@@ -1,0 +1,83 @@
+"""The owner's charger pages in a real browser (Playwright on Debian's Chromium): the charger list, and a
+charger's day-by-day table whose every day equals `sitekeeper report daily --date D` for it (sessions,
+charging hours, kWh, fees in pesos), with its charts, connectors and last sessions (card ids masked); a range
+that cannot be shown says why. Screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from browser import chromium, shot
+from conftest import SITEKEEPER
+from ocpp.v16 import call as call16
+from peers import Charger
+from test_taps import add_card
+from test_web_login import admin
+
+MANILA = ZoneInfo("Asia/Manila")
+
+
+def utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
+    edge = edge_factory({"site": {"timezone": "Asia/Manila"}})
+    add_card(edge, "04AABB01", "commercial", topup=500_000)
+    today = datetime.now(MANILA).replace(hour=0, minute=0, second=0, microsecond=0)
+    ch = await Charger(edge.url, "CP-D1", "1.6").connect()
+    await ch.boot16()
+    await ch.status16("Available")
+    # three days ago 10:00-11:30 (5 kWh); yesterday 23:00 to today 01:00 (charging on both days, ended today)
+    for start, hours, wh in ((today - timedelta(days=3, hours=-10), 1.5, 5000),
+                             (today - timedelta(hours=1), 2.0, 12_000)):
+        began = await ch.call(call16.StartTransaction(connector_id=1, id_tag="04AABB01", meter_start=1000,
+                                                      timestamp=utc(start)))
+        await ch.call(call16.StopTransaction(transaction_id=began.transaction_id, meter_stop=1000 + wh,
+                                             timestamp=utc(start + timedelta(hours=hours)), reason="Local"))
+    made = await asyncio.to_thread(admin, edge, "add", "maria", "--role", "viewer", password="correct horse 1\n")
+    assert made.returncode == 0, made.stderr
+    base = f"http://127.0.0.1:{edge.web_port}"
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(base + "/chargers")
+        await page.fill("input[name=name]", "maria")
+        await page.fill("input[name=password]", "correct horse 1")
+        await page.click("button.primary")
+        assert page.url == base + "/chargers"
+        assert "CP-D1" in await page.inner_text("main") and "1: Available" in await page.inner_text("main")
+        await page.screenshot(path=shot("web-chargers"), full_page=True)
+        await page.click("text=CP-D1")
+        assert page.url == base + "/chargers/CP-D1"
+        rows = {}
+        for tr in await page.locator("table.daily tbody tr").all():
+            cells = [c.strip() for c in await tr.locator("td").evaluate_all("tds => tds.map(td => td.textContent)")]
+            rows[cells[0]] = cells[1:]
+        assert len(rows) == 30, "the last 30 days unless asked"
+        for day in (today - timedelta(days=3), today - timedelta(days=1), today):
+            d = day.date().isoformat()
+            report = json.loads(subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "report", "daily",
+                                                "--date", d, "--json"], capture_output=True, text=True,
+                                               timeout=60).stdout)
+            mine = next(r for r in report["chargers"] if r["charger_id"] == "CP-D1")
+            assert rows[d] == [f"{mine['charging_hours']:.2f}", str(mine["sessions"]),
+                               f"{mine['energy_wh'] / 1000:.2f}", f"₱{mine['fees_minor'] / 100:.2f}"], d
+        assert rows[(today - timedelta(days=3)).date().isoformat()][:3] == ["1.50", "1", "5.00"]
+        assert rows[(today - timedelta(days=1)).date().isoformat()][:3] == ["1.00", "0", "0.00"], \
+            "charging before midnight counts on that day; the session on the day it ended"
+        assert rows[today.date().isoformat()][:3] == ["1.00", "1", "12.00"]
+        assert await page.locator("svg.chart rect").count() == 60, "a bar a day, for kWh and for fees"
+        assert "****BB01" in await page.inner_text("main") and "04AABB01" not in await page.content()
+        await page.screenshot(path=shot("web-charger-days"), full_page=True)
+        # a range of the owner's choice, and one that cannot be shown
+        first = (today - timedelta(days=3)).date().isoformat()
+        await page.goto(f"{base}/chargers/CP-D1?from={first}&to={today.date().isoformat()}")
+        assert await page.locator("table.daily tbody tr").count() == 4
+        response = await page.goto(f"{base}/chargers/CP-D1?from=2026-12-31&to=2026-01-01")
+        assert response.status == 422 and "before it starts" in await page.inner_text("main")
+        assert (await page.goto(f"{base}/chargers/NOPE")).status == 404
+    await ch.close()
