@@ -81,21 +81,30 @@ def topup(conn: sqlite3.Connection, uid: str, amount_minor: int, *, currency: st
         raise cards.CardError(f"unknown card {uid}")
     if card.kind == "personal":
         raise OwnerError(f"card {uid} is a personal card: personal cards charge free and hold no money")
+    out = topup_account(conn, card.account_id, amount_minor, currency=currency, key=key, note=note)
+    return {"uid": uid, "name": card.name, "card_status": card.status, **out}
+
+
+def topup_account(conn: sqlite3.Connection, account_id: int, amount_minor: int, *, currency: str,
+                  key: str | None = None, note: str | None = None) -> dict:
+    """Credit `amount_minor` to account `account_id`, once per key (the same key again changes nothing and
+    says so: `applied` False). Returns what happened."""
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise OwnerError(f"no account {account_id}")
     _check_amount(amount_minor, amount_minor)
     if key is not None and not key.strip():
         raise OwnerError("an empty key")
     ledger_key = f"topup:{key}" if key is not None else f"topup:auto:{uuid.uuid4().hex}"
     row = conn.execute("SELECT account_id, kind, amount_minor, currency FROM ledger WHERE key = ?",
                        (ledger_key,)).fetchone()
-    if row is not None and tuple(row) != (card.account_id, "topup", amount_minor, currency):
+    if row is not None and tuple(row) != (account_id, "topup", amount_minor, currency):
         raise OwnerError(f"key {key!r} was already used for a different entry ({row[1]} of {row[2]} {row[3]}"
                          f" to account {row[0]})")
-    entry_id, added = ledger.post(conn, card.account_id, "topup", amount_minor, key=ledger_key, currency=currency,
+    entry_id, added = ledger.post(conn, account_id, "topup", amount_minor, key=ledger_key, currency=currency,
                                   note=note)
-    return {"uid": uid, "account_id": card.account_id, "name": card.name, "card_status": card.status,
-            "amount_minor": amount_minor, "currency": currency, "entry_id": entry_id, "applied": added,
-            "key": ledger_key, "balance_minor": ledger.balance(conn, card.account_id),
-            "available_minor": ledger.available(conn, card.account_id)}
+    return {"account_id": account_id, "amount_minor": amount_minor, "currency": currency, "entry_id": entry_id,
+            "applied": added, "key": ledger_key, "balance_minor": ledger.balance(conn, account_id),
+            "available_minor": ledger.available(conn, account_id)}
 
 
 def add_tariff(conn: sqlite3.Connection, valid_from: datetime, spec: dict, *, source: str | None = None,
