@@ -247,6 +247,13 @@ MIGRATIONS: list[str] = [
                                  locked_until TEXT);
     CREATE TABLE web_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 10: every change made through the owner backend: who, when, what, and the thing before and after
+    """
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, what TEXT NOT NULL, subject TEXT NOT NULL,
+        before TEXT, after TEXT
+    );
+    """,
 ]
 
 

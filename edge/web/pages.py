@@ -82,7 +82,7 @@ class Kit:
             raise HTTPException(403, f"a {user['role']} account may not do this (it needs {role})")
         return user
 
-    def render(self, request: Request, template: str, user: dict | None, status: int = 200,
+    def render(self, request: Request, template: str, user: dict | None, http_status: int = 200,
                **values: Any) -> HTMLResponse:
         edge = self.edge
         lang = i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"))
@@ -90,7 +90,7 @@ class Kit:
         ctx = {"lang": lang, "t": i18n.translator(lang), "languages": i18n.LANGUAGES,
                "site": edge.cfg.site.name or edge.cfg.site.id, "user": user, "path": request.url.path,
                "csrf": user["csrf"] if user else login_csrf, **values}
-        response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=status, headers=_HEADERS)
+        response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=http_status, headers=_HEADERS)
         if user is None and request.cookies.get(session.LOGIN_CSRF) != login_csrf:
             response.set_cookie(session.LOGIN_CSRF, login_csrf, httponly=True, samesite="strict",
                                 secure=request.url.scheme == "https")

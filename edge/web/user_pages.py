@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edge.billing import owner, reports
 from edge.billing import sessions as billing
 from edge.money import format_minor
-from edge.operations import tokens
+from edge.operations import changes, tokens
 from edge.store import journal
 from edge.web.pages import Kit
 
@@ -90,9 +90,15 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         try:
             amount = owner.parse_amount(data.get("amount", ""), billing.SETTINGS.exponent)
             note = (data.get("note") or "").strip()[:200]
-            out = await edge.store.write(lambda c: owner.topup_account(
-                c, account_id, amount, currency=billing.SETTINGS.currency, key=f"web:{token}",
-                note=f"{note} (by {user['name']}, web)".strip()))
+            def topped(c: Any) -> dict:
+                before = reports.user_detail(c, account_id, recent=0)["balance_minor"]
+                out = owner.topup_account(c, account_id, amount, currency=billing.SETTINGS.currency,
+                                          key=f"web:{token}", note=f"{note} (by {user['name']}, web)".strip())
+                if out["applied"]:
+                    changes.record(c, user["name"], "topup", f"account {account_id}", {"balance_minor": before},
+                                   {"balance_minor": out["balance_minor"], "amount_minor": amount, "note": note})
+                return out
+            out = await edge.store.write(topped)
         except owner.OwnerError as e:
             return detail(request, user, account_id, message="", error=str(e))
         return RedirectResponse(f"/users/{account_id}?topped={out['entry_id']}", status_code=303)
