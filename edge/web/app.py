@@ -24,7 +24,7 @@ from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
-from edge.web import card_pages, charger_pages, files_api, limits_api, pages, user_pages
+from edge.web import card_pages, charger_pages, files_api, limits_api, pages, settings_pages, user_pages
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
 
@@ -71,6 +71,7 @@ def build_app(edge: Site) -> FastAPI:
     charger_pages.register(app, edge, kit)
     user_pages.register(app, edge, kit)
     card_pages.register(app, edge, kit)
+    settings_pages.register(app, edge, kit)
     ops = register_operations(app, edge)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
