@@ -265,6 +265,23 @@ def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str) -> dict:
     return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0]}
 
 
+def open_sessions(conn: sqlite3.Connection) -> list[dict]:
+    """Every session still running, with what it has drawn and cost so far (read only: the owner's live view;
+    `running` is the edge's own check, which also marks a used-up hold)."""
+    out = []
+    for row in conn.execute("SELECT t.id, t.charger_id, t.tx_key, t.meter_start, t.started_at, t.connector_id,"
+                            " t.id_tag, t.card_kind, a.name FROM transactions t LEFT JOIN accounts a"
+                            " ON a.id = t.account_id WHERE t.stopped_at IS NULL ORDER BY t.id").fetchall():
+        readings = _readings(conn, row[1], row[2])
+        latest_ts, latest_wh = max(readings) if readings else (None, row[3])
+        cost = _cost(conn, row[:5], stop_ts=latest_ts.isoformat(), stop_wh=None) \
+            if latest_ts is not None and row[7] == "commercial" else None
+        out.append({"id": row[0], "charger_id": row[1], "connector_id": row[5], "id_tag": row[6], "name": row[8],
+                    "started_at": row[4], "energy_wh": max(0, (latest_wh or 0) - (row[3] or 0)),
+                    "cost_minor": cost.total_minor if cost is not None else 0})
+    return out
+
+
 def settle_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> dict | None:
     """Bill a stopped session of a known card once: cost, capture, release; None if it is not billed here."""
     row = conn.execute(

@@ -24,7 +24,16 @@ from edge.rfid import Tap
 from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
-from edge.web import card_pages, charger_pages, files_api, limits_api, pages, settings_pages, user_pages
+from edge.web import (
+    card_pages,
+    charger_pages,
+    dashboard_pages,
+    files_api,
+    limits_api,
+    pages,
+    settings_pages,
+    user_pages,
+)
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
 
@@ -68,6 +77,7 @@ def build_app(edge: Site) -> FastAPI:
 
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
     kit = pages.register(app, edge)
+    dashboard_pages.register(app, edge, kit)
     charger_pages.register(app, edge, kit)
     user_pages.register(app, edge, kit)
     card_pages.register(app, edge, kit)

@@ -1,5 +1,6 @@
-"""The owner backend's pages (server-rendered, Jinja2, words from `edge.web.i18n`): login and logout, the
-first-run page that says how to make the first account, the language switch, and the dashboard.
+"""The owner backend's door (server-rendered, Jinja2, words from `edge.web.i18n`): login and logout, the
+first-run page that says how to make the first account, the language switch, and `Kit`, what every page
+module shares.
 
 Nothing here answers without a login but `/login` itself; every POST carries a CSRF token (the session's,
 or before login the browser's own in a cookie). A password is checked off the event loop (scrypt is slow on
@@ -13,7 +14,6 @@ import hmac
 import logging
 import secrets
 import urllib.parse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,13 +23,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from edge.billing import reports
 from edge.billing import sessions as billing
 from edge.clock import parse_ts
 from edge.money import format_money
 from edge.operations import admins, tokens
 from edge.security import check_secret
-from edge.store import reads
 from edge.web import i18n, session
 
 log = logging.getLogger(__name__)
@@ -182,30 +180,5 @@ def register(app: FastAPI, edge: Any) -> Kit:
         if data.get("lang") in i18n.LANGUAGES:
             response.set_cookie("lang", data["lang"], samesite="lax", max_age=365 * 86400)
         return response
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard(request: Request) -> HTMLResponse:
-        if not admins.any_account(edge.store.db.conn):
-            return render(request, "first_run.html", None)
-        user = page_user(request)
-        conn = edge.store.db.conn
-        tz = edge.cfg.site.timezone
-        day = datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
-        daily = reports.daily(conn, day, tz)
-        statuses = reads.charger_statuses(conn)
-
-        def row(r: dict, cid: str | None) -> dict:
-            out = {"sessions": r["sessions"], "hours": f"{r['charging_hours']:.2f}",
-                   "kwh": f"{r['energy_wh'] / 1000:.2f}", "fees": kit.money(r["fees_minor"])}
-            if cid is not None:
-                connectors = (statuses.get(cid) or {}).get("connectors") or []
-                out.update(id=cid, connected=edge.connected(cid) is not None,
-                           status=", ".join(f"{c['connector_id'] or c['evse_id']}: {c['status']}" for c in connectors
-                                            if c["connector_id"] or c["evse_id"]) or "—")
-            return out
-
-        today = {"day": day.isoformat(), "rows": [row(r, r["charger_id"]) for r in daily["chargers"]],
-                 "total": row(daily["totals"], None)}
-        return render(request, "dashboard.html", user, today=today, ocpp_port=edge.cfg.ocpp.port)
 
     return kit
