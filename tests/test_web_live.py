@@ -1,12 +1,14 @@
 """The dashboard stays current without a reload (Server-Sent Events), in a real browser: a driver starts
-charging and the page shows who, the kWh and the cost so far; the session ends and today's figures move."""
+charging and the page shows who, the kWh and the cost so far; the session ends and today's figures move; a
+connector faults and the charger goes away, and the alerts at the top say so."""
 
 from __future__ import annotations
 
 import asyncio
 
 from browser import chromium, shot
-from peers import Charger
+from ocpp.v16 import call as call16
+from peers import Charger, now
 from test_web_login import admin
 from test_web_users import login, seed
 
@@ -38,13 +40,28 @@ async def test_the_dashboard_follows_a_session_live(edge_factory):
         assert await page.locator('tr[data-charger="CP-L1"] [data-field="now"]').inner_text() == "—"
         start = await ch.start16("04C0FFEE", meter_start=10_000)
         await ch.meter16(start.transaction_id, 13_200)
-        now = await cell(page, "now", "Juan Dela Cruz")
-        assert "3.20 kWh" in now and "₱48.00" in now, now
+        charging = await cell(page, "now", "Juan Dela Cruz")
+        assert "3.20 kWh" in charging and "₱48.00" in charging, charging
         await page.screenshot(path=shot("web-dashboard-live"), full_page=True)
         await ch.stop16(start.transaction_id, 14_000, id_tag="04C0FFEE")
         assert await cell(page, "kwh", "4.00") == "4.00"
         assert await cell(page, "sessions", "1") == "1" and await cell(page, "now", "—") == "—"
         assert await page.locator('tfoot [data-field="fees"]').inner_text() == "₱60.00"
+        assert await page.locator("#alerts").is_hidden(), "nothing to look at yet"
+        # a fault, then the charger gone: said at the top, live
+        await ch.call(call16.StatusNotification(connector_id=1, error_code="GroundFailure", status="Faulted",
+                                                timestamp=now()))
+        await alert(page, "Charger CP-L1, connector 1 is faulted (GroundFailure).")
+        await ch.close()
+        await alert(page, "Charger CP-L1 is not connected.")
+        await page.screenshot(path=shot("web-dashboard-alerts"), full_page=True)
         assert await page.evaluate("window.notReloaded === true"), "updated in place, not reloaded"
         await context.close()
-    await ch.close()
+
+
+async def alert(page, text: str) -> None:
+    for _ in range(150):
+        if text in await page.locator("#alert-list").inner_text() and await page.locator("#alerts").is_visible():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no alert {text!r}: {await page.locator('#alert-list').inner_text()!r}")
