@@ -282,6 +282,20 @@ def open_sessions(conn: sqlite3.Connection) -> list[dict]:
     return out
 
 
+def breakdown(conn: sqlite3.Connection, session_id: int) -> dict | None:
+    """A session's cost as the tariff made it up (energy, time, idle, fee), and its meter readings (for the
+    owner's session page); None for a session with no start reading or no times. Read only."""
+    row = conn.execute("SELECT id, charger_id, tx_key, meter_start, started_at, meter_stop, stopped_at"
+                       " FROM transactions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        return None
+    readings = _readings(conn, row[1], row[2])
+    stop_ts = row[6] or (max(readings)[0].isoformat() if readings else None)
+    cost = _cost(conn, row[:5], stop_ts=stop_ts, stop_wh=row[5])
+    return {"readings": sorted(readings), "cost": None if cost is None else {**cost.as_dict(),
+                                                                            "total_minor": cost.total_minor}}
+
+
 def settle_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> dict | None:
     """Bill a stopped session of a known card once: cost, capture, release; None if it is not billed here."""
     row = conn.execute(
