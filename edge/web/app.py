@@ -31,6 +31,7 @@ from edge.web import (
     files_api,
     limits_api,
     pages,
+    report_pages,
     session_pages,
     settings_pages,
     user_pages,
@@ -84,6 +85,7 @@ def build_app(edge: Site) -> FastAPI:
     card_pages.register(app, edge, kit)
     settings_pages.register(app, edge, kit)
     session_pages.register(app, edge, kit)
+    report_pages.register(app, edge, kit)
     ops = register_operations(app, edge)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
