@@ -81,3 +81,44 @@ async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
         assert response.status == 422 and "before it starts" in await page.inner_text("main")
         assert (await page.goto(f"{base}/chargers/NOPE")).status == 404
     await ch.close()
+
+
+async def test_operations_from_a_chargers_page_show_its_real_answer(edge_factory):
+    from test_operations import Operated16, connected
+
+    edge = edge_factory({})
+    for name, role in (("att", "operator"), ("wall", "viewer")):
+        made = await asyncio.to_thread(admin, edge, "add", name, "--role", role, password="correct horse 1\n")
+        assert made.returncode == 0, made.stderr
+    ch = await connected(edge, "CP-OP", "1.6", Operated16)
+    base = f"http://127.0.0.1:{edge.web_port}"
+    try:
+        async with chromium() as browser:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            await page.goto(base + "/chargers/CP-OP")
+            await page.fill("input[name=name]", "att")
+            await page.fill("input[name=password]", "correct horse 1")
+            await page.click("button.primary")
+            await page.fill("#operations input[name=connector]", "2")
+            async with page.expect_navigation():
+                await page.click("#operations button[value=unlock]")
+            row = page.locator("table.done-ops tbody tr").first
+            text = await row.inner_text()
+            assert "web:att" in text and "UnlockConnector" in text and "answered" in text and "Unlocked" in text
+            assert ch.cp.asked[-1] == ("UnlockConnector", 2), "the charger was asked, for connector 2"
+            async with page.expect_navigation():
+                await page.click("#operations button[value=clear-cache]")
+            text = await page.locator("table.done-ops tbody tr").first.inner_text()
+            assert "ClearCache" in text and "callerror" in text and "keeps no cache" in text, "its own refusal"
+            await page.screenshot(path=shot("web-charger-operations"), full_page=True)
+            viewer = await browser.new_page()
+            await viewer.goto(base + "/chargers/CP-OP")
+            await viewer.fill("input[name=name]", "wall")
+            await viewer.fill("input[name=password]", "correct horse 1")
+            await viewer.click("button.primary")
+            assert await viewer.locator("#operations button").count() == 0
+            csrf = await viewer.get_attribute("input[name=csrf]", "value")
+            refused = await viewer.request.post(base + "/chargers/CP-OP/operate", form={"csrf": csrf, "op": "reset"})
+            assert refused.status == 403 and ch.cp.asked[-1] == ("UnlockConnector", 2)
+    finally:
+        await ch.close()

@@ -78,15 +78,15 @@ def build_app(edge: Site) -> FastAPI:
         return edge.metrics.render()
 
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
+    ops = register_operations(app, edge)
     kit = pages.register(app, edge)
     dashboard_pages.register(app, edge, kit)
-    charger_pages.register(app, edge, kit)
+    charger_pages.register(app, edge, kit, ops)
     user_pages.register(app, edge, kit)
     card_pages.register(app, edge, kit)
     settings_pages.register(app, edge, kit)
     session_pages.register(app, edge, kit)
     report_pages.register(app, edge, kit)
-    ops = register_operations(app, edge)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
 

@@ -1,21 +1,31 @@
 """The owner's charger pages: `/chargers` (each charger, connected or not, its connectors' states) and
 `/chargers/{id}`: the day-by-day table (charging hours, sessions, kWh, fees; the last 30 days unless a range
-is asked for) with bar charts of its kWh and fees, its connectors, and its last sessions (card ids masked).
+is asked for) with bar charts of its kWh and fees, its connectors, its last sessions (card ids masked), and
+for operators the operations as buttons (reset, unlock, availability, status, cache) with the charger's real
+answer, the last operations, firmware updates and log uploads.
 The figures are those of `sitekeeper report daily` (`edge.billing.reports`)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.billing import reports
+from edge.operations import calls, files, intents, tokens
 from edge.store import journal, reads
 from edge.web.charts import bars
+from edge.web.operations_api import Operator
 from edge.web.pages import Kit
+
+# the buttons of a charger's page: the intent, and the form fields it takes
+BUTTONS = {"reset": (intents.reset, ()), "reset-hard": (intents.reset, ()), "unlock": (intents.unlock, ("connector",)),
+           "disable": (intents.availability, ("connector",)), "enable": (intents.availability, ("connector",)),
+           "status": (intents.trigger, ("connector",)), "clear-cache": (intents.clear_cache, ())}
 
 
 def _connectors(row: dict, kit: Kit) -> list[dict]:
@@ -24,7 +34,29 @@ def _connectors(row: dict, kit: Kit) -> list[dict]:
             for c in row.get("connectors") or [] if c["connector_id"] or c["evse_id"]]
 
 
-def register(app: FastAPI, edge: Any, kit: Kit) -> None:
+def _args(op: str, data: dict[str, str]) -> tuple:
+    """The intent's arguments from the form (after the version)."""
+    connector = int(data.get("connector") or 1)
+    return {"reset": (False,), "reset-hard": (True,), "unlock": (connector,), "disable": (connector, False),
+            "enable": (connector, True), "status": ("StatusNotification", connector), "clear-cache": ()}[op]
+
+
+def register(app: FastAPI, edge: Any, kit: Kit, ops: Operator) -> None:
+    @app.post("/chargers/{charger_id}/operate", include_in_schema=False)
+    async def operate(request: Request, charger_id: str) -> Response:
+        """A button of the charger's page: the operation, then the page again with the charger's answer."""
+        user = kit.page_user(request, "operator")
+        data = await kit.checked(request, user)
+        op = data.get("op", "")
+        if op not in BUTTONS:
+            raise HTTPException(422, f"no such operation {op!r}")
+        try:
+            action, payload = ops.say(BUTTONS[op][0], charger_id, *_args(op, data))
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        outcome = await ops.operate(charger_id, action, payload, f"web:{user['name']}", timeout=30)
+        return RedirectResponse(f"/chargers/{charger_id}?answered={outcome.status}#operations", status_code=303)
+
     @app.get("/chargers", response_class=HTMLResponse, include_in_schema=False)
     async def chargers(request: Request) -> HTMLResponse:
         user = kit.page_user(request)
@@ -72,7 +104,14 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                 "model": " ".join(x for x in (row.get("vendor"), row.get("model")) if x) or "—",
                 "version": row.get("ocpp_version") or "?", "last_seen": kit.when(row.get("last_seen")),
                 "connectors": _connectors(row, kit)}
-        return kit.render(request, "charger.html", user, status, charger=info, days=list(reversed(shown)),
+        done = [{"at": kit.when(o["at"]), "who": o["who"], "action": o["action"], "status": o["status"],
+                 "answer": json.dumps(o["response"] if o["response"] is not None else o["error"],
+                                      ensure_ascii=False)[:120]} for o in calls.listed(conn, charger_id=charger_id,
+                                                                                       limit=10)]
+        transfers = [{"kind": kind, "at": kit.when(x["created"]), "file": x["file"] or "—", "status": x["status"]}
+                     for kind in ("firmware", "log") for x in files.transfers(conn, charger_id, kind, 5)]
+        return kit.render(request, "charger.html", user, status, charger=info, done=done, transfers=transfers,
+                          may_operate=tokens.may(user["role"], "operator"), days=list(reversed(shown)),
                           total=total, first=first.isoformat(), last=last.isoformat(), message=message,
                           kwh_chart=kwh_chart, fees_chart=fees_chart, sessions=sessions,
                           currency=edge.cfg.billing.currency)
