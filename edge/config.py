@@ -154,6 +154,8 @@ class GpioConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert: str = ""  # the owner's pages and the API over HTTPS (both, or neither)
+    tls_key: str = ""
 
 
 @dataclass
@@ -281,13 +283,16 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"ocpp.security_profile: expected 0, 1, 2 or 3, got {sp}")
     if sp >= 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
         raise ConfigError(f"ocpp.tls_cert: security profile {sp} needs ocpp.tls_cert and ocpp.tls_key")
+    if bool(cfg.web.tls_cert) != bool(cfg.web.tls_key):
+        raise ConfigError("web.tls_cert: HTTPS for the web app needs both web.tls_cert and web.tls_key")
     if sp == 3 and not cfg.ocpp.client_ca:
         raise ConfigError("ocpp.client_ca: security profile 3 needs the CA file the chargers' certificates chain to")
     files = [("ocpp.tls_cert", cfg.ocpp.tls_cert), ("ocpp.tls_key", cfg.ocpp.tls_key),
              ("ocpp.client_ca", cfg.ocpp.client_ca), ("upstream.ca_file", cfg.upstream.ca_file),
              ("upstream.cert_file", cfg.upstream.cert_file), ("upstream.key_file", cfg.upstream.key_file),
              ("mqtt.ca_file", cfg.mqtt.ca_file), ("mqtt.cert_file", cfg.mqtt.cert_file),
-             ("mqtt.key_file", cfg.mqtt.key_file)]
+             ("mqtt.key_file", cfg.mqtt.key_file), ("web.tls_cert", cfg.web.tls_cert),
+             ("web.tls_key", cfg.web.tls_key)]
     for cid, uc in cfg.upstream.chargers.items():
         files += [(f"upstream.chargers.{cid}.cert_file", uc.cert_file), (f"upstream.chargers.{cid}.key_file", uc.key_file)]
     for key, value in files:

@@ -184,9 +184,9 @@ class Edge:
             self._web, self.web_port = await start_web(self)
         mode = self.cfg.upstream.mode + (f" → {self.cfg.upstream.url}" if self.cfg.upstream.mode == "proxy" else "")
         scheme = "wss" if self.cfg.ocpp.security_profile >= 2 else "ws"
-        log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at http://%s:%d/;"
-                 " database %s", scheme, self.cfg.ocpp.host, self.ocpp_port, mode, self.cfg.web.host,
-                 self.web_port, self.store.path)
+        log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at %s://%s:%d/;"
+                 " database %s", scheme, self.cfg.ocpp.host, self.ocpp_port, mode,
+                 "https" if self.cfg.web.tls_cert else "http", self.cfg.web.host, self.web_port, self.store.path)
         print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
 
     async def _ticker(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -113,8 +114,11 @@ class EdgeProcess:
                 raise RuntimeError(f"edge exited with {self.proc.returncode}:\n{self.log()}")
             if "ready: ocpp=" in self.log():
                 try:
-                    host = self.config.get("web", {}).get("host", "127.0.0.1")
-                    urllib.request.urlopen(f"http://{host}:{self.web_port}/healthz", timeout=2).read()
+                    web = self.config.get("web", {})
+                    host, scheme = web.get("host", "127.0.0.1"), "https" if web.get("tls_cert") else "http"
+                    context = ssl._create_unverified_context() if scheme == "https" else None  # its own test CA
+                    urllib.request.urlopen(f"{scheme}://{host}:{self.web_port}/healthz", timeout=2,
+                                           context=context).read()
                     return self
                 except OSError:
                     pass

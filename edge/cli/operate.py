@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -72,11 +73,15 @@ def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, tim
     if token is None:
         raise CliError(f"no local API token beside {cfg.store.path}: is the edge running, and are you its service"
                        " user? (sudo -u sitekeeper sitekeeper ...)")
-    req = urllib.request.Request(f"http://{host}:{cfg.web.port}{path}", method=method,
+    scheme, context = "http", None
+    if cfg.web.tls_cert:  # HTTPS: the edge on this machine, whose certificate names the site, not 127.0.0.1
+        scheme, context = "https", ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    req = urllib.request.Request(f"{scheme}://{host}:{cfg.web.port}{path}", method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             data = resp.read()
             return data if raw else json.loads(data)
     except urllib.error.HTTPError as e:

@@ -166,8 +166,9 @@ async def start_web(edge: Site) -> tuple[WebServer, int]:
                     " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
                     edge.cfg.web.port)
 
+    tls = {"ssl_certfile": edge.cfg.web.tls_cert, "ssl_keyfile": edge.cfg.web.tls_key} if edge.cfg.web.tls_cert else {}
     config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,
-                            log_level="warning", lifespan="off", access_log=False)
+                            log_level="warning", lifespan="off", access_log=False, **tls)
     server = _Server(config)
     web = WebServer(server)
     web.task = asyncio.create_task(server.serve())

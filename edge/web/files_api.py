@@ -47,7 +47,7 @@ def base_url(edge: Any) -> str:
     if host in ("0.0.0.0", "::", ""):
         raise HTTPException(409, "set [operations] files_url to the address at which chargers reach this edge"
                                  " (e.g. http://192.168.1.10:8080): web.host listens on every address")
-    return f"http://{host}:{edge.web_port}"
+    return f"{'https' if edge.cfg.web.tls_cert else 'http'}://{host}:{edge.web_port}"
 
 
 def _multipart_file(data: bytes, content_type: str) -> tuple[bytes, str | None]:
