@@ -80,6 +80,11 @@ async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
         response = await page.goto(f"{base}/chargers/CP-D1?from=2026-12-31&to=2026-01-01")
         assert response.status == 422 and "before it starts" in await page.inner_text("main")
         assert (await page.goto(f"{base}/chargers/NOPE")).status == 404
+        # the charger's journal: its frames, card ids masked, filtered by action
+        await page.goto(f"{base}/chargers/CP-D1?action=StartTransaction")
+        frames = await page.locator("table.journal tbody tr").all_inner_texts()
+        assert len(frames) == 2 and all("StartTransaction" in f for f in frames)
+        assert "****BB01" in frames[0] and "04AABB01" not in await page.content()
     await ch.close()
 
 

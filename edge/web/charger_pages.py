@@ -110,7 +110,20 @@ def register(app: FastAPI, edge: Any, kit: Kit, ops: Operator) -> None:
                                                                                        limit=10)]
         transfers = [{"kind": kind, "at": kit.when(x["created"]), "file": x["file"] or "—", "status": x["status"]}
                      for kind in ("firmware", "log") for x in files.transfers(conn, charger_id, kind, 5)]
+        action = request.query_params.get("action", "")
+        frames = []
+        for f in journal.read(edge.store, charger_id, 1000 if action else 50):
+            try:
+                msg = json.loads(f["frame"])
+                name = msg[2] if msg[0] == 2 else ""
+            except (ValueError, IndexError, KeyError, TypeError):
+                name = ""
+            if action and name != action:
+                continue
+            frames.append({"at": kit.when_seconds(f["ts"]), "direction": f["direction"], "action": name,
+                           "frame": f["frame"][:300]})
         return kit.render(request, "charger.html", user, status, charger=info, done=done, transfers=transfers,
+                          frames=list(reversed(frames[-50:])), action=action,
                           may_operate=tokens.may(user["role"], "operator"), days=list(reversed(shown)),
                           total=total, first=first.isoformat(), last=last.isoformat(), message=message,
                           kwh_chart=kwh_chart, fees_chart=fees_chart, sessions=sessions,

@@ -114,6 +114,10 @@ class Kit:
         at = parse_ts(ts) if ts else None
         return at.astimezone(ZoneInfo(self.edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M") if at else ""
 
+    def when_seconds(self, ts: str | None) -> str:
+        at = parse_ts(ts) if ts else None
+        return at.astimezone(ZoneInfo(self.edge.cfg.site.timezone)).strftime("%Y-%m-%d %H:%M:%S") if at else ""
+
     def money(self, minor: int) -> str:
         return format_money(minor, billing.SETTINGS.exponent, billing.SETTINGS.currency)
 
