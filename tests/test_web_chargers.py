@@ -90,6 +90,7 @@ async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
 
 async def test_operations_from_a_chargers_page_show_its_real_answer(edge_factory):
     from test_operations import Operated16, connected
+    from test_web_users import login
 
     edge = edge_factory({})
     for name, role in (("att", "operator"), ("wall", "viewer")):
@@ -100,10 +101,8 @@ async def test_operations_from_a_chargers_page_show_its_real_answer(edge_factory
     try:
         async with chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            await login(page, base, "att")
             await page.goto(base + "/chargers/CP-OP")
-            await page.fill("input[name=name]", "att")
-            await page.fill("input[name=password]", "correct horse 1")
-            await page.click("button.primary")
             await page.fill("#operations input[name=connector]", "2")
             async with page.expect_navigation():
                 await page.click("#operations button[value=unlock]")
@@ -117,10 +116,8 @@ async def test_operations_from_a_chargers_page_show_its_real_answer(edge_factory
             assert "ClearCache" in text and "callerror" in text and "keeps no cache" in text, "its own refusal"
             await page.screenshot(path=shot("web-charger-operations"), full_page=True)
             viewer = await browser.new_page()
+            await login(viewer, base, "wall")
             await viewer.goto(base + "/chargers/CP-OP")
-            await viewer.fill("input[name=name]", "wall")
-            await viewer.fill("input[name=password]", "correct horse 1")
-            await viewer.click("button.primary")
             assert await viewer.locator("#operations button").count() == 0
             csrf = await viewer.get_attribute("input[name=csrf]", "value")
             refused = await viewer.request.post(base + "/chargers/CP-OP/operate", form={"csrf": csrf, "op": "reset"})
