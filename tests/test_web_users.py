@@ -39,7 +39,8 @@ async def login(page, base: str, name: str) -> None:
     await page.goto(base + "/login")
     await page.fill("input[name=name]", name)
     await page.fill("input[name=password]", "correct horse 1")
-    await page.click("button.primary")
+    async with page.expect_navigation():  # the redirect after login, before the test goes elsewhere
+        await page.click("button.primary")
 
 
 async def test_find_a_user_see_the_records_and_top_up_once(edge_factory):
