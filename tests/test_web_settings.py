@@ -23,7 +23,8 @@ async def test_settings_show_accounts_tokens_changes_and_give_a_backup(edge_fact
         await login(att, base, "att")
         await att.goto(f"{base}/users/{juan}")
         await att.fill("input[name=amount]", "75.50")
-        await att.click("form[action$=topup] button")
+        async with att.expect_navigation():  # the top-up's redirect, before going elsewhere
+            await att.click("form[action$=topup] button")
         assert (await att.goto(base + "/settings")).status == 403, "an operator may not see the settings"
         assert await att.locator("a[href='/settings']").count() == 0
         boss = await browser.new_page(viewport={"width": 1280, "height": 900})
