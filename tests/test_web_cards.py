@@ -42,7 +42,8 @@ async def test_enrol_by_tap_block_and_the_charger_refuses(edge_factory):
         await page.fill("input[name=phone]", "+639171112222")
         await page.select_option("select[name=kind]", "personal")  # free: only its status decides
         await page.screenshot(path=shot("web-card-enrol"), full_page=True)
-        await page.click("button.primary")
+        async with page.expect_navigation():
+            await page.click("button.primary")
         assert "/users/" in page.url and "Liza Soberano" in await page.inner_text("main")
         # block it: the charger is refused at once
         await page.goto(base + "/cards")

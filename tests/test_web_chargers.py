@@ -47,11 +47,13 @@ async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
         await page.goto(base + "/chargers")
         await page.fill("input[name=name]", "maria")
         await page.fill("input[name=password]", "correct horse 1")
-        await page.click("button.primary")
+        async with page.expect_navigation():
+            await page.click("button.primary")
         assert page.url == base + "/chargers"
         assert "CP-D1" in await page.inner_text("main") and "1: Available" in await page.inner_text("main")
         await page.screenshot(path=shot("web-chargers"), full_page=True)
-        await page.click("text=CP-D1")
+        async with page.expect_navigation():
+            await page.click("text=CP-D1")
         assert page.url == base + "/chargers/CP-D1"
         rows = {}
         for tr in await page.locator("table.daily tbody tr").all():

@@ -55,18 +55,21 @@ async def test_login_lockout_dashboard_language_and_csrf(edge_factory):
         for i in range(5):
             await page.fill("input[name=name]", "boss")
             await page.fill("input[name=password]", f"wrong password {i}")
-            await page.click("button.primary")
+            async with page.expect_navigation():
+                await page.click("button.primary")
             text = await page.inner_text("main")
             assert ("do not match" in text) if i < 4 else ("locked until" in text), (i, text)
         await page.screenshot(path=shot("web-login-locked"), full_page=True)
         await page.fill("input[name=password]", "correct horse 1")
-        await page.click("button.primary")
+        async with page.expect_navigation():
+            await page.click("button.primary")
         assert "locked until" in await page.inner_text("main") and "/login" in page.url
         assert "failed login for 'boss'" in edge.log() and "now locked" in edge.log()
         # another account logs in; the dashboard's figures are the daily report's
         await page.fill("input[name=name]", "wall")
         await page.fill("input[name=password]", "correct horse 1")
-        await page.click("button.primary")
+        async with page.expect_navigation():
+            await page.click("button.primary")
         assert page.url == base + "/"
         report = json.loads(subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "report", "daily",
                                             "--json"], capture_output=True, text=True, timeout=60).stdout)
@@ -93,7 +96,8 @@ async def test_login_lockout_dashboard_language_and_csrf(edge_factory):
         assert forged.status == 403
         await page.goto(base + "/")
         assert page.url == base + "/"
-        await page.click("form.logout button")
+        async with page.expect_navigation():
+            await page.click("form.logout button")
         assert "/login" in page.url
         await page.goto(base + "/")
         assert "/login" in page.url, "logged out for real"

@@ -37,7 +37,8 @@ async def test_sessions_list_filters_and_a_receipt(edge_factory):
         response = await page.goto(base + "/sessions?day_from=not-a-day")
         assert "cannot be used" in await page.inner_text("main")
         await page.goto(base + "/sessions?charger=CP-S1")
-        await page.click("tbody tr a")
+        async with page.expect_navigation():
+            await page.click("tbody tr a")
         assert "/sessions/" in page.url
         receipt = await page.inner_text("section.receipt")
         assert "CP-S1" in receipt and "Juan Dela Cruz" in receipt and "4.00" in receipt

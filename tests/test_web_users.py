@@ -68,7 +68,8 @@ async def test_find_a_user_see_the_records_and_top_up_once(edge_factory):
         await page.goto(base + "/users?q=9171234")
         names = await page.locator("tbody tr td:first-child").all_inner_texts()
         assert names == ["Juan Dela Cruz"], "found by phone"
-        await page.click("text=Juan Dela Cruz")
+        async with page.expect_navigation():
+            await page.click("text=Juan Dela Cruz")
         assert page.url == f"{base}/users/{juan}"
         main = await page.inner_text("main")
         assert "+639171234567" in main and "juan@example.ph" in main and "04C0FFEE" in main, "an operator sees the card"
@@ -86,7 +87,8 @@ async def test_find_a_user_see_the_records_and_top_up_once(edge_factory):
         # and through the page itself, a fresh form
         await page.goto(f"{base}/users/{juan}")
         await page.fill("input[name=amount]", "100")
-        await page.click("form[action$=topup] button")
+        async with page.expect_navigation():
+            await page.click("form[action$=topup] button")
         assert "Topped up ₱100.00" in await page.inner_text("main")
         assert await asyncio.to_thread(balance) == before + 35_000
         ledger_notes = await page.locator("table.ledger tbody tr").all_inner_texts()
