@@ -65,3 +65,23 @@ async def alert(page, text: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"no alert {text!r}: {await page.locator('#alert-list').inner_text()!r}")
+
+
+async def test_an_empty_site_dashboard_stays_put_until_the_first_charger_comes(edge_factory):
+    edge = edge_factory({})
+    made = await asyncio.to_thread(admin, edge, "add", "boss", "--role", "owner", password="correct horse 1\n")
+    assert made.returncode == 0, made.stderr
+    base = f"http://127.0.0.1:{edge.web_port}"
+    async with chromium() as browser:
+        context = await browser.new_context(bypass_csp=True)
+        page = await context.new_page()
+        await login(page, base, "boss")
+        await page.evaluate("window.notReloaded = true")
+        await page.wait_for_selector("#live", state="visible", timeout=10_000)  # the stream is open
+        await asyncio.sleep(5)  # two of the stream's sends
+        assert await page.evaluate("window.notReloaded === true"), "no reload while nothing changes"
+        ch = await Charger(edge.url, "CP-E1", "1.6").connect()
+        await ch.boot16()
+        await page.wait_for_selector('tr[data-charger="CP-E1"]', timeout=15_000)
+        await ch.close()
+        await context.close()

@@ -369,6 +369,11 @@ class Store:
         self._queue.put((fn, fut))
         return await fut
 
+    async def settled(self) -> None:
+        """Wait until everything queued before this call (`write_soon` too) is committed: a read after it sees
+        what the same client was already told happened."""
+        await self.write(lambda conn: None)
+
     def write_soon(self, fn: WriteFn) -> None:
         """Queue `fn` for the next batch without waiting (journal rows and other best-effort writes)."""
         if self._thread is None:

@@ -72,6 +72,7 @@ def register(app: FastAPI, edge: Any, kit: Kit, ops: Operator) -> None:
     async def charger(request: Request, charger_id: str) -> HTMLResponse:
         user = kit.page_user(request)
         t = kit.t(request)
+        await edge.store.settled()  # the last operations' audit rows, written behind their answers
         conn = edge.store.db.conn
         row = next((r for r in reads.chargers(conn) if r["id"] == charger_id), None)
         if row is None:

@@ -185,6 +185,7 @@ def register(app: FastAPI, edge: Any) -> Operator:
     async def operations(charger: str | None = None, limit: int = 100) -> list[dict]:
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
+        await edge.store.settled()  # the audit rows of operations already answered are written behind them
         return calls.listed(edge.store.db.conn, charger_id=charger, limit=limit)
 
     return ops
