@@ -96,3 +96,10 @@ def format_money(amount: int, exponent: int = 2, currency: str = "") -> str:
         text = format_minor(abs(amount), exponent)
         return f"{'-' if amount < 0 else ''}{symbol}{text}"
     return format_minor(amount, exponent, currency)
+
+
+def format_price(major: str, currency: str = "") -> str:
+    """A price written in major units ('0.255', a rate may have more decimals than the currency) for a page:
+    '₱0.255', else '0.255 XYZ'."""
+    symbol = SYMBOLS.get(currency)
+    return f"{symbol}{major}" if symbol else f"{major} {currency}".strip()

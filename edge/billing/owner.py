@@ -1,4 +1,4 @@
-"""The site owner's changes: register cards, block / unblock / mark them lost, top up accounts.
+"""The site owner's changes: register cards, block / unblock / mark them lost, top up accounts, set tariffs.
 
 Functions on a `sqlite3.Connection`, run inside the caller's transaction (`store.write_now(...)`), so a
 refused change writes nothing. The `sitekeeper` CLI and the web backend are both faces over them; the reads
@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from edge.billing import cards, ledger
-from edge.billing.tariff import build_tariff, utc_key
+from edge.billing.tariff import Tariff, build_tariff, spec_of, utc_key
 from edge.clock import now_iso
 from edge.money import MoneyError, normalise_uid, to_minor
 
@@ -111,8 +111,25 @@ def add_tariff(conn: sqlite3.Connection, valid_from: datetime, spec: dict, *, so
                exponent: int, timezone: str) -> str:
     """A tariff for sessions that start from `valid_from` on (checked first: a bad one raises TariffError and
     writes nothing); `source`: the command that brought it. Returns `valid_from` as stored (UTC)."""
-    build_tariff(spec, exponent, timezone)
+    written = spec_of(build_tariff(spec, exponent, timezone), exponent)  # "0" is kept as "0.00", as shown
     when = utc_key(valid_from)
     conn.execute("INSERT INTO tariffs (valid_from, body, command_id, created) VALUES (?, ?, ?, ?)",
-                 (when, json.dumps(spec), source, now_iso()))
+                 (when, json.dumps(written), source, now_iso()))
     return when
+
+
+def tariffs(conn: sqlite3.Connection, base: Tariff, exponent: int, *, now: datetime | None = None) -> dict:
+    """The site's tariffs as an owner reads them: the one in force `now`, those set to start later, and every
+    one set so far (newest first), each in its written form; `base` is the config file's, in force until the
+    first replacement. `source`: the cloud command or the account that set it."""
+    now = now or datetime.now(UTC)
+    rows = conn.execute("SELECT id, valid_from, body, command_id, created FROM tariffs"
+                        " ORDER BY valid_from DESC, id DESC").fetchall()
+    listed = [{"id": i, "valid_from": vf, "tariff": json.loads(body), "source": src, "created": created}
+              for i, vf, body, src, created in rows]
+    key = utc_key(now)
+    current = next((t for t in listed if t["valid_from"] <= key), None)
+    in_force = current or {"id": None, "valid_from": None, "tariff": spec_of(base, exponent), "source": "config",
+                           "created": None}
+    return {"in_force": in_force, "upcoming": [t for t in reversed(listed) if t["valid_from"] > key],
+            "history": listed}

@@ -121,11 +121,63 @@ def build_tariff(spec: dict, exponent: int, timezone: str, prefix: str = "tariff
         unknown = sorted(set(band) - {"start", "end", "per_kwh"})
         if unknown:
             raise TariffError(f"{name}.{unknown[0]}: unknown key (known: start, end, per_kwh)")
-        bands.append(Band(_minutes(f"{name}.start", band.get("start")), _minutes(f"{name}.end", band.get("end")),
-                          rate(f"{name}.per_kwh", band.get("per_kwh"))))
+        made = Band(_minutes(f"{name}.start", band.get("start")), _minutes(f"{name}.end", band.get("end")),
+                    rate(f"{name}.per_kwh", band.get("per_kwh")))
+        if made.start_min == made.end_min:
+            raise TariffError(f"{name}: start and end are the same time (a band of no time, or all day?)")
+        for j, other in enumerate(bands):
+            if _overlap(made, other):
+                raise TariffError(f"{name}: overlaps {prefix}.bands[{j}] (which price would apply?)")
+        bands.append(made)
     return Tariff(per_kwh=rates["per_kwh"], per_minute=rates["per_minute"], session_fee=rates["session_fee"],
                   idle_per_minute=rates["idle_per_minute"], idle_grace_minutes=float(grace), bands=tuple(bands),
                   timezone=timezone)
+
+
+def _spans(band: Band) -> list[tuple[int, int]]:
+    if band.start_min < band.end_min:
+        return [(band.start_min, band.end_min)]
+    return [(band.start_min, 1440), (0, band.end_min)]
+
+
+def _overlap(a: Band, b: Band) -> bool:
+    return any(p < y and x < q for p, q in _spans(a) for x, y in _spans(b))
+
+
+def _major(minor: Decimal, exponent: int) -> str:
+    """A rate in minor units in its written form: at least the currency's decimals, more only when it has them."""
+    value = minor.scaleb(-exponent)
+    text = f"{value:.{exponent}f}"
+    return text if Decimal(text) == value else format(value.normalize(), "f")
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def spec_of(tariff: Tariff, exponent: int) -> dict:
+    """The written form of a tariff (what `build_tariff` reads): rates in major units as strings."""
+    spec: dict = {k: _major(getattr(tariff, k), exponent) for k in RATE_KEYS}
+    grace = tariff.idle_grace_minutes
+    spec["idle_grace_minutes"] = int(grace) if grace == int(grace) else grace
+    spec["bands"] = [{"start": _hhmm(b.start_min), "end": _hhmm(b.end_min), "per_kwh": _major(b.per_kwh, exponent)}
+                     for b in tariff.bands]
+    return spec
+
+
+def band_at(tariff: Tariff, when: datetime) -> Band | None:
+    """The time-of-use band in force at `when` (None: the plain per-kWh rate)."""
+    local = when.astimezone(ZoneInfo(tariff.timezone))
+    minute = local.hour * 60 + local.minute + local.second / 60
+    return next((b for b in tariff.bands if b.covers(minute)), None)
+
+
+def quote(tariff: Tariff, start: datetime, energy_wh: int, charging_minutes: float, idle_minutes: float = 0) -> Cost:
+    """What a session would cost: `energy_wh` delivered evenly over `charging_minutes` from `start`, then the car
+    left plugged in for `idle_minutes` (the preview of the tariff editor and the price a driver is shown)."""
+    end = start + timedelta(minutes=charging_minutes)
+    return session_cost(tariff, start_ts=start, start_wh=0, readings=[(end, energy_wh)],
+                        stop_ts=end + timedelta(minutes=idle_minutes), stop_wh=energy_wh)
 
 
 def utc_key(when: datetime) -> str:

@@ -34,6 +34,7 @@ from edge.web import (
     report_pages,
     session_pages,
     settings_pages,
+    tariff_pages,
     user_pages,
 )
 from edge.web.auth import need
@@ -87,6 +88,7 @@ def build_app(edge: Site) -> FastAPI:
     settings_pages.register(app, edge, kit)
     session_pages.register(app, edge, kit)
     report_pages.register(app, edge, kit)
+    tariff_pages.register(app, edge, kit)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
 
