@@ -247,6 +247,24 @@ def test_block_unblock_lost(tmp_path: Path):
     assert int(s.query("SELECT value FROM meta WHERE key = 'local_list_version'")[0][0]) > int(version)
 
 
+def test_users_update_and_cards_assign(tmp_path: Path):
+    s = Site(tmp_path / "u")
+    s.run("cards", "add", ANA, "--kind", "commercial", "--name", "Ana", "--phone", "0917 555 0101")
+    s.run("cards", "add", CARL, "--kind", "commercial", "--name", "Carl Tan")
+    assert "phone: 0917 555 0101 → +63 917 555 0101" in s.run("users", "update", "1", "--phone", "+63 917 555 0101").stdout
+    assert s.json("users", "update", "1", "--name", "Ana Cruz", "--email", "")["after"] == {
+        "name": "Ana Cruz", "phone": "+63 917 555 0101", "email": None}
+    one_line_error(s.run("users", "update", "1", "--phone", "call me", rc=2), "not a phone number")
+    one_line_error(s.run("users", "update", "9", "--name", "X", rc=2), "no user 9")
+    assert s.query("SELECT name, phone FROM accounts WHERE id = 1") == [("Ana Cruz", "+63 917 555 0101")]
+    # the new name reaches the cloud with the card's record
+    assert "Ana Cruz" in s.query("SELECT body FROM outbox WHERE kind = 'card' ORDER BY seq DESC LIMIT 1")[0][0]
+    assert "user 2 → Ana Cruz (user 1)" in s.run("cards", "assign", CARL, "1").stdout
+    assert s.query("SELECT account_id FROM cards WHERE uid = ?", (CARL,)) == [(1,)]
+    assert "already Ana Cruz's" in s.run("cards", "assign", CARL, "1").stdout
+    one_line_error(s.run("cards", "assign", CARL, "7", rc=2), "no user 7")
+
+
 def test_config_before_or_after_the_subcommand(tmp_path: Path):
     s = Site(tmp_path / "c")
     s.run("cards", "add", ANA, "--kind", "commercial", "--name", "Ana")

@@ -1,4 +1,4 @@
-"""The site owner's changes: register cards, block / unblock / mark them lost, top up accounts, set tariffs.
+"""The site owner's changes: register cards, block / unblock / mark them lost, top up accounts, change a user's contact, move a card to another user, set tariffs.
 
 Functions on a `sqlite3.Connection`, run inside the caller's transaction (`store.write_now(...)`), so a
 refused change writes nothing. The `sitekeeper` CLI and the web backend are both faces over them; the reads
@@ -17,6 +17,7 @@ Top-up rules:
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -65,6 +66,62 @@ def register_card(conn: sqlite3.Connection, uid: str, kind: str, *, name: str | 
         raise OwnerError("give either an existing account or a name/phone/email for a new one, not both")
     return cards.add_card(conn, uid, kind, account_id=account_id, name=name, phone=phone, email=email,
                           chargers=chargers)
+
+
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{5,24}$")
+
+
+def update_contact(conn: sqlite3.Connection, account_id: int, *, name: str | None = None,
+                   phone: str | None = None, email: str | None = None) -> tuple[dict, dict]:
+    """Change a user's name, phone or email (None: leave it; "": clear phone or email). Returns the contact
+    before and after. A new name reaches the cloud with each of the user's cards (its records carry it)."""
+    before = cards.get_account(conn, account_id)
+    if before is None:
+        raise OwnerError(f"no user {account_id}")
+    after = {k: before[k] for k in ("name", "phone", "email")}
+    if name is not None:
+        if not name.strip():
+            raise OwnerError("a user needs a name")
+        after["name"] = name.strip()[:120]
+    if phone is not None:
+        phone = phone.strip()
+        if phone and not _PHONE.match(phone):
+            raise OwnerError(f"not a phone number: {phone!r} (digits, with + and spaces or dashes if you like)")
+        after["phone"] = phone or None
+    if email is not None:
+        email = email.strip()
+        if email and ("@" not in email or len(email) > 254 or " " in email):
+            raise OwnerError(f"not an email address: {email!r}")
+        after["email"] = email or None
+    old = {k: before[k] for k in after}
+    if after != old:
+        conn.execute("UPDATE accounts SET name = ?, phone = ?, email = ? WHERE id = ?",
+                     (after["name"], after["phone"], after["email"], account_id))
+        if after["name"] != old["name"]:
+            for (uid,) in conn.execute("SELECT uid FROM cards WHERE account_id = ?", (account_id,)).fetchall():
+                cards.bump_list_version(conn, uid)
+    return old, after
+
+
+def assign_card(conn: sqlite3.Connection, uid: str, account_id: int) -> tuple[int, cards.Card]:
+    """Move a card to another user (a card given to a family member, a replacement found to be someone
+    else's). The money stays with the accounts: the card only identifies. A card in a running session is not
+    moved (its hold is on the old account). Returns the old account id and the card."""
+    uid = normalise_uid(uid)
+    card = cards.get_card(conn, uid)
+    if card is None:
+        raise OwnerError(f"unknown card {uid}")
+    if cards.get_account(conn, account_id) is None:
+        raise OwnerError(f"no user {account_id}")
+    if card.account_id == account_id:
+        return account_id, card
+    if conn.execute("SELECT 1 FROM transactions WHERE id_tag = ? AND stopped_at IS NULL", (uid,)).fetchone():
+        raise OwnerError(f"card {uid} is charging now: move it when the session has ended")
+    conn.execute("UPDATE cards SET account_id = ?, updated = ? WHERE uid = ?", (account_id, now_iso(), uid))
+    cards.bump_list_version(conn, uid)
+    moved = cards.get_card(conn, uid)
+    assert moved is not None
+    return card.account_id, moved
 
 
 def set_card_status(conn: sqlite3.Connection, uid: str, status: str) -> cards.Card:

@@ -208,6 +208,35 @@ def cmd_users_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_update(args: argparse.Namespace) -> int:
+    site = Site(args)
+    if args.name is None and args.phone is None and args.email is None:
+        raise owner.OwnerError("nothing to change: give --name, --phone or --email")
+    old, new = site.write(lambda conn: owner.update_contact(conn, args.id, name=args.name, phone=args.phone,
+                                                            email=args.email))
+    if args.json:
+        print_json({"id": args.id, "before": old, "after": new})
+    elif old == new:
+        print(f"user {args.id}: nothing changed")
+    else:
+        for key in ("name", "phone", "email"):
+            if old[key] != new[key]:
+                print(f"user {args.id} {key}: {old[key] or '-'} → {new[key] or '-'}")
+    return 0
+
+
+def cmd_cards_assign(args: argparse.Namespace) -> int:
+    site = Site(args)
+    was, card = site.write(lambda conn: owner.assign_card(conn, args.uid, args.account))
+    if args.json:
+        print_json({"uid": card.uid, "from_account": was, "account_id": card.account_id, "name": card.name})
+    elif was == card.account_id:
+        print(f"card {card.uid} is already {card.name}'s (user {card.account_id})")
+    else:
+        print(f"card {card.uid}: user {was} → {card.name} (user {card.account_id})")
+    return 0
+
+
 # -- sessions --------------------------------------------------------------------------------------------
 
 _SESSION_CSV = ["id", "charger_id", "id_tag", "name", "account_id", "card_kind", "started", "stopped",
@@ -351,6 +380,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--account", type=int, metavar="ID", help="add the card to this existing user")
     p.add_argument("--chargers", metavar="A,B", help="personal cards: the only chargers it may use")
+    p = leaf(cs, "assign", cmd_cards_assign, "move a card to another user (the money stays with each user)")
+    p.add_argument("uid")
+    p.add_argument("account", type=int, metavar="USER_ID")
     leaf(cs, "list", cmd_cards_list, "list all cards", out=table)
     leaf(cs, "unknown", cmd_cards_unknown, "unknown cards tapped lately (to enrol with add --last-tap)")
     p = leaf(cs, "show", cmd_cards_show, "a card, its user, balance and recent sessions")
@@ -372,6 +404,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = leaf(us, "show", cmd_users_show, "a user, their cards, balance and recent sessions")
     p.add_argument("id", type=int)
     p.add_argument("--recent", type=count, default=10, metavar="N", help="recent sessions to show")
+    p = leaf(us, "update", cmd_users_update, "change a user's name, phone or email (\"\" clears phone or email)")
+    p.add_argument("id", type=int)
+    p.add_argument("--name")
+    p.add_argument("--phone")
+    p.add_argument("--email")
 
     s = sub.add_parser("sessions", parents=[common], help="charging sessions")
     ss = s.add_subparsers(dest="action", required=True)

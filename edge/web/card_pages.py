@@ -1,7 +1,7 @@
 """The owner's card pages: `/cards` (every card with its holder, kind, status and money; filter by status or
-kind, search), block / unblock / mark lost (operators and owners), and `/cards/new`: enrol a card by tapping
+kind, search), block / unblock / mark lost and assign to another user (operators and owners), and `/cards/new`: enrol a card by tapping
 it on the kiosk reader (the page asks the edge every second for the newest unknown tap and fills the form),
-or by typing its UID. Each change is in the audit (`edge.operations.changes`) and reaches the chargers'
+or by typing its UID, for a new user or an existing one (`?account=ID`). Each change is in the audit (`edge.operations.changes`) and reaches the chargers'
 local lists as any card change does."""
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                          "name": c["name"] or "—", "account": c["account_id"], "kind": c["kind"],
                          "status": c["status"], "available": kit.money(c["available_minor"])
                          if c["kind"] == "commercial" else "—", "last": kit.when(c["last_used"]) or "—"})
+        users = [{"id": u["id"], "name": u["name"]} for u in reports.user_list(edge.store.db.conn)["users"]]
         return kit.render(request, "cards.html", user, cards=rows, status=status, kind=kind, q=q,
-                          statuses=STATUSES, may_change=whole)
+                          statuses=STATUSES, may_change=whole, users=users)
 
     @app.post("/cards/{uid}/status", include_in_schema=False)
     async def set_status(request: Request, uid: str) -> Response:
@@ -60,12 +61,45 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             raise HTTPException(404, str(e)) from None
         return RedirectResponse("/cards", status_code=303)
 
+    def holder(account: str) -> dict | None:
+        """The existing user a new card is for (`?account=ID`), or None for a new user."""
+        if not account:
+            return None
+        found = cards.get_account(edge.store.db.conn, int(account)) if account.isdigit() else None
+        if found is None:
+            raise HTTPException(404, f"no user {account}")
+        return found
+
     @app.get("/cards/new", response_class=HTMLResponse, include_in_schema=False)
-    async def new_card(request: Request) -> HTMLResponse:
+    async def new_card(request: Request, account: str = "") -> HTMLResponse:
         user = kit.page_user(request, "operator")
         last = cards.last_unknown(edge.store.db.conn)
         return kit.render(request, "card_new.html", user, error="", since=last["at"] if last else "",
-                          values={"uid": "", "kind": "commercial", "name": "", "phone": "", "email": ""})
+                          holder=holder(account), values={"uid": "", "kind": "commercial", "name": "", "phone": "",
+                                                          "email": "", "account": account})
+
+    @app.post("/cards/assign", include_in_schema=False)
+    async def assign(request: Request) -> Response:
+        """Move card `uid` to another user (`account`: the user's id, as the list offers it: "12 Juan")."""
+        user = kit.page_user(request, "operator")
+        data = await kit.checked(request, user)
+        uid = data.get("uid", "")
+        account = (data.get("account") or "").strip().split(" ")[0]
+        back = data.get("back") if data.get("back", "").startswith("/users/") else "/cards"
+        try:
+            if not account.isdigit():
+                raise owner.OwnerError(f"choose the user by number, not {account!r}")
+
+            def move(c: Any) -> int:
+                was, card = owner.assign_card(c, uid, int(account))
+                if was != card.account_id:
+                    changes.record(c, user["name"], "card.assign", f"card {card.uid}", {"account_id": was},
+                                   {"account_id": card.account_id, "name": card.name})
+                return card.account_id
+            await edge.store.write(move)
+        except (owner.OwnerError, UidError) as e:
+            raise HTTPException(422, str(e)) from None
+        return RedirectResponse(back, status_code=303)
 
     @app.get("/cards/tapped", include_in_schema=False)
     async def tapped(request: Request, since: str = "") -> JSONResponse:
@@ -80,19 +114,24 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
     async def add_card(request: Request) -> Response:
         user = kit.page_user(request, "operator")
         data = await kit.checked(request, user)
-        values = {k: (data.get(k) or "").strip()[:100] for k in ("uid", "kind", "name", "phone", "email")}
+        values = {k: (data.get(k) or "").strip()[:100] for k in ("uid", "kind", "name", "phone", "email", "account")}
+        on = holder(values["account"])
         try:
             uid = normalise_uid(values["uid"])
             if values["kind"] not in ("commercial", "personal"):
                 raise owner.OwnerError("a card is commercial (prepaid) or personal (free)")
 
             def add(c: Any) -> cards.Card:
-                card = owner.register_card(c, uid, values["kind"], name=values["name"] or None,
-                                           phone=values["phone"] or None, email=values["email"] or None)
+                if on is not None:
+                    card = owner.register_card(c, uid, values["kind"], account_id=on["id"])
+                else:
+                    card = owner.register_card(c, uid, values["kind"], name=values["name"] or None,
+                                               phone=values["phone"] or None, email=values["email"] or None)
                 changes.record(c, user["name"], "card.add", f"card {uid}", None,
                                {"kind": card.kind, "account_id": card.account_id, "name": card.name})
                 return card
             card = await edge.store.write(add)
         except (UidError, owner.OwnerError, cards.CardError) as e:
-            return kit.render(request, "card_new.html", user, 422, error=str(e), since="", values=values)
+            return kit.render(request, "card_new.html", user, 422, error=str(e), since="", values=values,
+                              holder=on)
         return RedirectResponse(f"/users/{card.account_id}", status_code=303)

@@ -20,8 +20,10 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.billing import sessions as billing
 from edge.clock import parse_ts
@@ -127,6 +129,17 @@ def register(app: FastAPI, edge: Any) -> Kit:
     kit = Kit(edge)
     render, page_user, user_of, checked, when = kit.render, kit.page_user, kit.user_of, kit.checked, kit.when
     csrf_ok, signing_key = kit.csrf_ok, (lambda: kit.cookie_key)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def page_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A refusal on a page is a page a person can read (the API keeps its JSON answers)."""
+        path = request.url.path
+        if path.startswith(("/api/", "/files/", "/live/")) or "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        t = kit.t(request)
+        return render(request, "error.html", user_of(request), exc.status_code, status=exc.status_code,
+                      detail=str(exc.detail), title=t(f"error.{exc.status_code}") if exc.status_code in
+                      (403, 404, 413, 422) else t("error.other"))
 
     @app.exception_handler(LoginNeeded)
     async def to_login(request: Request, exc: LoginNeeded) -> Response:

@@ -1,5 +1,5 @@
 """The owner's user pages: `/users` (search by name, phone or card; balance and last activity) and
-`/users/{id}`: contact, cards (masked but to operators and owners), balance and what is available, the
+`/users/{id}`: contact (editable), cards (a card moved here, or a new one enrolled for the user) (masked but to operators and owners), balance and what is available, the
 consumption records (sessions with kWh, cost, charger, time), the ledger with its running balance, a top-up
 form (operators and owners; idempotent on the form's own token, so a double click tops up once), and
 `/users/{id}.csv`. Over the same library as the CLI (`edge.billing.reports`, `edge.billing.owner`)."""
@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from edge.billing import owner, reports
+from edge.billing import cards, owner, reports
 from edge.billing import sessions as billing
 from edge.money import format_minor
 from edge.operations import changes, tokens
@@ -44,7 +44,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                          "last": kit.when(last[0]["started_at"]) if last else "—"})
         return kit.render(request, "users.html", user, users=rows, q=q)
 
-    def detail(request: Request, user: dict, account_id: int, **extra: Any) -> HTMLResponse:
+    def detail(request: Request, user: dict, account_id: int, http_status: int = 200, **extra: Any) -> HTMLResponse:
         conn = edge.store.db.conn
         try:
             rep = reports.user_report(conn, account_id)
@@ -60,7 +60,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                   for e in reversed(rep["history"][-200:])]
         account = rep["account"]
         return kit.render(
-            request, "user.html", user, account=account, sessions=sessions, ledger=ledger,
+            request, "user.html", user, http_status, account=account, sessions=sessions, ledger=ledger,
             cards=[{"uid": card_shown(c["uid"], user), "kind": c["kind"], "status": c["status"]} for c in rep["cards"]],
             balance=kit.money(rep["balance_minor"]), available=kit.money(rep["available_minor"]),
             held=kit.money(rep["held_minor"]), totals={"sessions": rep["totals"]["sessions"],
@@ -70,9 +70,9 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             currency=billing.SETTINGS.currency, **extra)
 
     @app.get("/users/{account_id:int}", response_class=HTMLResponse, include_in_schema=False)
-    async def user_page(request: Request, account_id: int, topped: int | None = None) -> HTMLResponse:
+    async def user_page(request: Request, account_id: int, topped: int | None = None, saved: int = 0) -> HTMLResponse:
         user = kit.page_user(request)
-        done = ""
+        done = kit.t(request)("users.saved") if saved else ""
         if topped is not None:
             row = edge.store.db.conn.execute("SELECT amount_minor FROM ledger WHERE id = ? AND account_id = ?"
                                              " AND kind = 'topup'", (topped, account_id)).fetchone()
@@ -102,6 +102,24 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         except owner.OwnerError as e:
             return detail(request, user, account_id, message="", error=str(e))
         return RedirectResponse(f"/users/{account_id}?topped={out['entry_id']}", status_code=303)
+
+    @app.post("/users/{account_id:int}/contact", include_in_schema=False)
+    async def contact(request: Request, account_id: int) -> Response:
+        user = kit.page_user(request, "operator")
+        data = await kit.checked(request, user)
+
+        def change(c: Any) -> None:
+            old, new = owner.update_contact(c, account_id, name=data.get("name", ""), phone=data.get("phone", ""),
+                                            email=data.get("email", ""))
+            if old != new:
+                changes.record(c, user["name"], "user.contact", f"account {account_id}", old, new)
+        try:
+            await edge.store.write(change)
+        except owner.OwnerError as e:
+            if cards.get_account(edge.store.db.conn, account_id) is None:
+                raise HTTPException(404, str(e)) from None
+            return detail(request, user, account_id, message="", error=str(e), http_status=422)
+        return RedirectResponse(f"/users/{account_id}?saved=1", status_code=303)
 
     @app.get("/users/{account_id:int}.csv", include_in_schema=False)
     async def user_csv(request: Request, account_id: int) -> Response:
