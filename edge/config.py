@@ -156,6 +156,7 @@ class WebConfig:
     port: int = 8080
     tls_cert: str = ""  # the owner's pages and the API over HTTPS (both, or neither)
     tls_key: str = ""
+    metrics_token: bool = False  # true: /metrics needs a bearer token (any role), as a scraper can send
 
 
 @dataclass

@@ -282,6 +282,18 @@ async def test_tokens_and_roles(edge_factory):
         await ch.close()
 
 
+def test_metrics_are_open_unless_the_owner_asks_for_a_token(edge_factory):
+    edge = edge_factory({"web": {"metrics_token": True}})
+    status, _ = api(edge, "GET", "/metrics", token="")
+    assert status == 401, "a token is asked for"
+    assert "sitekeeper_" in edge.http("/metrics", token=edge.token)
+    assert api(edge, "GET", "/healthz", token="")[0] == 200, "health stays open"
+    edge.stop()
+    edge.config_path.write_text(edge.config_path.read_text().replace("metrics_token = true", "metrics_token = false"))
+    edge.start()
+    assert "sitekeeper_" in edge.http("/metrics", token="")
+
+
 async def test_the_cli_is_a_face_over_the_same_operations(edge_factory):
     edge = edge_factory()
     ch = await connected(edge, "OPC", "1.6", Operated16)

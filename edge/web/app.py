@@ -74,8 +74,13 @@ def build_app(edge: Site) -> FastAPI:
         health = edge.health()
         return JSONResponse(health, status_code=200 if health["ok"] else 503)
 
+    token_check = need("viewer", edge.store)
+
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> str:
+    async def metrics(request: Request) -> str:
+        """Prometheus text; with `[web] metrics_token = true` it needs a bearer token (any role)."""
+        if edge.cfg.web.metrics_token:
+            await token_check(request)
         return edge.metrics.render()
 
     viewer, operator = Depends(need("viewer", edge.store)), Depends(need("operator", edge.store))
