@@ -111,7 +111,7 @@ def test_bad_config_stops_start_up_with_one_line(tmp_path):
     path.write_text("[web]\nprot = 1\n")
     out = subprocess.run([SITEKEEPER, "--config", str(path), "run"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["sitekeeper: config: web.prot: unknown key (known: host, port, tls_cert, tls_key)"]
+    assert out.stderr.strip().splitlines() == ["sitekeeper: config: web.prot: unknown key (known: host, port, tls_cert, tls_key, metrics_token)"]
     assert not (tmp_path / "sitekeeper.db").exists()
 
 
