@@ -27,3 +27,11 @@ def shot(name: str) -> str:
     """Where the screenshot `name` goes."""
     ARTIFACTS.mkdir(exist_ok=True)
     return str(ARTIFACTS / f"{name}.png")
+
+
+async def submit(page, button: str, fields: dict[str, str]) -> None:
+    """Fill `fields` (selector → text) and click `button`, waiting for the page the form leads to."""
+    for selector, text in fields.items():
+        await page.fill(selector, text)
+    async with page.expect_navigation():
+        await page.click(button)

@@ -9,7 +9,7 @@ import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from browser import chromium, shot
+from browser import chromium, shot, submit
 from peers import Charger
 from test_operations import call
 from test_web_login import admin
@@ -61,22 +61,15 @@ async def test_an_owner_edits_the_tariff_with_a_live_preview_and_it_bills_the_ne
         assert "The tariff was not saved" in await page.inner_text("main")
         assert edge.query("SELECT COUNT(*) FROM tariffs") == [(0,)]
         # the form kept what was typed: fix the one field and save
-        await page.fill("input[name=per_minute]", "0")
-        await page.fill("input[name=band0_start]", "")
-        await page.fill("input[name=band0_end]", "")
-        await page.fill("input[name=band0_per_kwh]", "")
-        async with page.expect_navigation():
-            await page.click("button[value=save]")
+        await submit(page, "button[value=save]", {"input[name=per_minute]": "0", "input[name=band0_start]": "",
+                                                  "input[name=band0_end]": "", "input[name=band0_per_kwh]": ""})
         in_force = await page.inner_text("#in-force")
         assert "₱18.00 per kWh" in in_force and "₱10.00 per session" in in_force, in_force
         history = await page.inner_text("table.history")
         assert "web:boss" in history and "in force" in history
         # and one for later: shown as to come, not in force
         later = (datetime.now(ZoneInfo("Asia/Manila")) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
-        await page.fill("input[name=per_kwh]", "19.50")
-        await page.fill("input[name=valid_from]", later)
-        async with page.expect_navigation():
-            await page.click("button[value=save]")
+        await submit(page, "button[value=save]", {"input[name=per_kwh]": "19.50", "input[name=valid_from]": later})
         assert "₱18.00 per kWh" in await page.inner_text("#in-force")
         assert "to come" in await page.inner_text("table.history")
         await page.screenshot(path=shot("web-tariff-history"), full_page=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from browser import chromium, shot
+from browser import chromium, shot, submit
 from ocpp.v16 import call as call16
 from peers import Charger
 from test_web_login import admin
@@ -30,32 +30,24 @@ async def test_an_operator_edits_a_contact_and_moves_cards_between_users(edge_fa
         page = await browser.new_page(viewport={"width": 1280, "height": 1000})
         await login(page, base, "att")
         await page.goto(f"{base}/users/{juan}")
-        await page.fill("#contact input[name=phone]", "call me maybe")
-        async with page.expect_navigation():
-            await page.click("#contact button")
+        await submit(page, "#contact button", {"#contact input[name=phone]": "call me maybe"})
         assert "not a phone number" in await page.inner_text("main")
         assert edge.query("SELECT phone FROM accounts WHERE id = ?", (juan,)) == [("+639171234567",)]
         await page.goto(f"{base}/users/{juan}")
-        await page.fill("#contact input[name=phone]", "+63 917 000 1111")
-        await page.fill("#contact input[name=email]", "")
-        async with page.expect_navigation():
-            await page.click("#contact button")
+        await submit(page, "#contact button", {"#contact input[name=phone]": "+63 917 000 1111",
+                                               "#contact input[name=email]": ""})
         main = await page.inner_text("main")
         assert "Contact saved." in main and "+63 917 000 1111" in main, main
         assert edge.query("SELECT phone, email FROM accounts WHERE id = ?", (juan,)) == [("+63 917 000 1111", None)]
         # Ana's card given to Juan: it now spends Juan's balance
-        await page.fill("#move-card input[name=uid]", "04:be:ef:01")
-        async with page.expect_navigation():
-            await page.click("#move-card button")
+        await submit(page, "#move-card button", {"#move-card input[name=uid]": "04:be:ef:01"})
         assert "04BEEF01" in await page.inner_text("main")
         assert edge.query("SELECT account_id FROM cards WHERE uid = '04BEEF01'") == [(juan,)]
         # a new card enrolled for Juan himself: no new user
         async with page.expect_navigation():
             await page.click(f"a[href='/cards/new?account={juan}']")
         assert "For Juan Dela Cruz" in await page.inner_text("main")
-        await page.fill("#uid", "04ABCDEF")
-        async with page.expect_navigation():
-            await page.click("#enrol button.primary")
+        await submit(page, "#enrol button.primary", {"#uid": "04ABCDEF"})
         assert page.url.endswith(f"/users/{juan}") and "04ABCDEF" in await page.inner_text("main")
         await page.screenshot(path=shot("web-user-edit"), full_page=True)
         assert edge.query("SELECT COUNT(*) FROM accounts") == [(2,)]

@@ -50,12 +50,8 @@ class Tariff:
     timezone: str = "UTC"
 
     def rate_at(self, when: datetime) -> Decimal:
-        local = when.astimezone(ZoneInfo(self.timezone))
-        minute = local.hour * 60 + local.minute + local.second / 60
-        for band in self.bands:
-            if band.covers(minute):
-                return band.per_kwh
-        return self.per_kwh
+        band = band_at(self, when)
+        return self.per_kwh if band is None else band.per_kwh
 
 
 @dataclass
@@ -151,7 +147,7 @@ def _major(minor: Decimal, exponent: int) -> str:
     return text if Decimal(text) == value else format(value.normalize(), "f")
 
 
-def _hhmm(minute: int) -> str:
+def hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
@@ -160,13 +156,15 @@ def spec_of(tariff: Tariff, exponent: int) -> dict:
     spec: dict = {k: _major(getattr(tariff, k), exponent) for k in RATE_KEYS}
     grace = tariff.idle_grace_minutes
     spec["idle_grace_minutes"] = int(grace) if grace == int(grace) else grace
-    spec["bands"] = [{"start": _hhmm(b.start_min), "end": _hhmm(b.end_min), "per_kwh": _major(b.per_kwh, exponent)}
+    spec["bands"] = [{"start": hhmm(b.start_min), "end": hhmm(b.end_min), "per_kwh": _major(b.per_kwh, exponent)}
                      for b in tariff.bands]
     return spec
 
 
 def band_at(tariff: Tariff, when: datetime) -> Band | None:
     """The time-of-use band in force at `when` (None: the plain per-kWh rate)."""
+    if not tariff.bands:
+        return None
     local = when.astimezone(ZoneInfo(tariff.timezone))
     minute = local.hour * 60 + local.minute + local.second / 60
     return next((b for b in tariff.bands if b.covers(minute)), None)

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from edge.billing import owner
 from edge.billing import sessions as billing
-from edge.billing.tariff import RATE_KEYS, TariffError, band_at, build_tariff, quote
+from edge.billing.tariff import RATE_KEYS, TariffError, band_at, build_tariff, hhmm, quote
 from edge.money import format_price
 from edge.operations import changes, tokens
 from edge.web.auth import need
@@ -97,6 +97,20 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                               idle=f"{idle:g}", total=kit.money(cost["cost_minor"])),
                 "parts": parts, "total": kit.money(cost["cost_minor"])}
 
+    def not_past(when: datetime, now: datetime, field: str) -> datetime:
+        if when < now - timedelta(minutes=1):
+            raise TariffError(f"{field}: a tariff cannot start in the past (started sessions keep theirs)")
+        return when
+
+    async def save(who: str, source: str, when: datetime, spec: dict) -> str:
+        """Store `spec` from `when` on, with its audit row (the tariff in force before, the new one after)."""
+        def change(c: Any) -> str:
+            before = owner.tariffs(c, billing.SETTINGS.tariff, exponent(), now=datetime.now(UTC))["in_force"]
+            stored = owner.add_tariff(c, when, spec, source=source, exponent=exponent(), timezone=tz())
+            changes.record(c, who, "tariff", "tariff", before["tariff"], {**spec, "valid_from": stored})
+            return stored
+        return await edge.store.write(change)
+
     def valid_from(text: str, now: datetime) -> datetime:
         """The editor's effective-from field (site time, blank: now); never in the past."""
         if not text.strip():
@@ -105,9 +119,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             when = datetime.fromisoformat(text.strip()).replace(tzinfo=ZoneInfo(tz()))
         except ValueError:
             raise TariffError(f"effective from: expected a date and time, got {text!r}") from None
-        if when < now - timedelta(minutes=1):
-            raise TariffError("effective from: a tariff cannot start in the past (started sessions keep theirs)")
-        return when
+        return not_past(when, now, "effective from")
 
     def page(request: Request, user: dict, *, values: dict | None = None, error: str = "", shown: dict | None = None,
              status: int = 200) -> HTMLResponse:
@@ -132,8 +144,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                    "later": x in view["upcoming"]} for x in view["history"]]
         return kit.render(request, "tariff.html", user, status, lines=describe(spec, t), history=listed,
                           since=kit.when(view["in_force"]["valid_from"]) or t("tariff.from_config"),
-                          band_now=t("tariff.band_now", start=f"{band.start_min // 60:02d}:{band.start_min % 60:02d}",
-                                     end=f"{band.end_min // 60:02d}:{band.end_min % 60:02d}") if band else "",
+                          band_now=t("tariff.band_now", start=hhmm(band.start_min), end=hhmm(band.end_min)) if band else "",
                           may_edit=tokens.may(user["role"], "owner"), values=values,
                           bands=range(min(MAX_BANDS, rows + SPARE_BANDS)), error=error, preview=shown,
                           upcoming=len(view["upcoming"]))
@@ -168,13 +179,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         if data.get("action") != "save":  # the Preview button, for a browser without script
             return page(request, user, values=data, shown=shown)
 
-        def change(c: Any) -> str:
-            before = owner.tariffs(c, billing.SETTINGS.tariff, exponent(), now=now)["in_force"]["tariff"]
-            stored = owner.add_tariff(c, when, spec, source=f"web:{user['name']}", exponent=exponent(),
-                                      timezone=tz())
-            changes.record(c, user["name"], "tariff", "tariff", before, {**spec, "valid_from": stored})
-            return stored
-        await edge.store.write(change)
+        await save(user["name"], f"web:{user['name']}", when, spec)
         return RedirectResponse("/tariff", status_code=303)
 
     @app.get("/api/tariff", dependencies=[Depends(need("viewer", edge.store))])
@@ -186,8 +191,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         band = band_at(build(view["in_force"]["tariff"]), now)
         return {"currency": billing.SETTINGS.currency, "timezone": tz(), **view,
                 "band_now": None if band is None else
-                {"start": f"{band.start_min // 60:02d}:{band.start_min % 60:02d}",
-                 "end": f"{band.end_min // 60:02d}:{band.end_min % 60:02d}"}}
+                {"start": hhmm(band.start_min), "end": hhmm(band.end_min)}}
 
     @app.post("/api/tariff")
     async def api_set_tariff(body: Annotated[dict, Body()], who: str = Depends(need("owner", edge.store))) -> dict:
@@ -201,15 +205,8 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             when = now if text is None else datetime.fromisoformat(str(text))
             if when.tzinfo is None:
                 raise TariffError("valid_from: give the time zone (…+08:00 or …Z)")
-            if when < now - timedelta(minutes=1):
-                raise TariffError("valid_from: a tariff cannot start in the past (started sessions keep theirs)")
+            not_past(when, now, "valid_from")
             build(spec)
         except (TariffError, ValueError) as e:
             raise HTTPException(422, str(e)) from None
-
-        def change(c: Any) -> str:
-            before = owner.tariffs(c, billing.SETTINGS.tariff, exponent(), now=now)["in_force"]["tariff"]
-            stored = owner.add_tariff(c, when, spec, source=f"api:{who}", exponent=exponent(), timezone=tz())
-            changes.record(c, who, "tariff", "tariff", before, {**spec, "valid_from": stored})
-            return stored
-        return {"valid_from": await edge.store.write(change), "tariff": spec}
+        return {"valid_from": await save(who, f"api:{who}", when, spec), "tariff": spec}
