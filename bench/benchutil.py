@@ -1,8 +1,8 @@
 """Small helpers shared by the benchmark scripts in bench/ (not by the edge): open-files limit, free ports,
-percentiles, OCPP timestamps, the "ready" line a helper process prints once it listens, and a minimal HTTP
-client.
+percentiles, OCPP timestamps, the "ready" line a helper process prints once it listens, a minimal HTTP
+client, a 1.6 charger that answers the edge's calls, and a standalone edge started for a benchmark.
 
-Not run on its own; imported by bench/proxy.py, bench/loadgen.py, bench/light_csms.py and bench/relay.py.
+Not run on its own; imported by the scripts of bench/.
 """
 
 from __future__ import annotations
@@ -12,10 +12,16 @@ import json
 import math
 import resource
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+
+import websockets
 
 READY = "ready port="
+SITEKEEPER = Path(sys.executable).parent / "sitekeeper"
 
 
 def raise_nofile(want: int = 65536) -> int:
@@ -91,3 +97,64 @@ class Http:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class Charger:
+    """A 1.6 charger that answers each CALL (at once, or after `delay` seconds, as a real charger takes its
+    time) and keeps how long its own part took."""
+
+    def __init__(self, url: str, charger_id: str, delay: float = 0.0):
+        self.url, self.charger_id, self.delay = f"{url}/{charger_id}", charger_id, delay
+        self.own: dict[str, float] = {}  # msg id → seconds from the CALL's arrival to the answer sent
+        self.pending: dict[str, asyncio.Future] = {}
+        self.ws = None
+
+    async def connect(self) -> Charger:
+        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"], max_queue=None)
+        asyncio.get_running_loop().create_task(self._read())
+        await self.call("BootNotification", {"chargePointVendor": "bench", "chargePointModel": "ops"})
+        return self
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            arrived = time.perf_counter()
+            msg = json.loads(raw)
+            if msg[0] == 2:
+                answer = {"listVersion": 0} if msg[2] == "GetLocalListVersion" else {"status": "Accepted"}
+                if self.delay:
+                    asyncio.get_running_loop().call_later(self.delay, self._answer, msg[1], answer)
+                else:
+                    await self.ws.send(json.dumps([3, msg[1], answer]))
+                    self.own[msg[1]] = time.perf_counter() - arrived
+            elif msg[1] in self.pending:
+                self.pending.pop(msg[1]).set_result(msg)
+
+    def _answer(self, msg_id: str, answer: dict) -> None:
+        asyncio.get_running_loop().create_task(self.ws.send(json.dumps([3, msg_id, answer])))
+
+    async def call(self, action: str, payload: dict) -> float:
+        msg_id = f"{time.perf_counter_ns()}"
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[msg_id] = fut
+        began = time.perf_counter()
+        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        await fut
+        return time.perf_counter() - began
+
+
+def start_edge(work: Path, site: str = "bench-ops", db: Path | None = None) -> tuple[subprocess.Popen, int, int]:
+    """`sitekeeper run` on a standalone site in `work` (its database `db`, default `work/site.db`), once it says
+    it is ready: (the process, its OCPP port, its web port). Its local API token is `work/local-api.token`."""
+    ocpp, web = free_port(), free_port()
+    (work / "sitekeeper.toml").write_text(
+        f'[site]\nid = "{site}"\ntimezone = "Asia/Manila"\n[store]\npath = "{db or work / "site.db"}"\n'
+        f'[ocpp]\nhost = "127.0.0.1"\nport = {ocpp}\n[web]\nhost = "127.0.0.1"\nport = {web}\n'
+        '[billing]\npush_local_list = false\n')
+    proc = subprocess.Popen([str(SITEKEEPER), "--config", str(work / "sitekeeper.toml"), "run"],
+                            stdout=open(work / "edge.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
+    while "ready: ocpp=" not in (work / "edge.log").read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"the edge did not start:\n{(work / 'edge.log').read_text()}")
+        time.sleep(0.05)
+    return proc, ocpp, web

@@ -30,76 +30,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import websockets
-from benchutil import Http, free_port, percentile
+from benchutil import Charger, Http, percentile, start_edge
 
-SITEKEEPER = Path(sys.executable).parent / "sitekeeper"
 ANSWER_DELAY = 0.5  # seconds a loaded charger of B takes to answer (real ones take 0.1 to a few seconds)
-
-
-class Charger:
-    """A 1.6 charger that answers each CALL (at once, or after `delay` seconds, as a real charger takes its
-    time) and keeps how long its own part took."""
-
-    def __init__(self, url: str, charger_id: str, delay: float = 0.0):
-        self.url, self.charger_id, self.delay = f"{url}/{charger_id}", charger_id, delay
-        self.own: dict[str, float] = {}  # msg id → seconds from the CALL's arrival to the answer sent
-        self.pending: dict[str, asyncio.Future] = {}
-        self.ws = None
-
-    async def connect(self) -> Charger:
-        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"], max_queue=None)
-        asyncio.get_running_loop().create_task(self._read())
-        await self.call("BootNotification", {"chargePointVendor": "bench", "chargePointModel": "ops"})
-        return self
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            arrived = time.perf_counter()
-            msg = json.loads(raw)
-            if msg[0] == 2:
-                answer = {"listVersion": 0} if msg[2] == "GetLocalListVersion" else {"status": "Accepted"}
-                if self.delay:
-                    asyncio.get_running_loop().call_later(self.delay, self._answer, msg[1], answer)
-                else:
-                    await self.ws.send(json.dumps([3, msg[1], answer]))
-                    self.own[msg[1]] = time.perf_counter() - arrived
-            elif msg[1] in self.pending:
-                self.pending.pop(msg[1]).set_result(msg)
-
-    def _answer(self, msg_id: str, answer: dict) -> None:
-        asyncio.get_running_loop().create_task(self.ws.send(json.dumps([3, msg_id, answer])))
-
-    async def call(self, action: str, payload: dict) -> float:
-        msg_id = f"{time.perf_counter_ns()}"
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[msg_id] = fut
-        began = time.perf_counter()
-        await self.ws.send(json.dumps([2, msg_id, action, payload]))
-        await fut
-        return time.perf_counter() - began
-
-
-def start_edge(work: Path) -> tuple[subprocess.Popen, int, int]:
-    ocpp, web = free_port(), free_port()
-    (work / "sitekeeper.toml").write_text(
-        f'[site]\nid = "bench-ops"\n[store]\npath = "{work / "site.db"}"\n'
-        f'[ocpp]\nhost = "127.0.0.1"\nport = {ocpp}\n[web]\nhost = "127.0.0.1"\nport = {web}\n'
-        '[billing]\npush_local_list = false\n')
-    proc = subprocess.Popen([str(SITEKEEPER), "--config", str(work / "sitekeeper.toml"), "run"],
-                            stdout=open(work / "edge.log", "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while "ready: ocpp=" not in (work / "edge.log").read_text():
-        if proc.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"the edge did not start:\n{(work / 'edge.log').read_text()}")
-        time.sleep(0.05)
-    return proc, ocpp, web
 
 
 def ms(values: list[float], q: float) -> float:

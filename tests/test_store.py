@@ -47,6 +47,39 @@ async def test_concurrent_writes_are_batched_and_durable(tmp_path):
     assert conn.execute("SELECT count(*) FROM auth_cache").fetchone()[0] == 501
 
 
+async def test_writes_from_the_web_thread_s_loop_are_answered_on_that_loop(tmp_path):
+    """The web app runs on a loop of its own in another thread: its writes are committed with the chargers'
+    and each writer is woken on its own loop; each thread reads through its own connection and sees them."""
+    import threading
+
+    store = Store.open(str(tmp_path / "s.db"))
+    store.start()
+    seen: dict = {}
+
+    def web_thread() -> None:
+        async def main() -> None:
+            def fn(conn: sqlite3.Connection) -> str:
+                conn.execute("INSERT INTO auth_cache (id_tag, status, updated) VALUES ('web', 'Accepted', 'now')")
+                return "committed"
+            seen["result"] = await store.write(fn)
+            seen["loop_ok"] = asyncio.get_running_loop() is not main_loop
+            seen["conn"] = store.db.conn
+            seen["rows"] = store.db.execute("SELECT id_tag FROM auth_cache ORDER BY id_tag").fetchall()
+        asyncio.run(main())
+
+    main_loop = asyncio.get_running_loop()
+    thread = threading.Thread(target=web_thread)
+    thread.start()
+    await store.write(lambda c: c.execute("INSERT INTO auth_cache (id_tag, status, updated)"
+                                          " VALUES ('ocpp', 'Accepted', 'now')"))
+    await asyncio.to_thread(thread.join, 10)
+    assert seen["result"] == "committed" and seen["loop_ok"]
+    assert seen["conn"] is not store.db.conn, "each thread has its own read connection"
+    assert ("web",) in seen["rows"]
+    assert [r[0] for r in store.db.execute("SELECT id_tag FROM auth_cache ORDER BY id_tag")] == ["ocpp", "web"]
+    await store.aclose()
+
+
 async def test_journal_keeps_newest_rows_per_charger_and_masks_cards(tmp_path):
     store = Store.open(str(tmp_path / "s.db"))
     store.start()

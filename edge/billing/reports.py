@@ -13,6 +13,7 @@ Daily report (`daily`), for one local day of the site's time zone (23 or 25 hour
 from __future__ import annotations
 
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -87,7 +88,7 @@ _SESSION_COLS = ("t.id, t.charger_id, t.tx_key, t.ocpp_version, t.evse_id, t.con
                  " t.energy_wh, t.hold_minor, t.cost_minor, t.captured_minor, t.uncollected_minor, t.billing_stop,"
                  " t.started_offline, t.upstream_tx_id, t.upstream_status")
 _SESSIONS = f"SELECT {_SESSION_COLS} FROM transactions t LEFT JOIN accounts a ON a.id = t.account_id"
-_ORDER = " ORDER BY coalesce(t.started_at, '') DESC, t.id DESC"
+_ORDER = " ORDER BY t.started_at DESC, t.id DESC"  # no start time last (NULL sorts lowest), by the index
 _UID_SQL = "upper(replace(replace(replace(t.id_tag, ':', ''), ' ', ''), '-', ''))"
 # Sessions the cloud CSMS refused (proxy mode): a 1.6 start answered with transactionId 0, or any status but
 # Accepted. They ran on the site; the cloud has their frames under upstream's id and must reconcile them.
@@ -140,6 +141,12 @@ def sessions(conn: sqlite3.Connection, *, charger_id: str | None = None, uid: st
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def session(conn: sqlite3.Connection, session_id: int) -> dict | None:
+    """One session, as `sessions` gives each, or None."""
+    row = next(_rows(conn.execute(_SESSIONS + " WHERE t.id = ?", (session_id,))), None)
+    return None if row is None else _session(row)
 
 
 # -- cards and users -------------------------------------------------------------------------------------
@@ -242,13 +249,16 @@ def _zero(charger_id: str | None = None) -> dict:
     return row if charger_id is None else {"charger_id": charger_id, **row}
 
 
-def _add(row: dict, started_at: str | None, stopped_at: str | None, energy: int | None, captured: int | None,
-         uncollected: int | None, lo: datetime, hi: datetime, now: datetime) -> bool:
-    """Count one session into a day's `row` (the day from `lo` to `hi`): its charging time within the day,
-    and, if it ended that day, it, its energy and its fees. False if it has no part in that day."""
+def _span(started_at: str | None, stopped_at: str | None) -> tuple[datetime | None, datetime | None] | None:
+    """A session's start and stop, parsed; None for an unreadable stop time (nothing can be said of it)."""
     start, stop = parse_ts(started_at), parse_ts(stopped_at)
-    if stopped_at is not None and stop is None:
-        return False  # an unreadable stop time: nothing can be said about it
+    return None if stopped_at is not None and stop is None else (start, stop)
+
+
+def _add(row: dict, start: datetime | None, stop: datetime | None, energy: int | None, captured: int | None,
+         uncollected: int | None, lo: datetime, hi: datetime, now: datetime) -> bool:
+    """Count one session (its `_span`) into a day's `row` (the day from `lo` to `hi`): its charging time within
+    the day, and, if it ended that day, it, its energy and its fees. False if it has no part in that day."""
     end = stop if stop is not None else now
     seconds = (min(end, hi) - max(start, lo)).total_seconds() if start is not None else 0.0
     ended_today = stop is not None and lo <= stop < hi
@@ -265,8 +275,10 @@ def _add(row: dict, started_at: str | None, stopped_at: str | None, energy: int 
     return True
 
 
+# the sessions that may touch a span: stopped after its start (or still open) and started before its end; by the
+# stop time's index (`+` keeps the planner off the start time's, which would walk every older session)
 _DAY_SQL = ("SELECT charger_id, started_at, stopped_at, energy_wh, captured_minor, uncollected_minor FROM transactions"
-            " WHERE (started_at IS NULL OR started_at < ?) AND (stopped_at IS NULL OR stopped_at >= ?)")
+            " WHERE (+started_at IS NULL OR +started_at < ?) AND (stopped_at IS NULL OR stopped_at >= ?)")
 
 
 def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: date, tz: str, *,
@@ -282,11 +294,19 @@ def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: d
     bounds = [day_bounds(d, tz) for d in days]
     rows = [{"date": d.isoformat(), **_zero()} for d in days]
     lo, hi = bounds[0][0], bounds[-1][1]
+    lows = [b[0] for b in bounds]
     for _, started_at, stopped_at, energy, captured, uncollected in conn.execute(
             _DAY_SQL + " AND charger_id = ?", ((hi + timedelta(days=1)).date().isoformat(),
                                                (lo - timedelta(days=1)).date().isoformat(), charger_id)):
-        for row, (day_lo, day_hi) in zip(rows, bounds, strict=True):
-            _add(row, started_at, stopped_at, energy, captured, uncollected, day_lo, day_hi, now)
+        span = _span(started_at, stopped_at)
+        if span is None:
+            continue
+        start, stop = span
+        end = stop if stop is not None else now
+        # only the days it can touch: from the day of its start (or end) to the day of its end
+        a, b = bisect_right(lows, start or end) - 1, bisect_right(lows, end) - 1
+        for i in range(max(0, min(a, b)), min(len(days) - 1, max(a, b)) + 1):
+            _add(rows[i], start, stop, energy, captured, uncollected, *bounds[i], now)
     for row in rows:
         row["charging_seconds"] = round(row["charging_seconds"])
         row["charging_hours"] = round(row["charging_seconds"] / 3600, 3)
@@ -302,7 +322,8 @@ def daily(conn: sqlite3.Connection, day: date, tz: str, *, now: datetime | None 
                                   (lo - timedelta(days=1)).date().isoformat()))
     for charger_id, started_at, stopped_at, energy, captured, uncollected in cur:
         row = per.get(charger_id) or _zero(charger_id)
-        if _add(row, started_at, stopped_at, energy, captured, uncollected, lo, hi, now):
+        span = _span(started_at, stopped_at)
+        if span is not None and _add(row, *span, energy, captured, uncollected, lo, hi, now):
             per[charger_id] = row
     rows = [per[cid] for cid in sorted(per)]
     totals = _zero()

@@ -4,7 +4,8 @@ One file, WAL, ``synchronous=FULL``. All writes go through `Store.write` (awaite
 after the change is committed and fsynced) or `Store.write_soon` (journal rows; committed with the next
 batch). Writes from many connections are gathered and committed together in one transaction on a writer
 thread, so a thousand chargers cost a handful of fsyncs a second, not a thousand. Reads use their own
-connection (`Store.db`, a sqlite-utils `Database`) on the caller's thread; WAL lets them run beside writes.
+connection (`Store.db`, a sqlite-utils `Database`), one per thread (the chargers' loop and the web app's loop
+each have their own); WAL lets them run beside writes and beside each other.
 """
 
 from __future__ import annotations
@@ -254,6 +255,12 @@ MIGRATIONS: list[str] = [
         before TEXT, after TEXT
     );
     """,
+    # 11: the owner's pages on a year of sessions: the newest first, a day's or a month's, a user's
+    """
+    CREATE INDEX transactions_started ON transactions (started_at);
+    CREATE INDEX transactions_stopped ON transactions (stopped_at);
+    CREATE INDEX transactions_account ON transactions (account_id, started_at);
+    """,
 ]
 
 
@@ -293,15 +300,17 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._wconn = _connect(path)
             self.version = migrate(self._wconn)
-            self.db = sqlite_utils.Database(_connect(path))
+            self._first_db = sqlite_utils.Database(_connect(path))
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open the database {path}: {e}") from None
         self.identity = Identity.of(path)
         self.write_error: str | None = None  # the store itself failed its last commit (not a caller's bad write)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._reads = threading.local()  # each thread's own read connection
+        self._reads.db = self._first_db
+        self._read_dbs = [self._first_db]
         self.commits = 0
 
     @classmethod
@@ -309,6 +318,19 @@ class Store:
         """The database at `path`, migrated; `create=False`: a missing file is a `StoreError`, not a new
         empty database (only `run` and `init` make one)."""
         return cls(path, create)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The calling thread's read connection (made on its first read): a connection must not be shared by
+        two threads, whose transactions would interleave. An in-memory database has only the one."""
+        db = getattr(self._reads, "db", None)
+        if db is None:
+            if self.path == ":memory:":
+                return self._first_db
+            db = self._reads.db = sqlite_utils.Database(_connect(self.path))
+            with self._lock:
+                self._read_dbs.append(db)
+        return db
 
     def problem(self) -> str | None:
         """Why the store cannot do its job now (for `/healthz`), or None: the file was deleted or replaced
@@ -357,7 +379,6 @@ class Store:
 
     # -- asyncio use: a writer thread commits batches --------------------------------------------------------
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -399,11 +420,18 @@ class Store:
                     break
                 batch.append(more)
             results = self._apply(batch)
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(_deliver, batch, results)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+            by_loop: dict[asyncio.AbstractEventLoop, list] = {}  # each waiter is woken on its own loop
+            for item, result in zip(batch, results, strict=True):
+                fut = item[1]
+                if fut is not None:
+                    by_loop.setdefault(fut.get_loop(), []).append((fut, result))
+                elif not result[0]:
+                    log.error("store: background write failed: %s", result[1])
+            for loop, waiters in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_deliver, waiters)
+                except RuntimeError:  # that loop is closed: nobody is waiting there any more
+                    pass
             if stop:
                 return
 
@@ -452,7 +480,9 @@ class Store:
 
     def close(self) -> None:
         self._wconn.close()
-        self.db.conn.close()
+        with self._lock:
+            for db in self._read_dbs:
+                db.conn.close()
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -461,12 +491,9 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _deliver(batch: list, results: list[tuple[bool, Any]]) -> None:
-    for (_, fut), (ok, value) in zip(batch, results, strict=True):
-        if fut is None:
-            if not ok:
-                log.error("store: background write failed: %s", value)
-        elif not fut.done():
+def _deliver(waiters: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
+    for fut, (ok, value) in waiters:
+        if not fut.done():
             if ok:
                 fut.set_result(value)
             else:

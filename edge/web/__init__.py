@@ -1,2 +1,3 @@
-"""The edge's web app (FastAPI, in the daemon's loop): `/healthz`, `/metrics` and the JSON API (`app`); the
-home of the owner pages, their login and the /pay pages to come."""
+"""The edge's web app (FastAPI, on a thread and a loop of its own beside the chargers' loop): `/healthz`,
+`/metrics`, the JSON API and the owner's pages (`app`; what crosses to the chargers' loop: `across`); the home of
+the /pay pages to come."""

@@ -1,12 +1,16 @@
-"""The edge's web app (FastAPI, in the daemon's own loop): `/healthz`, `/metrics`, and the JSON API.
+"""The edge's web app (FastAPI): `/healthz`, `/metrics`, the JSON API and the owner's pages.
 
-Every handler is a coroutine: it runs on the daemon's loop, whose SQLite connection it reads (FastAPI would run
-a plain function in its thread pool, on a connection that belongs to the loop's thread)."""
+It runs on a thread and a loop of its own (`WebServer`), beside the chargers' loop: page work never delays a
+charger's answer. Every handler is a coroutine on the web's loop, reading through that thread's own SQLite
+connection; calls to chargers and taps cross to the chargers' loop (`edge.web.across`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
 from typing import Protocol
 
@@ -37,6 +41,7 @@ from edge.web import (
     tariff_pages,
     user_pages,
 )
+from edge.web.across import SiteView
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
 
@@ -153,35 +158,49 @@ class _Server(uvicorn.Server):
         yield
 
 
+WEB_NICENESS = 10  # the web thread's, above the daemon's own: page work yields the CPU to the chargers' loop
+
+
 class WebServer:
+    """uvicorn on a thread and a loop of its own (`edge.web.across` says why and what crosses)."""
+
     def __init__(self, server: _Server):
         self.server = server
-        self.task = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="web", daemon=True)
+
+    def _run(self) -> None:
+        # the chargers come first: on a busy machine the kernel runs the chargers' thread before this one
+        # (on Linux a thread has a niceness of its own; raising it needs no privilege)
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WEB_NICENESS)
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as e:  # said by start_web, which waits for the start
+            self.error = e
 
     async def stop(self) -> None:
         self.server.should_exit = True
-        if self.task is not None:
-            with contextlib.suppress(Exception):
-                await self.task
+        await asyncio.to_thread(self.thread.join, 15)
 
 
 async def start_web(edge: Site) -> tuple[WebServer, int]:
-    import asyncio
-
     if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning("web: %s:%d is open to the network: every /api/ route needs a token, and chargers fetch"
                     " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
                     edge.cfg.web.port)
 
     tls = {"ssl_certfile": edge.cfg.web.tls_cert, "ssl_keyfile": edge.cfg.web.tls_key} if edge.cfg.web.tls_cert else {}
-    config = uvicorn.Config(build_app(edge), host=edge.cfg.web.host, port=edge.cfg.web.port,
+    app = build_app(SiteView(edge, asyncio.get_running_loop()))
+    config = uvicorn.Config(app, host=edge.cfg.web.host, port=edge.cfg.web.port,
                             log_level="warning", lifespan="off", access_log=False, **tls)
     server = _Server(config)
     web = WebServer(server)
-    web.task = asyncio.create_task(server.serve())
+    web.thread.start()
     while not server.started:
-        if web.task.done():
-            web.task.result()
+        if not web.thread.is_alive():
+            if web.error is not None and not isinstance(web.error, SystemExit):
+                raise web.error
             raise RuntimeError(f"web server could not start on {edge.cfg.web.host}:{edge.cfg.web.port}")
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]

@@ -58,7 +58,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
     async def session_page(request: Request, session_id: int) -> HTMLResponse:
         user = kit.page_user(request)
         conn = edge.store.db.conn
-        s = next((r for r in reports.sessions(conn, limit=None) if r["id"] == session_id), None)
+        s = reports.session(conn, session_id)
         if s is None:
             raise HTTPException(404, kit.t(request)("sessions.unknown", id=session_id))
         made = billing.breakdown(conn, session_id) or {"readings": [], "cost": None}
