@@ -313,6 +313,19 @@ def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: d
     return rows
 
 
+def user_totals(conn: sqlite3.Connection, lo: datetime, hi: datetime) -> list[dict]:
+    """Per user, the sessions that ended from `lo` to `hi` (as the daily report counts them): how many, their
+    energy and what was paid; the biggest spender first."""
+    rows = conn.execute(
+        "SELECT t.account_id, a.name, count(*), coalesce(sum(t.energy_wh), 0), coalesce(sum(t.captured_minor), 0)"
+        " FROM transactions t LEFT JOIN accounts a ON a.id = t.account_id"
+        " WHERE t.stopped_at >= ? AND t.stopped_at < ? AND t.account_id IS NOT NULL GROUP BY t.account_id",
+        (iso(lo), iso(hi))).fetchall()
+    out = [{"id": account, "name": name or "—", "sessions": n, "energy_wh": wh, "spend_minor": spend}
+           for account, name, n, wh, spend in rows]
+    return sorted(out, key=lambda u: (-u["spend_minor"], u["name"]))
+
+
 def daily(conn: sqlite3.Connection, day: date, tz: str, *, now: datetime | None = None) -> dict:
     """Per charger, for the local day `day` in zone `tz`: charging time, energy and fees (see the module doc)."""
     lo, hi = day_bounds(day, tz)

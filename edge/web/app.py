@@ -193,7 +193,8 @@ async def start_web(edge: Site) -> tuple[WebServer, int]:
     tls = {"ssl_certfile": edge.cfg.web.tls_cert, "ssl_keyfile": edge.cfg.web.tls_key} if edge.cfg.web.tls_cert else {}
     app = build_app(SiteView(edge, asyncio.get_running_loop()))
     config = uvicorn.Config(app, host=edge.cfg.web.host, port=edge.cfg.web.port,
-                            log_level="warning", lifespan="off", access_log=False, **tls)
+                            log_level="warning", lifespan="off", access_log=False,
+                            timeout_graceful_shutdown=5, **tls)  # open event streams do not hold up a stop
     server = _Server(config)
     web = WebServer(server)
     web.thread.start()

@@ -59,18 +59,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                                 "sessions": sum(d["sessions"] for d in days),
                                 "energy_wh": sum(d["energy_wh"] for d in days),
                                 "fees_minor": sum(d["fees_minor"] for d in days)})
-        lo, hi = reports.day_bounds(lo_day, tz)[0], reports.day_bounds(hi_day, tz)[1]
-        lo_s, hi_s = lo.strftime("%Y-%m-%dT%H:%M:%SZ"), hi.strftime("%Y-%m-%dT%H:%M:%SZ")
-        users: dict[int, dict] = {}
-        for s in reports.sessions(conn, since=lo - timedelta(days=2), limit=None):
-            if s["open"] or s["account_id"] is None or not (lo_s <= (s["stopped_at"] or "") < hi_s):
-                continue
-            u = users.setdefault(s["account_id"], {"id": s["account_id"], "name": s["name"] or "—", "sessions": 0,
-                                                   "energy_wh": 0, "spend_minor": 0})
-            u["sessions"] += 1
-            u["energy_wh"] += s["energy_wh"] or 0
-            u["spend_minor"] += s["captured_minor"] or 0
-        per_user = sorted(users.values(), key=lambda u: (-u["spend_minor"], u["name"]))
+        per_user = reports.user_totals(conn, reports.day_bounds(lo_day, tz)[0], reports.day_bounds(hi_day, tz)[1])
         exp, cur = billing.SETTINGS.exponent, billing.SETTINGS.currency
         if csv_of in ("charger", "user"):
             out = io.StringIO()
