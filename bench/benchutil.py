@@ -158,3 +158,31 @@ def start_edge(work: Path, site: str = "bench-ops", db: Path | None = None) -> t
             raise SystemExit(f"the edge did not start:\n{(work / 'edge.log').read_text()}")
         time.sleep(0.05)
     return proc, ocpp, web
+
+
+def ms(values: Sequence[float], q: float) -> float:
+    """The q-th percentile of `values` (seconds, any order) in milliseconds."""
+    return percentile(sorted(values), q) * 1000
+
+
+async def heartbeats(chargers: Sequence[Charger], seconds: float) -> list[float]:
+    """Round trips (seconds) of Heartbeats sent by `chargers` one after the other for `seconds`."""
+    rtts = []
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        for ch in chargers:
+            rtts.append(await ch.call("Heartbeat", {}))
+    return rtts
+
+
+async def heartbeats_beside(load: Sequence[str], chargers: Sequence[Charger], seconds: float
+                            ) -> tuple[list[float], int]:
+    """Heartbeats of `chargers` for `seconds` while a load runs in another process (`python *load`): the load
+    prints "started" once under way, then, when done, the number of things it did; (round trips, that number)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, *load, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"started"
+    rtts = await heartbeats(chargers, seconds)
+    done = int((await proc.stdout.readline()).strip() or 0)
+    await proc.wait()
+    return rtts, done

@@ -33,15 +33,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
-from benchutil import Charger, Http, percentile, start_edge
+from benchutil import Charger, Http, heartbeats, heartbeats_beside, ms, start_edge
 
 ANSWER_DELAY = 0.5  # seconds a loaded charger of B takes to answer (real ones take 0.1 to a few seconds)
-
-
-def ms(values: list[float], q: float) -> float:
-    return percentile(sorted(values), q) * 1000
 
 
 async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float,
@@ -69,26 +66,12 @@ async def measure(ocpp: int, web: int, token: str, n_ops: int, seconds: float,
     # that the load's own work does not fall on this one's measurements)
     others = [await Charger(url, f"OPS-HB{i}").connect() for i in range(10)]
 
-    async def heartbeats(until: float) -> list[float]:
-        rtts = []
-        while time.perf_counter() < until:
-            for ch in others:
-                rtts.append(await ch.call("Heartbeat", {}))
-        return rtts
+    def under_load(delay: float, prefix: str, at: tuple[int, int, str] = (ocpp, web, token)
+                   ) -> Awaitable[tuple[list[float], int]]:
+        return heartbeats_beside([__file__, "--load", str(at[0]), str(at[1]), at[2], str(seconds), str(delay),
+                                  prefix], others, seconds)
 
-    async def under_load(delay: float, prefix: str, at: tuple[int, int, str] = (ocpp, web, token)
-                         ) -> tuple[list[float], int]:
-        load = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--load", str(at[0]), str(at[1]), at[2], str(seconds), str(delay), prefix,
-            stdout=asyncio.subprocess.PIPE)
-        assert load.stdout is not None
-        assert (await load.stdout.readline()).strip() == b"started"
-        loaded = await heartbeats(time.perf_counter() + seconds)
-        done = int((await load.stdout.readline()).strip() or 0)
-        await load.wait()
-        return loaded, done
-
-    idle = await heartbeats(time.perf_counter() + seconds)
+    idle = await heartbeats(others, seconds)
     elsewhere, _ = await under_load(ANSWER_DELAY, "OPS-E", other)
     loaded, done = await under_load(ANSWER_DELAY, "OPS-B")
     flood, flood_done = await under_load(0.0, "OPS-F")

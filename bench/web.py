@@ -33,11 +33,12 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from benchutil import Charger, Http, percentile, start_edge
+from benchutil import Charger, Http, heartbeats, heartbeats_beside, ms, start_edge
 
 from edge.operations import admins
 from edge.store.sqlite import Store
@@ -159,19 +160,16 @@ def pages(info: dict) -> dict[str, str]:
 TARGETED = ("dashboard", "charger, 30 days", "user page", "month report")
 
 
-def ms(values: list[float], q: float) -> float:
-    return percentile(sorted(values), q) * 1000
-
-
 async def measure(ocpp: int, web: int, info: dict, n: int, seconds: float, other: tuple[int, int]) -> dict:
     cookie = {"Cookie": f"{session.COOKIE}={info['cookie']}", "Accept": "text/html"}
     http = Http(web, cookie)
-    times: dict[str, list[float]] = {name: [] for name in ["GET /healthz (baseline)", *pages(info)]}
+    baseline = "GET /healthz (baseline)"
+    times: dict[str, list[float]] = {name: [] for name in [baseline, *pages(info)]}
     for name, path in pages(info).items():  # each page once, checked, before anything is timed
         status, body = await http.request("GET", path)
         assert status == 200 and b"<html" in body, (name, status, body[:300])
     for _ in range(n):
-        for name, path in [("GET /healthz (baseline)", "/healthz"), *pages(info).items()]:
+        for name, path in [(baseline, "/healthz"), *pages(info).items()]:
             t0 = time.perf_counter()
             status, _ = await http.request("GET", path)
             times[name].append(time.perf_counter() - t0)
@@ -180,34 +178,21 @@ async def measure(ocpp: int, web: int, info: dict, n: int, seconds: float, other
     url = f"ws://127.0.0.1:{ocpp}/ocpp"
     beating = [await Charger(url, cid).connect() for cid in CHARGERS[:10]]
 
-    async def heartbeats(until: float) -> list[float]:
-        rtts = []
-        while time.perf_counter() < until:
-            for ch in beating:
-                rtts.append(await ch.call("Heartbeat", {}))
-        return rtts
+    def under_load(port: int) -> Awaitable[tuple[list[float], int]]:
+        return heartbeats_beside([__file__, "--load", str(port), info["cookie"], str(seconds), str(info["user"]),
+                                  str(info["tx"])], beating, seconds)
 
-    async def under_load(port: int) -> tuple[list[float], int]:
-        load = await asyncio.create_subprocess_exec(sys.executable, __file__, "--load", str(port), info["cookie"],
-                                                    str(seconds), str(info["user"]), stdout=asyncio.subprocess.PIPE)
-        assert load.stdout is not None
-        assert (await load.stdout.readline()).strip() == b"started"
-        loaded = await heartbeats(time.perf_counter() + seconds)
-        done = int((await load.stdout.readline()).strip() or 0)
-        await load.wait()
-        return loaded, done
-
-    idle = await heartbeats(time.perf_counter() + seconds)
+    idle = await heartbeats(beating, seconds)
     elsewhere, _ = await under_load(other[1])
     loaded, done = await under_load(web)
     return {"A": times, "B": {"idle": idle, "elsewhere": elsewhere, "loaded": loaded, "pages": done,
                               "seconds": seconds}}
 
 
-async def load(web: int, cookie: str, seconds: float, user: int) -> None:
+async def load(web: int, cookie: str, seconds: float, user: int, tx: int) -> None:
     """The other process of B: 20 clients, each loading the pages one after the other for `seconds`."""
     os.nice(19)
-    paths = list(pages({"user": user, "tx": 2000}).values())
+    paths = list(pages({"user": user, "tx": tx}).values())
     done = 0
 
     async def client(i: int, until: float) -> None:
@@ -229,8 +214,8 @@ async def load(web: int, cookie: str, seconds: float, user: int) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--load"]:
-        web, cookie, seconds, user = sys.argv[2:6]
-        asyncio.run(load(int(web), cookie, float(seconds), int(user)))
+        web, cookie, seconds, user, tx = sys.argv[2:7]
+        asyncio.run(load(int(web), cookie, float(seconds), int(user), int(tx)))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20 rounds of pages, 10 s per phase of B")

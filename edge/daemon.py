@@ -1,6 +1,6 @@
 """`sitekeeper run`: the edge daemon. Wires config, store, authorizer, charger server and web app together:
 the chargers on the main asyncio loop, the web app on a thread and loop of its own (`edge.web.across`), so that
-no page ever makes a charger wait. Shuts down cleanly on SIGTERM/SIGINT, and re-reads its config file on SIGHUP (see
+a charger's answer does not wait for a page to be made. Shuts down cleanly on SIGTERM/SIGINT, and re-reads its config file on SIGHUP (see
 `edge.reload` for what can change on the fly).
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 
 from edge.store.journal import Journal, mask_frame, read
 from edge.store.sqlite import MIGRATIONS, Store
@@ -50,8 +51,6 @@ async def test_concurrent_writes_are_batched_and_durable(tmp_path):
 async def test_writes_from_the_web_thread_s_loop_are_answered_on_that_loop(tmp_path):
     """The web app runs on a loop of its own in another thread: its writes are committed with the chargers'
     and each writer is woken on its own loop; each thread reads through its own connection and sees them."""
-    import threading
-
     store = Store.open(str(tmp_path / "s.db"))
     store.start()
     seen: dict = {}

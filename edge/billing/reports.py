@@ -281,6 +281,15 @@ _DAY_SQL = ("SELECT charger_id, started_at, stopped_at, energy_wh, captured_mino
             " WHERE (+started_at IS NULL OR +started_at < ?) AND (stopped_at IS NULL OR stopped_at >= ?)")
 
 
+def _touching(conn: sqlite3.Connection, lo: datetime, hi: datetime, charger_id: str | None = None) -> sqlite3.Cursor:
+    """The sessions (of one charger) that may touch `lo`..`hi`: the text comparison is coarse, a day wider
+    either side; `_add` counts exactly."""
+    sql, args = _DAY_SQL, [(hi + timedelta(days=1)).date().isoformat(), (lo - timedelta(days=1)).date().isoformat()]
+    if charger_id is not None:
+        sql, args = sql + " AND charger_id = ?", [*args, charger_id]
+    return conn.execute(sql, args)
+
+
 def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: date, tz: str, *,
                  now: datetime | None = None) -> list[dict]:
     """One charger's days from `first` to `last` (local days in `tz`), oldest first: each day's charging
@@ -295,9 +304,7 @@ def charger_days(conn: sqlite3.Connection, charger_id: str, first: date, last: d
     rows = [{"date": d.isoformat(), **_zero()} for d in days]
     lo, hi = bounds[0][0], bounds[-1][1]
     lows = [b[0] for b in bounds]
-    for _, started_at, stopped_at, energy, captured, uncollected in conn.execute(
-            _DAY_SQL + " AND charger_id = ?", ((hi + timedelta(days=1)).date().isoformat(),
-                                               (lo - timedelta(days=1)).date().isoformat(), charger_id)):
+    for _, started_at, stopped_at, energy, captured, uncollected in _touching(conn, lo, hi, charger_id):
         span = _span(started_at, stopped_at)
         if span is None:
             continue
@@ -331,9 +338,7 @@ def daily(conn: sqlite3.Connection, day: date, tz: str, *, now: datetime | None 
     lo, hi = day_bounds(day, tz)
     now = now or datetime.now(UTC)
     per: dict[str, dict] = {cid: _zero(cid) for (cid,) in conn.execute("SELECT id FROM chargers")}
-    cur = conn.execute(_DAY_SQL, ((hi + timedelta(days=1)).date().isoformat(),
-                                  (lo - timedelta(days=1)).date().isoformat()))
-    for charger_id, started_at, stopped_at, energy, captured, uncollected in cur:
+    for charger_id, started_at, stopped_at, energy, captured, uncollected in _touching(conn, lo, hi):
         row = per.get(charger_id) or _zero(charger_id)
         span = _span(started_at, stopped_at)
         if span is not None and _add(row, *span, energy, captured, uncollected, lo, hi, now):

@@ -20,11 +20,8 @@ class Across:
         self.loop = loop
 
     async def run(self, coro: Coroutine) -> Any:
-        try:
-            if asyncio.get_running_loop() is self.loop:
-                return await coro
-        except RuntimeError:
-            pass
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
 
