@@ -1,6 +1,6 @@
 """`sitekeeper run`: the edge daemon. Wires config, store, authorizer, charger server and web app together:
-the chargers on the main asyncio loop, the web app on a thread and loop of its own (`edge.web.across`), so that
-a charger's answer does not wait for a page to be made. Shuts down cleanly on SIGTERM/SIGINT, and re-reads its config file on SIGHUP (see
+the chargers on its asyncio loop, the web app in a process of its own (`edge.web.process`) that asks the daemon
+over a bridge, so that a charger's answer does not wait for a page to be made. Shuts down cleanly on SIGTERM/SIGINT, and re-reads its config file on SIGHUP (see
 `edge.reload` for what can change on the fly).
 """
 
@@ -160,6 +160,8 @@ class Edge:
                 log.error("config reload failed, the running config stays: %s", e)
                 return
         config_reload.apply(self.cfg, new)
+        if self._web is not None:
+            self._web.reload()  # the web process reads the file again too
         log.info("config reloaded from %s; changed: %s%s", self.cfg.source, ", ".join(live) or "nothing",
                  f"; needs a restart (left as it was): {', '.join(restart)}" if restart else "")
 

@@ -4,8 +4,9 @@ One file, WAL, ``synchronous=FULL``. All writes go through `Store.write` (awaite
 after the change is committed and fsynced) or `Store.write_soon` (journal rows; committed with the next
 batch). Writes from many connections are gathered and committed together in one transaction on a writer
 thread, so a thousand chargers cost a handful of fsyncs a second, not a thousand. Reads use their own
-connection (`Store.db`, a sqlite-utils `Database`), one per thread (the chargers' loop and the web app's loop
-each have their own); WAL lets them run beside writes and beside each other.
+connection (`Store.db`, a sqlite-utils `Database`), one per thread (a loop's and its helper threads' reads
+never share a transaction); WAL lets them run beside writes. The web process has a `Store` of its own on the
+same file: SQLite takes turns between the two processes' writers.
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""The edge's web app (FastAPI, on a thread and a loop of its own beside the chargers' loop): `/healthz`,
-`/metrics`, the JSON API and the owner's pages (`app`; what crosses to the chargers' loop: `across`); the home of
+"""The edge's web app (FastAPI, in a process of its own beside the daemon's): `/healthz`, `/metrics`, the JSON
+API and the owner's pages (`app`); the process and its bridge to the daemon (`process`, `bridge`); the home of
 the /pay pages to come."""

@@ -1,31 +1,24 @@
 """The edge's web app (FastAPI): `/healthz`, `/metrics`, the JSON API and the owner's pages.
 
-It runs on a thread and a loop of its own (`WebServer`), beside the chargers' loop: page work never delays a
-charger's answer. Every handler is a coroutine on the web's loop, reading through that thread's own SQLite
-connection; calls to chargers and taps cross to the chargers' loop (`edge.web.across`)."""
+It runs in a process of its own (`edge.web.process`), with its own connections to the site's database: page
+work never makes a charger wait. What it needs of the running daemon (`Site`: a charger's connection, a tap,
+the health, the metrics, the live events) it asks over the bridge (`edge.web.bridge`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
-import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 from edge.config import Config
 from edge.events import EventBus
-from edge.metrics import Metrics
 from edge.money import UidError, normalise_uid
 from edge.operations.chargers import Chargers
 from edge.rfid import Tap
-from edge.rfid.taps import TapService
 from edge.store import journal, reads
 from edge.store.sqlite import Store
 from edge.web import (
@@ -41,21 +34,22 @@ from edge.web import (
     tariff_pages,
     user_pages,
 )
-from edge.web.across import SiteView
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
+from edge.web.process import WebProcess
 
 log = logging.getLogger(__name__)
 
 
 class Site(Protocol):
-    """What the web app needs of the running daemon (`edge.daemon.Edge` is one)."""
+    """What the web app needs of the running daemon: in the web process, `edge.web.process.RemoteSite` (the
+    daemon, `edge.daemon.Edge`, seen through the bridge)."""
 
     cfg: Config
     store: Store
-    metrics: Metrics
+    metrics: Any  # .render(): the Prometheus text
     events: EventBus
-    taps: TapService
+    taps: Any  # await .handle(Tap): what the tap did
     chargers: Chargers
     web_port: int
 
@@ -152,57 +146,15 @@ def build_app(edge: Site) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # the daemon owns SIGTERM/SIGINT
-        yield
-
-
-WEB_NICENESS = 10  # the web thread's, above the daemon's own: page work yields the CPU to the chargers' loop
-
-
-class WebServer:
-    """uvicorn on a thread and a loop of its own (`edge.web.across` says why and what crosses)."""
-
-    def __init__(self, server: _Server):
-        self.server = server
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="web", daemon=True)
-
-    def _run(self) -> None:
-        # the chargers come first: on a busy machine the kernel runs the chargers' thread before this one
-        # (on Linux a thread has a niceness of its own; raising it needs no privilege)
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WEB_NICENESS)
-        try:
-            asyncio.run(self.server.serve())
-        except BaseException as e:  # said by start_web, which waits for the start
-            self.error = e
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        await asyncio.to_thread(self.thread.join, 15)
-
-
-async def start_web(edge: Site) -> tuple[WebServer, int]:
+async def start_web(edge: Site) -> tuple[WebProcess, int]:
+    """The web app in a process of its own (`edge.web.process`), once it listens: it and its port."""
     if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning("web: %s:%d is open to the network: every /api/ route needs a token, and chargers fetch"
                     " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
                     edge.cfg.web.port)
-
-    tls = {"ssl_certfile": edge.cfg.web.tls_cert, "ssl_keyfile": edge.cfg.web.tls_key} if edge.cfg.web.tls_cert else {}
-    app = build_app(SiteView(edge, asyncio.get_running_loop()))
-    config = uvicorn.Config(app, host=edge.cfg.web.host, port=edge.cfg.web.port,
-                            log_level="warning", lifespan="off", access_log=False,
-                            timeout_graceful_shutdown=5, **tls)  # open event streams do not hold up a stop
-    server = _Server(config)
-    web = WebServer(server)
-    web.thread.start()
-    while not server.started:
-        if not web.thread.is_alive():
-            if web.error is not None and not isinstance(web.error, SystemExit):
-                raise web.error
-            raise RuntimeError(f"web server could not start on {edge.cfg.web.host}:{edge.cfg.web.port}")
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return web, port
+    web = WebProcess(edge)
+    try:
+        return web, await web.start()
+    except BaseException:
+        await web.stop()
+        raise

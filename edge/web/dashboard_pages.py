@@ -44,9 +44,10 @@ def alerts(edge: Any, t: Any) -> list[str]:
             if c["status"] == "Faulted":
                 out.append(t("alert.faulted", id=cid, n=c["connector_id"] or c["evse_id"], error=c["error_code"] or "?"))
     if edge.cfg.upstream.mode == "proxy":
-        connected = len(edge.chargers.sessions)
-        if connected and edge.chargers.upstream_links < connected:
-            out.append(t("alert.upstream", down=connected - edge.chargers.upstream_links, of=connected))
+        health = edge.health()
+        connected, links = health["chargers_connected"], health["upstream_links_up"]
+        if connected and links < connected:
+            out.append(t("alert.upstream", down=connected - links, of=connected))
     sync = outbox.status(conn)
     if sync["unsent"] and sync["oldest_unsent_age_s"] > BACKLOG_MINUTES * 60:
         out.append(t("alert.backlog", n=sync["unsent"], minutes=round(sync["oldest_unsent_age_s"] / 60)))
