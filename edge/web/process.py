@@ -37,7 +37,7 @@ RESTART_AFTER = 1.0  # seconds before a web process that died is started again
 # -- the web process ----------------------------------------------------------------------------------------
 
 class _Charger:
-    """A connected charger, its calls made by the daemon."""
+    """A connected charger, its calls made by the daemon (`exchange`: all that operations ask of one)."""
 
     def __init__(self, bridge: Bridge, charger_id: str, version: str):
         self.bridge, self.charger_id, self.version = bridge, charger_id, version
@@ -46,12 +46,6 @@ class _Charger:
         result, error = await self.bridge.call("exchange", charger=self.charger_id, action=action, payload=payload,
                                                timeout=timeout)
         return result, error
-
-    async def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict:
-        result, error = await self.exchange(action, payload, timeout)
-        if error is not None:
-            raise RuntimeError(f"{error.get('code')}: {error.get('description')}")
-        return result or {}
 
 
 class _Chargers:
