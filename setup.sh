@@ -103,6 +103,8 @@ if [ $DEV -eq 1 ]; then
   # the page tests: Playwright drives Debian's Chromium (Playwright cannot download a browser here), with
   # fonts that cover English and Filipino (and the Chinese of the driver's screens)
   apt_install chromium fonts-noto-core fonts-noto-cjk
+  # the pay tests read the printed QR stickers back with a real QR decoder
+  apt_install zbar-tools
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

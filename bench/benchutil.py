@@ -78,12 +78,15 @@ class Http:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: object = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """`body`: JSON to send (bytes: sent as they are, as JSON); `headers`: this request's own."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        data = b"" if body is None else json.dumps(body).encode()
+        data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         kind = "Content-Type: application/json\r\n" if body is not None else ""
-        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}{kind}"
+        own = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}{own}{kind}"
                           f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
         assert self.reader is not None
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -142,14 +145,16 @@ class Charger:
         return time.perf_counter() - began
 
 
-def start_edge(work: Path, site: str = "bench-ops", db: Path | None = None) -> tuple[subprocess.Popen, int, int]:
-    """`sitekeeper run` on a standalone site in `work` (its database `db`, default `work/site.db`), once it says
-    it is ready: (the process, its OCPP port, its web port). Its local API token is `work/local-api.token`."""
+def start_edge(work: Path, site: str = "bench-ops", db: Path | None = None,
+               extra: str = "") -> tuple[subprocess.Popen, int, int]:
+    """`sitekeeper run` on a standalone site in `work` (its database `db`, default `work/site.db`; `extra`: more
+    TOML tables), once it says it is ready: (the process, its OCPP port, its web port). Its local API token is
+    `work/local-api.token`."""
     ocpp, web = free_port(), free_port()
     (work / "sitekeeper.toml").write_text(
         f'[site]\nid = "{site}"\ntimezone = "Asia/Manila"\n[store]\npath = "{db or work / "site.db"}"\n'
         f'[ocpp]\nhost = "127.0.0.1"\nport = {ocpp}\n[web]\nhost = "127.0.0.1"\nport = {web}\n'
-        '[billing]\npush_local_list = false\n')
+        '[billing]\npush_local_list = false\n' + extra)
     proc = subprocess.Popen([str(SITEKEEPER), "--config", str(work / "sitekeeper.toml"), "run"],
                             stdout=open(work / "edge.log", "w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 30

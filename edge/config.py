@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.money import MoneyError, to_minor
 from edge.security import PREFIX as HASH_PREFIX
 from edge.security import hash_password, is_valid_hash
 
@@ -170,6 +171,28 @@ class OperationsConfig:
 
 
 @dataclass
+class PaymongoConfig:
+    secret_key: str = ""  # sk_test_... / sk_live_...: the API's Basic user
+    webhook_secret: str = ""  # whsk_...: signs the webhooks (Paymongo-Signature)
+    api_base: str = "https://api.paymongo.com"
+    timeout: float = 10.0  # seconds for one API request
+    webhook_tolerance: int = 300  # seconds a webhook's signed time may be off
+
+
+@dataclass
+class PayConfig:
+    enabled: bool = True  # /pay pages for drivers (the wallet way needs nothing else)
+    public_url: str = ""  # the address phones reach (the QR stickers'); "" = http://<web.host>:<web.port>
+    provider: str = ""  # "" (the site wallet only) or "paymongo" (QR Ph through PayMongo)
+    start_timeout: float = 90.0  # seconds the charger has to start once the money is held
+    payment_minutes: float = 10.0  # how long a QR Ph code waits for its payment
+    amounts: str = "100.00, 200.00, 500.00"  # QR Ph: the amounts offered (any amount between the limits too)
+    min_amount: str = "50.00"
+    max_amount: str = "2000.00"
+    paymongo: PaymongoConfig = field(default_factory=PaymongoConfig)
+
+
+@dataclass
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -182,6 +205,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     reader: dict[str, ReaderConfig] = field(default_factory=lambda: {"kiosk": ReaderConfig()})
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    pay: PayConfig = field(default_factory=PayConfig)
     source: str = ""  # the file it came from, "" for defaults
 
 
@@ -334,6 +358,44 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("billing.currency_exponent: expected 0..4")
     if cfg.store.journal_max_rows < 10:
         raise ConfigError("store.journal_max_rows: must be at least 10")
+    _validate_pay(cfg.pay, cfg.billing.currency_exponent)
+
+
+def pay_amounts(pay: PayConfig, exponent: int) -> tuple[list[int], int, int]:
+    """(the offered amounts, the least, the most), in minor units; raises `ConfigError` naming the key."""
+    def one(key: str, text: str) -> int:
+        try:
+            value = to_minor(text.strip(), exponent)
+        except MoneyError as e:
+            raise ConfigError(f"pay.{key}: {e}") from None
+        if value <= 0:
+            raise ConfigError(f"pay.{key}: must be above 0, got {text!r}")
+        return value
+
+    low, high = one("min_amount", pay.min_amount), one("max_amount", pay.max_amount)
+    offered = [one("amounts", part) for part in pay.amounts.split(",") if part.strip()]
+    if low > high:
+        raise ConfigError("pay.min_amount: must not be above pay.max_amount")
+    for value, text in zip(offered, pay.amounts.split(","), strict=False):
+        if not low <= value <= high:
+            raise ConfigError(f"pay.amounts: {text.strip()} is outside pay.min_amount..pay.max_amount")
+    return offered, low, high
+
+
+def _validate_pay(pay: PayConfig, exponent: int) -> None:
+    if pay.provider not in ("", "paymongo"):
+        raise ConfigError(f"pay.provider: expected '' (the site wallet only) or 'paymongo', got {pay.provider!r}")
+    if pay.provider == "paymongo" and not (pay.paymongo.secret_key and pay.paymongo.webhook_secret):
+        raise ConfigError("pay.paymongo.secret_key: QR Ph through PayMongo needs pay.paymongo.secret_key and"
+                          " pay.paymongo.webhook_secret (from PayMongo's dashboard)")
+    for key, url in (("pay.public_url", pay.public_url), ("pay.paymongo.api_base", pay.paymongo.api_base)):
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: expected an http:// or https:// address, got {url!r}")
+    if not 10 <= pay.start_timeout <= 600:
+        raise ConfigError("pay.start_timeout: expected 10..600 seconds")
+    if not 0.25 <= pay.payment_minutes <= 30:  # PayMongo's QR Ph codes end after 30 minutes
+        raise ConfigError("pay.payment_minutes: expected 0.25..30")
+    pay_amounts(pay, exponent)
 
 
 SYSTEM_CONFIG = "/etc/sitekeeper/sitekeeper.toml"  # what `setup.sh --install` writes

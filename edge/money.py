@@ -86,6 +86,18 @@ def lookup_key(text: str) -> str:
         return text
 
 
+# a pay session's id tag: "PAY" + its code (edge.billing.pay); the controller knows it for billing to decide
+PAY_PREFIX = "PAY"
+PAY_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32: no I, L, O, U to misread
+PAY_CODE_LENGTH = 10
+
+
+def is_pay_tag(text: str | None) -> bool:
+    """Whether an idTag / idToken is a pay session's (1.6's 20 characters hold it)."""
+    return isinstance(text, str) and len(text) == len(PAY_PREFIX) + PAY_CODE_LENGTH \
+        and text.startswith(PAY_PREFIX) and all(c in PAY_CODE_ALPHABET for c in text[len(PAY_PREFIX):])
+
+
 SYMBOLS = {"PHP": "₱", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£"}
 
 

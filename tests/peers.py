@@ -91,12 +91,12 @@ class Upstream16(CP16):
 
     @on("Authorize")
     def authorize(self, id_tag, **kw):
-        return result16.Authorize(id_tag_info={"status": self.csms.tag_status.get(id_tag, "Accepted")})
+        return result16.Authorize(id_tag_info={"status": self.csms.status_of(id_tag)})
 
     @on("StartTransaction")
     async def on_start(self, id_tag, meter_start, **kw):
         await self.csms.maybe_late("StartTransaction")
-        status = self.csms.tag_status.get(id_tag, "Accepted")
+        status = self.csms.status_of(id_tag)
         if self.csms.concurrent_tx and id_tag in self.csms.open_cards:
             return result16.StartTransaction(transaction_id=0, id_tag_info={"status": "ConcurrentTx"})
         tx = 0 if self.csms.start_zero else next(self.csms.tx_ids)
@@ -147,16 +147,14 @@ class Upstream201(CP201):
 
     @on("Authorize")
     def authorize(self, id_token, **kw):
-        return result201.Authorize(id_token_info={"status": self.csms.tag_status.get(id_token["id_token"],
-                                                                                     "Accepted")})
+        return result201.Authorize(id_token_info={"status": self.csms.status_of(id_token["id_token"])})
 
     @on("TransactionEvent")
     async def tx_event(self, **kw):
         await self.csms.maybe_late("TransactionEvent")
         token = kw.get("id_token")
         if token:
-            return result201.TransactionEvent(id_token_info={"status": self.csms.tag_status.get(
-                token["id_token"], "Accepted")})
+            return result201.TransactionEvent(id_token_info={"status": self.csms.status_of(token["id_token"])})
         return result201.TransactionEvent()
 
     @on("MeterValues")
@@ -179,7 +177,7 @@ class Csms:
         self.peers: dict[str, CsmsPeer] = {}
         self.history: list[CsmsPeer] = []
         self.tx_ids = itertools.count(1000)
-        self.tag_status: dict[str, str] = {}
+        self.tag_status: dict[str, str] = {}  # an idTag's status; "*": every tag not named (default Accepted)
         self.start_zero = False
         self.silent = False  # receive but never answer
         self.close_at_once = False  # accept the WebSocket, then close it straight away
@@ -194,6 +192,9 @@ class Csms:
     @property
     def url(self) -> str:
         return f"{'wss' if self.ssl is not None else 'ws'}://127.0.0.1:{self.port}/csms"
+
+    def status_of(self, id_tag: str) -> str:
+        return self.tag_status.get(id_tag, self.tag_status.get("*", "Accepted"))
 
     async def start(self) -> Csms:
         self.server = await websockets.serve(self._handler, "127.0.0.1", self.port,

@@ -7,8 +7,10 @@ import json
 import sqlite3
 import threading
 
+from edge.store import outbox
 from edge.store.journal import Journal, mask_frame, read
-from edge.store.sqlite import MIGRATIONS, Store
+from edge.store.migrations import MIGRATIONS
+from edge.store.sqlite import Store
 
 
 def test_migrations_are_applied_once_and_pragmas_set(tmp_path):
@@ -122,6 +124,26 @@ def test_journal_rows_of_an_older_store_survive_the_move_to_batches(tmp_path):
     assert [(r["ts"], r["direction"], json.loads(r["frame"])[0]) for r in rows] == [
         ("2026-01-01T00:00:00.000Z", "c>e", 2), ("2026-01-01T00:00:01.000Z", "e>c", 3)]
     assert [r["frame"] for r in read(store, "B")] == ['[2,"x","Heartbeat",{}]']
+    store.close()
+
+
+def test_the_outbox_keeps_its_numbering_through_the_pay_migration(tmp_path):
+    """Migration 12 rebuilds the outbox (a new record kind): its rows, their states and the sequence go on,
+    so the cloud sees no gap and no number twice, even after the newest rows were pruned."""
+    path = str(tmp_path / "s.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:11], start=1):
+        conn.executescript(f"BEGIN;{script};PRAGMA user_version={number};COMMIT;")
+    conn.executemany("INSERT INTO outbox (key, kind, body, created, state) VALUES (?, 'ledger', '{}', 'x', ?)",
+                     [("a", "done"), ("b", "sent"), ("c", "new"), ("d", "new")])
+    conn.execute("DELETE FROM outbox WHERE key = 'd'")  # the newest went (as pruned rows go): 4 is still used
+    conn.close()
+    store = Store.open(path)
+    conn = store.db.conn
+    assert conn.execute("SELECT seq, key, state FROM outbox ORDER BY seq").fetchall() == [
+        (1, "a", "done"), (2, "b", "sent"), (3, "c", "new")]
+    seq = store.write_now(lambda c: outbox.add(c, "payment", "pay-1", {"x": 1}))
+    assert seq == 5, "after the highest number ever given, not after the highest left"
     store.close()
 
 

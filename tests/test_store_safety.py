@@ -177,7 +177,7 @@ def test_a_config_this_user_cannot_read_is_one_line_with_the_way(shared_dir: Pat
     cfg = shared_dir / "sitekeeper.toml"
     cfg.write_text('[site]\nid = "s1"\n')
     cfg.chmod(0o600)
-    repo = readable_copy(shared_dir, "edge/__init__.py", "edge/config.py", "edge/security.py")
+    repo = readable_copy(shared_dir, "edge/__init__.py", "edge/config.py", "edge/security.py", "edge/money.py")
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); from edge import config\n"
              "try:\n config.load(sys.argv[2])\nexcept config.ConfigError as e:\n print(e)")
     out = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe, str(repo), str(cfg)],

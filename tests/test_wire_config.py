@@ -98,6 +98,13 @@ def test_defaults_start_a_standalone_site():
     ("[ocpp]\nsecurity_profile = 2\n", "ocpp.tls_cert: security profile 2 needs"),
     ("[ocpp]\nallow_unknown_chargers = \"yes\"\n", "ocpp.allow_unknown_chargers: expected true or false"),
     ("not toml at all [", "not valid TOML"),
+    ("[pay]\nprovider = \"stripe\"\n", "pay.provider: expected ''"),
+    ("[pay]\nprovider = \"paymongo\"\n", "pay.paymongo.secret_key: QR Ph through PayMongo needs"),
+    ("[pay.paymongo]\nsecret = \"x\"\n", "pay.paymongo.secret: unknown key"),
+    ("[pay]\namounts = \"100, abc\"\n", "pay.amounts: "),
+    ("[pay]\namounts = \"5000.00\"\n", "pay.amounts: 5000.00 is outside pay.min_amount..pay.max_amount"),
+    ("[pay]\npublic_url = \"192.168.1.10\"\n", "pay.public_url: expected an http:// or https:// address"),
+    ("[pay]\nstart_timeout = 5\n", "pay.start_timeout: expected 10..600 seconds"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"

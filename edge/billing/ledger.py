@@ -5,10 +5,13 @@ Entries, all with a unique idempotency key (a replayed message or a repeated com
     topup, refund     +amount, posted
     adjustment        ±amount, posted
     capture           −amount, posted: what a session cost (closes its hold)
-    hold              pending: reserved at session start
-    release           the part of a hold not captured (bookkeeping; closes nothing by itself)
+    hold              pending: reserved at session start (or for a pay session, before its charger starts)
+    release           the part of a session's hold not captured (bookkeeping; closes nothing by itself);
+                      for a pay session's hold (`pay_id`, no session): closes it, whole (a void)
 
-balance = Σ posted; held = Σ holds of sessions without a capture; available = balance − held.
+balance = Σ posted; held = Σ holds of sessions without a capture + Σ pay sessions' holds without a release;
+available = balance − held. A pay session's hold moves to its charging session when the charger starts (a
+release of the one and a hold of the other, in one commit).
 All functions run inside the caller's transaction on a `sqlite3.Connection`.
 """
 
@@ -27,7 +30,7 @@ class LedgerError(ValueError):
 
 
 def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int, *, key: str, currency: str,
-         session_id: int | None = None, note: str | None = None) -> tuple[int, bool]:
+         session_id: int | None = None, note: str | None = None, pay_id: int | None = None) -> tuple[int, bool]:
     """Add an entry unless one with `key` exists. Returns (entry id, whether it was added now)."""
     if kind not in ("topup", "hold", "capture", "release", "refund", "adjustment"):
         raise LedgerError(f"unknown entry kind {kind!r}")
@@ -42,9 +45,9 @@ def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int
         return row[0], False
     created = now_iso()
     cur = conn.execute(
-        "INSERT INTO ledger (account_id, kind, amount_minor, currency, session_id, key, note, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount_minor, currency, session_id, key, note,
-                                             created))
+        "INSERT INTO ledger (account_id, kind, amount_minor, currency, session_id, key, note, created, pay_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (account_id, kind, amount_minor, currency, session_id, key, note,
+                                                created, pay_id))
     entry_id = int(cur.lastrowid or 0)
     if kind in POSTED_SIGN:
         conn.execute("UPDATE accounts SET balance_minor = balance_minor + ? WHERE id = ?",
@@ -54,6 +57,10 @@ def post(conn: sqlite3.Connection, account_id: int, kind: str, amount_minor: int
     elif kind == "capture" and session_id is not None:  # the capture closes the session's hold
         conn.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE id = ?",
                      (session_hold(conn, session_id) or 0, account_id))
+    elif kind == "release" and session_id is None and pay_id is not None:  # a pay session's hold, voided
+        if amount_minor != (pay_hold(conn, pay_id) or 0):
+            raise LedgerError(f"pay session {pay_id}: a release must void its whole hold")
+        conn.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE id = ?", (amount_minor, account_id))
     if kind in POSTED_SIGN:  # holds and releases are the edge's own bookkeeping; the cloud gets what is posted
         outbox.add(conn, "ledger", f"ledger:{key}", {
             "entry_id": entry_id, "entry_key": key, "account_id": account_id, "entry_kind": kind,
@@ -83,8 +90,10 @@ def balance_from_entries(conn: sqlite3.Connection, account_id: int) -> tuple[int
         (account_id,)).fetchone()[0]
     holds = conn.execute(
         "SELECT coalesce(sum(h.amount_minor), 0) FROM ledger h WHERE h.account_id = ? AND h.kind = 'hold'"
-        " AND NOT EXISTS (SELECT 1 FROM ledger c WHERE c.session_id = h.session_id AND c.kind = 'capture')",
-        (account_id,)).fetchone()[0]
+        " AND CASE WHEN h.session_id IS NOT NULL"
+        " THEN NOT EXISTS (SELECT 1 FROM ledger c WHERE c.session_id = h.session_id AND c.kind = 'capture')"
+        " ELSE NOT EXISTS (SELECT 1 FROM ledger r WHERE r.pay_id = h.pay_id AND r.kind = 'release'"
+        " AND r.session_id IS NULL) END", (account_id,)).fetchone()[0]
     return int(posted), int(holds)
 
 
@@ -106,6 +115,13 @@ def available(conn: sqlite3.Connection, account_id: int) -> int:
 def session_hold(conn: sqlite3.Connection, session_id: int) -> int | None:
     row = conn.execute("SELECT amount_minor FROM ledger WHERE session_id = ? AND kind = 'hold'",
                        (session_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def pay_hold(conn: sqlite3.Connection, pay_id: int) -> int | None:
+    """The hold made for pay session `pay_id` before its charger started (None if there is none)."""
+    row = conn.execute("SELECT amount_minor FROM ledger WHERE pay_id = ? AND kind = 'hold' AND session_id IS NULL",
+                       (pay_id,)).fetchone()
     return None if row is None else int(row[0])
 
 

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge.billing import cards, ledger
+from edge.billing import cards, ledger, pay
 from edge.billing.tariff import Tariff, TariffError, build_tariff, session_cost, utc_key
 from edge.clock import now_iso, parse_ts
 from edge.config import Config, ConfigError
@@ -116,6 +116,8 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
     `upstream_status` (authority "upstream": upstream has decided), the edge records and holds but does not
     overrule. A start seen twice (a charger's retry) returns the first one's decision and id.
     """
+    if pay.is_pay_tag(uid):
+        return _decide_pay(conn, uid=uid, charger_id=charger_id, version=version, kind=kind, tx=tx)
     card = cards.get_card(conn, uid)
     if card is None:
         return {"known": False}
@@ -145,6 +147,33 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
                         currency=SETTINGS.currency, session_id=session_id)
             conn.execute("UPDATE transactions SET hold_minor = ? WHERE id = ?", (hold, session_id))
             out["hold_minor"] = hold
+    return out
+
+
+def _decide_pay(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str, kind: str,
+                tx: dict | None) -> dict:
+    """A start (or Authorize) with a pay session's id tag: accepted while that pay session waits for its
+    charger to start; the start takes over the pay session's hold (`edge.billing.pay.started`)."""
+    paying = pay.for_start(conn, uid, charger_id)
+    out: dict = {"known": True, "kind": "commercial", "account_id": paying and paying["account_id"],
+                 "name": "QR pay", "hold_minor": 0}
+    status, reason = ("Accepted", "") if paying is not None else \
+        ("Invalid", "no pay session waits for this charger to start")
+    if kind != "start":
+        return {**out, "status": status, "reason": reason}
+    assert tx is not None
+    same = _same_start(conn, charger_id, tx)
+    if same is not None:
+        return {**out, **same, "repeat": True}
+    if paying is not None and paying["state"] == "charging":
+        status, reason = "ConcurrentTx", "this payment has started a session already"
+    card = None if status != "Accepted" or paying is None else cards.Card(
+        uid, paying["account_id"], "commercial", "active", None, "QR pay", False)
+    session_id = _record_start(conn, tx, card, status)
+    out.update(status=status, reason=reason, tx_id=session_id)
+    if card is not None and paying is not None:
+        out["hold_minor"] = pay.started(conn, paying, session_id, SETTINGS.currency)
+        conn.execute("UPDATE transactions SET hold_minor = ? WHERE id = ?", (out["hold_minor"], session_id))
     return out
 
 
@@ -332,6 +361,9 @@ def close_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> Non
     """A session has stopped: bill it (once) and queue its record for the cloud, in the caller's transaction."""
     settle_session(conn, charger_id, tx_key)
     outbox.session_record(conn, charger_id, tx_key, SETTINGS.currency)
+    row = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?", (charger_id, tx_key)).fetchone()
+    if row is not None:
+        pay.finished(conn, row[0])
 
 
 def reconcile(conn: sqlite3.Connection) -> int:

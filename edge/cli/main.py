@@ -8,6 +8,7 @@
     sitekeeper tap UID [--reader NAME]
     sitekeeper hash-password [PASSWORD]
     sitekeeper cards|topup|users|sessions|report ...   (the owner's commands: edge/cli/owner.py)
+    sitekeeper pay stickers|urls                        (the pay QR codes: edge/cli/pay.py)
 
 Exit codes: 0 ok, 2 bad input (config, arguments), 1 other failure.
 """
@@ -25,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from edge.cli import admin, operate, owner
+from edge.cli import admin, operate, owner, pay
 from edge.cli.common import load_config, open_store
 from edge.store.guard import Lock, StoreError, me
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     owner.register(sub, common)  # cards, topup, users, sessions, report
     operate.register(sub, common)  # token, charger, operations, firmware
     admin.register(sub, common)  # the web pages' accounts
+    pay.register(sub, common)  # the pay QR codes
     return p
 
 

@@ -5,6 +5,8 @@ A thin face over `edge.billing.owner` (changes) and `edge.billing.reports` (read
     sitekeeper cards add UID --kind personal|commercial (--name NAME [--phone P] [--email E] | --account ID)
                          [--chargers A,B]
     sitekeeper cards list | show UID | block UID | unblock UID | lost UID
+    sitekeeper cards pin UID            (the PIN of the card's account, for paying at /pay; read from stdin
+                                         when it is not a terminal)
     sitekeeper topup UID AMOUNT [--note N] [--key K]
     sitekeeper users list | show ID
     sitekeeper sessions list [--charger C] [--card UID] [--since DATE] [--limit N] [--upstream-refused]
@@ -20,16 +22,19 @@ colons or dashes. Bad input prints one line on stderr, writes nothing and exits 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from edge.billing import cards, ledger, owner, reports
+from edge.billing import cards, ledger, owner, pay, reports
 from edge.cli.common import Site, count, fmt_duration, fmt_kwh, print_csv, print_json, print_table
 from edge.money import MoneyError, UidError, normalise_uid
+from edge.security import hash_secret
 
-BAD_INPUT = (cards.CardError, ledger.LedgerError, MoneyError, UidError, owner.OwnerError, reports.ReportError)
+BAD_INPUT = (cards.CardError, ledger.LedgerError, MoneyError, UidError, owner.OwnerError, reports.ReportError,
+             pay.PayError)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -225,6 +230,31 @@ def cmd_users_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    first = getpass.getpass("PIN (4-8 digits): ")
+    if getpass.getpass("again: ") != first:
+        raise owner.OwnerError("the two PINs differ")
+    return first
+
+
+def cmd_cards_pin(args: argparse.Namespace) -> int:
+    """Set the PIN of a card's account: with it (and the card or phone number) the driver pays at /pay."""
+    site = Site(args)
+    uid = normalise_uid(args.uid)
+    card = site.read(lambda conn: cards.get_card(conn, uid))
+    if card is None:
+        raise owner.OwnerError(f"no card {uid}")
+    pin_hash = hash_secret(pay.check_pin_format(_pin()))
+    site.write(lambda conn: pay.set_pin_hash(conn, card.account_id, pin_hash))
+    if args.json:
+        print_json({"uid": uid, "account_id": card.account_id, "pin_set": True})
+    else:
+        print(f"PIN set for {card.name} (user {card.account_id}); pay with card {uid} or the user's phone number")
+    return 0
+
+
 def cmd_cards_assign(args: argparse.Namespace) -> int:
     site = Site(args)
     was, card = site.write(lambda conn: owner.assign_card(conn, args.uid, args.account))
@@ -384,6 +414,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("uid")
     p.add_argument("account", type=int, metavar="USER_ID")
     leaf(cs, "list", cmd_cards_list, "list all cards", out=table)
+    p = leaf(cs, "pin", cmd_cards_pin, "set the PIN a driver pays with at /pay (the card's user's)")
+    p.add_argument("uid")
     leaf(cs, "unknown", cmd_cards_unknown, "unknown cards tapped lately (to enrol with add --last-tap)")
     p = leaf(cs, "show", cmd_cards_show, "a card, its user, balance and recent sessions")
     p.add_argument("uid")

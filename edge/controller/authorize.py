@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from edge.money import is_pay_tag
+
 
 @dataclass(frozen=True, slots=True)
 class SiteCard:
@@ -64,7 +66,8 @@ class Authorizer:
         self.cache: dict[str, CacheEntry] = cache if cache is not None else {}
 
     def knows(self, uid: str) -> bool:
-        return uid in self.known
+        """A card of the site's, or a pay session's id tag (billing decides both)."""
+        return uid in self.known or is_pay_tag(uid)
 
     def set_known(self, cards: set[str] | list[str] | tuple | dict[str, SiteCard]) -> None:
         self.known = dict(cards) if isinstance(cards, dict) else {uid: SiteCard() for uid in cards}
@@ -73,7 +76,9 @@ class Authorizer:
         """The status to answer for a card of the site's at the end of its session (1.6 StopTransaction,
         2.0.1 TransactionEvent Ended): the card's own, not the rule for unknown cards (a good card was once
         told Invalid after a normal session when unknown cards are refused)."""
-        card = self.known[uid]
+        card = self.known.get(uid)
+        if card is None:  # a pay session's: paid for, whatever its end
+            return "Accepted"
         if not card.usable:
             return "Blocked"
         if card.chargers is not None and charger_id not in card.chargers:

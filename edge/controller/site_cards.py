@@ -23,7 +23,7 @@ from edge.controller.actions import (
 from edge.controller.authorize import id_token_of
 from edge.controller.records import TxMap, TxStart
 from edge.controller.wire import Call, CallResult, result_text
-from edge.money import lookup_key
+from edge.money import is_pay_tag, lookup_key
 
 
 class BillingPart:
@@ -49,7 +49,7 @@ class BillingPart:
         uid = self._card_of(call)
         if uid is None:
             return []
-        if not self.settings.standalone:
+        if not self.settings.standalone and not is_pay_tag(uid):  # a pay session's tag: paid here, decided here
             if self.state == LIVE and self.authorizer.authority == "upstream":
                 return []  # upstream decides; a start is recorded and held when its answer comes
             if self.state != LIVE and self.settings.strict:

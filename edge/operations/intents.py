@@ -104,13 +104,15 @@ def set_configuration(version: str, key: str, value: str) -> tuple[str, dict]:
                                                  "attributeValue": value}]}
 
 
-def remote_start(version: str, connector: int, id_tag: str, remote_id: int) -> tuple[str, dict]:
+def remote_start(version: str, connector: int, id_tag: str, remote_id: int,
+                 token_type: str = "ISO14443") -> tuple[str, dict]:
     """Start charging on `connector` for `id_tag`: 1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction
-    (on EVSE `connector`, with `remote_id` as its remoteStartId)."""
+    (on EVSE `connector`, with `remote_id` as its remoteStartId; `token_type` "Central" for a pay session's
+    tag, which no card carries)."""
     n = _connector(connector, zero=False)
     if version == "1.6":
         return "RemoteStartTransaction", {"connectorId": n, "idTag": id_tag}
-    return "RequestStartTransaction", {"idToken": {"idToken": id_tag, "type": "ISO14443"}, "evseId": n,
+    return "RequestStartTransaction", {"idToken": {"idToken": id_tag, "type": token_type}, "evseId": n,
                                        "remoteStartId": remote_id}
 
 
@@ -201,3 +203,19 @@ def reserve(version: str, reservation_id: int, connector: int, id_tag: str, expi
 
 def cancel_reservation(version: str, reservation_id: int) -> tuple[str, dict]:
     return "CancelReservation", {"reservationId": reservation_id}
+
+
+def display_message(version: str, message_id: int, content: str, fmt: str = "UTF8", language: str = "en",
+                    state: str | None = "Idle") -> tuple[str, dict]:
+    """Show `content` on the charger's display (2.0.1 SetDisplayMessage: replaces the message with the same
+    `message_id`; `fmt` ASCII, HTML, URI or UTF8; `state`: only while the charger is Idle, Charging, ...).
+    1.6 has no display messages."""
+    if version == "1.6":
+        raise IntentError("OCPP 1.6 has no display messages (SetDisplayMessage is 2.0.1)")
+    if fmt not in ("ASCII", "HTML", "URI", "UTF8"):
+        raise IntentError(f"format must be ASCII, HTML, URI or UTF8, got {fmt!r}")
+    info: dict = {"id": message_id, "priority": "NormalCycle",
+                  "message": {"format": fmt, "language": language, "content": content[:512]}}
+    if state:
+        info["state"] = state
+    return "SetDisplayMessage", {"message": info}

@@ -28,6 +28,8 @@ from edge.web import (
     files_api,
     limits_api,
     pages,
+    pay_pages,
+    payment_pages,
     report_pages,
     session_pages,
     settings_pages,
@@ -93,6 +95,8 @@ def build_app(edge: Site) -> FastAPI:
     session_pages.register(app, edge, kit)
     report_pages.register(app, edge, kit)
     tariff_pages.register(app, edge, kit)
+    app.state.pay_desk = pay_pages.register(app, edge, kit) if edge.cfg.pay.enabled else None
+    payment_pages.register(app, edge, kit)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
 

@@ -35,7 +35,8 @@ from edge.web import i18n, session
 log = logging.getLogger(__name__)
 # no page may be framed or load anything from elsewhere; pages are never cached (they show money and people)
 _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
-            "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"}
+            "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+                               " frame-ancestors 'none'"}  # data: images: the payment provider's QR codes
 _HERE = Path(__file__).parent
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined)
@@ -83,11 +84,13 @@ class Kit:
         return user
 
     def render(self, request: Request, template: str, user: dict | None, http_status: int = 200,
-               **values: Any) -> HTMLResponse:
+               domain: str = "", **values: Any) -> HTMLResponse:
+        """`template` in the visitor's language; `domain` "driver": a driver's page (the drivers' catalogs)."""
         edge = self.edge
-        lang = i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"))
+        languages = i18n.DRIVER_LANGUAGES if domain == "driver" else i18n.LANGUAGES
+        lang = i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"), languages)
         login_csrf = request.cookies.get(session.LOGIN_CSRF) or secrets.token_urlsafe(24)
-        ctx = {"lang": lang, "t": i18n.translator(lang), "languages": i18n.LANGUAGES,
+        ctx = {"lang": lang, "t": i18n.translator(lang, domain), "languages": languages,
                "site": edge.cfg.site.name or edge.cfg.site.id, "user": user, "path": request.url.path,
                "csrf": user["csrf"] if user else login_csrf, **values}
         response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=http_status, headers=_HEADERS)
@@ -96,8 +99,10 @@ class Kit:
                                 secure=request.url.scheme == "https")
         return response
 
-    def t(self, request: Request) -> Any:
-        return i18n.translator(i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language")))
+    def t(self, request: Request, domain: str = "") -> Any:
+        languages = i18n.DRIVER_LANGUAGES if domain == "driver" else i18n.LANGUAGES
+        return i18n.translator(i18n.pick(request.cookies.get("lang"), request.headers.get("accept-language"),
+                                         languages), domain)
 
     @staticmethod
     def csrf_ok(request: Request, sent: str | None, user: dict | None) -> bool:
@@ -194,7 +199,7 @@ def register(app: FastAPI, edge: Any) -> Kit:
     async def language(request: Request) -> Response:
         data = await checked(request, user_of(request))
         response = RedirectResponse(_safe_next(data.get("next")), status_code=303)
-        if data.get("lang") in i18n.LANGUAGES:
+        if data.get("lang") in i18n.DRIVER_LANGUAGES:  # the owner's pages show English for a driver's Chinese
             response.set_cookie("lang", data["lang"], samesite="lax", max_age=365 * 86400)
         return response
 

@@ -140,10 +140,12 @@ async def _serve(site: RemoteSite) -> None:
     site.store.start()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload, site)
     tls = {"ssl_certfile": cfg.web.tls_cert, "ssl_keyfile": cfg.web.tls_key} if cfg.web.tls_cert else {}
-    server = uvicorn.Server(uvicorn.Config(build_app(site), host=cfg.web.host, port=cfg.web.port,
+    app = build_app(site)
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
                                            log_level="warning", lifespan="off", access_log=False,
                                            timeout_graceful_shutdown=5, **tls))  # open event streams: 5 s at a stop
     relay = asyncio.create_task(site.relay_events())
+    background = [relay] + ([asyncio.create_task(app.state.pay_desk.run())] if app.state.pay_desk else [])
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -153,7 +155,8 @@ async def _serve(site: RemoteSite) -> None:
     site.web_port = server.servers[0].sockets[0].getsockname()[1]
     await site.bridge.call("ready", port=site.web_port)
     await serving
-    relay.cancel()
+    for task in background:
+        task.cancel()
     await site.store.aclose()
 
 

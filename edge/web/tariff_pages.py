@@ -57,6 +57,19 @@ def _number(data: dict[str, str], key: str, low: float, high: float) -> float:
     return value
 
 
+def tariff_lines(spec: dict, t: Any) -> list[str]:
+    """A tariff's lines in the order a driver reads them (per kWh, its bands, per minute, session fee, idle
+    fee), amounts with the currency; `t` is the owner's or the drivers' translator (both have the keys)."""
+    price = lambda major: format_price(major, billing.SETTINGS.currency)  # noqa: E731
+    lines = [t("tariff.line.per_kwh", price=price(spec["per_kwh"]))]
+    lines += [t("tariff.line.band", start=b["start"], end=b["end"], price=price(b["per_kwh"]))
+              for b in spec.get("bands") or []]
+    lines += [t("tariff.line.per_minute", price=price(spec["per_minute"])),
+              t("tariff.line.session_fee", price=price(spec["session_fee"])),
+              t("tariff.line.idle", price=price(spec["idle_per_minute"]), grace=spec["idle_grace_minutes"])]
+    return lines
+
+
 def register(app: FastAPI, edge: Any, kit: Kit) -> None:
     exponent = lambda: billing.SETTINGS.exponent  # noqa: E731 (read when asked: a reload may change it)
     tz = lambda: edge.cfg.site.timezone  # noqa: E731
@@ -65,15 +78,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         return build_tariff(spec, exponent(), tz())
 
     def describe(spec: dict, t: Any) -> list[str]:
-        """A tariff's lines in the order a driver reads them, amounts with the currency."""
-        price = lambda major: format_price(major, billing.SETTINGS.currency)  # noqa: E731
-        lines = [t("tariff.line.per_kwh", price=price(spec["per_kwh"]))]
-        lines += [t("tariff.line.band", start=b["start"], end=b["end"], price=price(b["per_kwh"]))
-                  for b in spec.get("bands") or []]
-        lines += [t("tariff.line.per_minute", price=price(spec["per_minute"])),
-                  t("tariff.line.session_fee", price=price(spec["session_fee"])),
-                  t("tariff.line.idle", price=price(spec["idle_per_minute"]), grace=spec["idle_grace_minutes"])]
-        return lines
+        return tariff_lines(spec, t)
 
     def preview(spec: dict, data: dict[str, str], t: Any, day: datetime) -> dict:
         """What the preview's session would cost under `spec`, started on `day`'s date (site time)."""

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from edge.billing import cards, owner, reports
+from edge.billing import cards, owner, pay, reports
 from edge.billing import sessions as billing
 from edge.money import format_minor
 from edge.operations import changes, tokens
@@ -23,6 +23,11 @@ from edge.web.pages import Kit
 
 
 def register(app: FastAPI, edge: Any, kit: Kit) -> None:
+    def pin_state(conn: Any, account_id: int) -> dict:
+        row = conn.execute("SELECT pin_hash, pin_locked_until FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        locked = pay.pin_locked({"locked_until": row[1]}) if row else None
+        return {"set": bool(row and row[0]), "locked": kit.when(locked) if locked else ""}
+
     def card_shown(uid: str, user: dict) -> str:
         return uid if tokens.may(user["role"], "operator") else journal.mask_uid(uid)
 
@@ -67,12 +72,17 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                                                         "kwh": f"{rep['totals']['energy_wh'] / 1000:.2f}",
                                                         "spend": kit.money(rep["totals"]["spend_minor"])},
             may_topup=tokens.may(user["role"], "operator"), form_token=secrets.token_urlsafe(16),
-            currency=billing.SETTINGS.currency, **extra)
+            currency=billing.SETTINGS.currency, pin=pin_state(conn, account_id), **extra)
 
     @app.get("/users/{account_id:int}", response_class=HTMLResponse, include_in_schema=False)
-    async def user_page(request: Request, account_id: int, topped: int | None = None, saved: int = 0) -> HTMLResponse:
+    async def user_page(request: Request, account_id: int, topped: int | None = None, saved: int = 0,
+                        pin: str = "") -> HTMLResponse:
         user = kit.page_user(request)
         done = kit.t(request)("users.saved") if saved else ""
+        if pin in ("set", "differ", "format"):
+            if pin != "set":
+                return detail(request, user, account_id, message="", error=kit.t(request)(f"users.pin_{pin}"))
+            done = kit.t(request)("users.pin_saved")
         if topped is not None:
             row = edge.store.db.conn.execute("SELECT amount_minor FROM ledger WHERE id = ? AND account_id = ?"
                                              " AND kind = 'topup'", (topped, account_id)).fetchone()
