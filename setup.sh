@@ -62,6 +62,8 @@ fi
 # the PC/SC card reader (ACR1252U / ACR122U): the pcscd service, and what pyscard needs to build from source
 # (it has no Linux wheels): the PC/SC headers, swig, a C compiler and Python's headers
 apt_install pcscd libpcsclite-dev swig gcc python3-dev pkg-config
+# the kiosk's fonts: Noto Sans (English, Filipino, the peso sign) and Noto Sans CJK (Chinese)
+apt_install fonts-noto-core fonts-noto-cjk
 if [ $DEV -eq 1 ]; then
   say "installing sitekeeper with its dev and test packages into .venv"
   .venv/bin/python -m pip install -q -e '.[dev]'
@@ -100,9 +102,8 @@ if [ $DEV -eq 1 ]; then
   apt_install vsmartcard-vpcd iproute2
   # the store-safety tests make a database unwritable (chattr +i) and check as another user (runuser)
   apt_install e2fsprogs util-linux
-  # the page tests: Playwright drives Debian's Chromium (Playwright cannot download a browser here), with
-  # fonts that cover English and Filipino (and the Chinese of the driver's screens)
-  apt_install chromium fonts-noto-core fonts-noto-cjk
+  # the page tests: Playwright drives Debian's Chromium (Playwright cannot download a browser here)
+  apt_install chromium
   # the pay tests read the printed QR stickers back with a real QR decoder
   apt_install zbar-tools
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then

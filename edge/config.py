@@ -193,6 +193,17 @@ class PayConfig:
 
 
 @dataclass
+class KioskConfig:
+    edge_url: str = ""  # "" = http://127.0.0.1:<web.port>
+    reader: str = "kiosk"  # the reader whose taps the kiosk acts on ([reader.<name>] without a connector)
+    width: int = 800  # the panel, in pixels as it is mounted before `rotate` (official 7-inch: 800x480)
+    height: int = 480
+    rotate: int = 0  # 0, 90, 180, 270: the screen turned clockwise (a portrait mount), touch turned with it
+    px_per_mm: float = 0.0  # 0: a 7-inch panel's (the long side over 154 mm)
+    language: str = "en"  # the first screen's language: en, fil, zh
+
+
+@dataclass
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -206,6 +217,7 @@ class Config:
     reader: dict[str, ReaderConfig] = field(default_factory=lambda: {"kiosk": ReaderConfig()})
     gpio: GpioConfig = field(default_factory=GpioConfig)
     pay: PayConfig = field(default_factory=PayConfig)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)
     source: str = ""  # the file it came from, "" for defaults
 
 
@@ -359,6 +371,12 @@ def _validate(cfg: Config) -> None:
     if cfg.store.journal_max_rows < 10:
         raise ConfigError("store.journal_max_rows: must be at least 10")
     _validate_pay(cfg.pay, cfg.billing.currency_exponent)
+    k = cfg.kiosk
+    for key, bad, want in (("rotate", k.rotate not in (0, 90, 180, 270), "0, 90, 180 or 270"),
+                           ("language", k.language not in ("en", "fil", "zh"), "en, fil or zh"),
+                           ("width", min(k.width, k.height) < 240, "at least 240 (and kiosk.height too)")):
+        if bad:
+            raise ConfigError(f"kiosk.{key}: expected {want}, got {getattr(k, key)!r}")
 
 
 def pay_amounts(pay: PayConfig, exponent: int) -> tuple[list[int], int, int]:

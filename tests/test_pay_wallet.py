@@ -182,6 +182,12 @@ async def test_wrong_pins_lock_the_wallet_and_bad_forms_change_nothing(edge_fact
         await page.screenshot(path=shot("pay-locked-fil"), full_page=True)
         await pay(page, base, "CP-P4", "0999 999 9999", "1234")
         assert "Walang account" in await page.inner_text("#message")
+        add_card(edge, "04BB22CC", "commercial")
+        lost = subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "cards", "lost", "04BB22CC"],
+                              capture_output=True, text=True, timeout=30)
+        assert lost.returncode == 0, lost.stderr
+        await pay(page, base, "CP-P4", "04BB22CC", "1234")
+        assert "Naka-block" in await page.inner_text("#message"), "a lost card's number is no way in"
         await page.goto(f"{base}/pay/CP-P4/1")
         await page.evaluate("document.querySelector('#wallet input[name=csrf]').value = 'forged'")
         await page.fill("input[name=who]", UID)
@@ -228,7 +234,7 @@ def test_driver_catalogs_have_every_text_in_three_languages():
     used |= {f"state.{s.lower()}" for s in ("Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE",
                                             "Finishing", "Reserved", "Unavailable", "Faulted", "Occupied", "unknown")}
     used |= {f"pay.now.{s}" for s in ("paying", "starting", "charging", "done", "failed", "expired")}
-    used |= {"receipt.method.wallet", "receipt.method.qrph", "pay.kept_plain"}
+    used |= {"receipt.method.wallet", "receipt.method.qrph", "receipt.method.card", "pay.kept_plain"}
     used |= {k for k in en if k.startswith("pay.err.")}  # raised by edge.billing.pay and the desk
     assert len(used) > 60 and used <= set(en), used - set(en)
 

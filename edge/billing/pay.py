@@ -120,6 +120,8 @@ def find_wallet(conn: sqlite3.Connection, who: str) -> dict:
     if uid is not None:
         card = cards.get_card(conn, uid)
         account_id = card.account_id if card is not None else None
+        if card is not None and card.status != "active":  # a lost card's number is no way in, PIN or not
+            raise PayError("pay.err.card_blocked", f"this card is {card.status}")
     else:
         try:
             found = accounts_by_phone(conn, normalise_phone(who))
@@ -376,20 +378,32 @@ def finished(conn: sqlite3.Connection, session_id: int) -> dict | None:
     return None if pay is None else _move(conn, pay, "done")
 
 
+_TX = ("SELECT started_at, stopped_at, energy_wh, meter_start, meter_stop, cost_minor, captured_minor, hold_minor,"
+       " stop_reason, charger_id, coalesce(evse_id, connector_id) AS connector_id, id_tag, account_id, id"
+       " FROM transactions")
+
+
+def _tx(conn: sqlite3.Connection, where: str, arg: object) -> dict | None:
+    cur = conn.execute(f"{_TX} WHERE {where}", (arg,))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
 def receipt(conn: sqlite3.Connection, code: str) -> dict | None:
-    """What the receipt shows: the pay session and its charging session's figures."""
-    pay = by_code(conn, code)
-    if pay is None:
+    """What the receipt `code` shows: a pay session and its charging session's figures, or a card's session
+    (method "card", the card masked by the caller)."""
+    code = code.upper()
+    paid = by_code(conn, code)
+    if paid is not None:
+        tx = _tx(conn, "id = ?", paid["transaction_id"]) if paid["transaction_id"] is not None else None
+        balance = ledger.available(conn, paid["account_id"]) if paid["account_id"] is not None else None
+        return {**paid, "tx": tx, "available_minor": balance}
+    tx = _tx(conn, "receipt_code = ?", code)
+    if tx is None:
         return None
-    tx = None
-    if pay["transaction_id"] is not None:
-        cur = conn.execute("SELECT started_at, stopped_at, energy_wh, meter_start, meter_stop, cost_minor,"
-                           " captured_minor, hold_minor, stop_reason FROM transactions WHERE id = ?",
-                           (pay["transaction_id"],))
-        row = cur.fetchone()
-        tx = None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
-    balance = ledger.available(conn, pay["account_id"]) if pay["account_id"] is not None else None
-    return {**pay, "tx": tx, "available_minor": balance}
+    return {"code": code, "method": "card", "state": "done", "charger_id": tx["charger_id"],
+            "connector_id": tx["connector_id"], "hold_minor": tx["hold_minor"] or 0, "amount_minor": 0,
+            "card": tx["id_tag"], "tx": tx, "available_minor": ledger.available(conn, tx["account_id"])}
 
 
 def listing(conn: sqlite3.Connection, limit: int = 200) -> list[dict]:

@@ -351,19 +351,24 @@ def settle_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> di
 
 
 def running_session_of(conn: sqlite3.Connection, uid: str) -> dict | None:
-    """The card's newest session still running anywhere: {id, tx_key, charger_id}, or None."""
-    row = conn.execute("SELECT id, tx_key, charger_id FROM transactions WHERE id_tag = ? AND stopped_at IS NULL"
-                       " ORDER BY id DESC LIMIT 1", (uid,)).fetchone()
-    return None if row is None else {"id": row[0], "tx_key": row[1], "charger_id": row[2]}
+    """The card's newest session still running anywhere: {id, tx_key, charger_id, connector_id (2.0.1: the
+    EVSE)}, or None."""
+    row = conn.execute("SELECT id, tx_key, charger_id, coalesce(evse_id, connector_id) FROM transactions"
+                       " WHERE id_tag = ? AND stopped_at IS NULL ORDER BY id DESC LIMIT 1", (uid,)).fetchone()
+    return None if row is None else {"id": row[0], "tx_key": row[1], "charger_id": row[2], "connector_id": row[3]}
 
 
 def close_session(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> None:
     """A session has stopped: bill it (once) and queue its record for the cloud, in the caller's transaction."""
     settle_session(conn, charger_id, tx_key)
     outbox.session_record(conn, charger_id, tx_key, SETTINGS.currency)
-    row = conn.execute("SELECT id FROM transactions WHERE charger_id = ? AND tx_key = ?", (charger_id, tx_key)).fetchone()
+    row = conn.execute("SELECT id, account_id, receipt_code FROM transactions WHERE charger_id = ? AND tx_key = ?",
+                       (charger_id, tx_key)).fetchone()
     if row is not None:
-        pay.finished(conn, row[0])
+        finished = pay.finished(conn, row[0])
+        if row[1] is not None and row[2] is None:  # the receipt's code: the pay session's, or one of its own
+            conn.execute("UPDATE transactions SET receipt_code = ? WHERE id = ?",
+                         (finished["code"] if finished else pay.new_code(), row[0]))
 
 
 def reconcile(conn: sqlite3.Connection) -> int:

@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash-password", parents=[common], help="print the stored form of a charger password")
     h.add_argument("password", nargs="?")
 
+    k = sub.add_parser("kiosk", parents=[common], help="the touchscreen pay station (pygame; [kiosk] in the config)")
+    k.add_argument("--windowed", action="store_true", help="in a window on a desktop, not the whole panel")
+    k.add_argument("--screenshot-dir", metavar="DIR", help="save a PNG of every new screen here")
+
     t = sub.add_parser("tap", parents=[common], help="tap a card on a sim reader of the running edge")
     t.add_argument("uid")
     t.add_argument("--reader", default="kiosk", help="the sim reader's name (default: kiosk)")
@@ -186,6 +190,12 @@ def cmd_journal(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def cmd_kiosk(args: argparse.Namespace) -> int:
+    from kiosk_ui.main import run as run_kiosk
+
+    return run_kiosk(load_config(args), args)
 
 
 def cmd_tap(args: argparse.Namespace) -> int:
@@ -303,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "handler", None) is not None:
             return owner.run(args.handler, args, operate.BAD_INPUT + admin.BAD_INPUT)
         handler = {"run": cmd_run, "init": cmd_init, "simulate": cmd_simulate, "journal": cmd_journal,
-                   "backup": cmd_backup, "sync": cmd_sync, "tap": cmd_tap,
+                   "backup": cmd_backup, "sync": cmd_sync, "tap": cmd_tap, "kiosk": cmd_kiosk,
                    "hash-password": cmd_hash_password}[args.command]
         return handler(args)
     except BrokenPipeError:  # piped into `head`, which has what it wanted

@@ -4,7 +4,9 @@ A reader with a `connector` ("CP-1:1") is that connector's card reader: a tap of
 charging there (RemoteStartTransaction / RequestStartTransaction; the charger's start then goes through the
 same authorization and hold as any start), a tap of the card of the session running there stops it, and a
 refused card is told why. A reader without a connector (the kiosk's) publishes the tap on the live event
-stream with the card's kind, masked UID, holder and available balance, or `unknown`.
+stream with the card's kind, masked UID, holder, available balance and running session, or `unknown`, and a
+`tap_ref`: for two minutes the kiosk may start (`start_for`) or stop (`stop_for`) that card's charging with it,
+without ever seeing the card's whole UID.
 
 Every outcome is published on the event stream and shown on the GPIO feedback (`edge.gpio`).
 Unknown UIDs are kept (`edge.billing.cards.record_unknown`) so that `sitekeeper cards add --last-tap` can
@@ -14,6 +16,7 @@ enrol one.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
 from typing import Any
@@ -23,6 +26,7 @@ from edge.billing import sessions as billing
 from edge.config import ReaderConfig
 from edge.events import EventBus
 from edge.gpio import Feedback
+from edge.money import format_money
 from edge.operations.chargers import Charger, Chargers
 from edge.operations.intents import remote_start, remote_stop
 from edge.rfid import Tap
@@ -31,8 +35,21 @@ from edge.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
+TAP_KEPT = 120.0  # seconds a kiosk tap may be acted on
+
 
 # -- the tap service ---------------------------------------------------------------------------------------
+def _reason(card: cards.Card, status: str) -> str:
+    """Why a card may not start, as a word a screen can put in plain words."""
+    if status in ("Accepted", "ConcurrentTx"):
+        return ""
+    if card.status != "active" or card.account_blocked:
+        return "blocked"
+    if status in ("NoCredit", "Blocked"):
+        return "low_balance"
+    return "not_here"
+
+
 def _connector(text: str) -> tuple[str, int]:
     charger, _, number = text.rpartition(":")
     return charger, int(number)
@@ -46,6 +63,7 @@ class TapService:
         self.readers, self.store, self.chargers, self.events, self.feedback = readers, store, chargers, events, \
             feedback
         self._remote_ids = int(time.time()) % 1_000_000
+        self._kiosk_taps: dict[str, tuple[str, float]] = {}  # tap_ref → (uid, monotonic time)
 
     def _card_info(self, conn: sqlite3.Connection, card: cards.Card) -> dict:
         info: dict[str, Any] = {"known": True, "uid_masked": mask_uid(card.uid), "kind": card.kind,
@@ -53,6 +71,11 @@ class TapService:
                                 "currency": billing.SETTINGS.currency}
         if card.kind == "commercial":
             info["available_minor"] = ledger.available(conn, card.account_id)
+            info["available"] = format_money(info["available_minor"], billing.SETTINGS.exponent,
+                                             billing.SETTINGS.currency)
+        running = billing.running_session_of(conn, card.uid)
+        if running is not None:
+            info["running"] = {"charger_id": running["charger_id"], "connector_id": running["connector_id"]}
         return info
 
     async def handle(self, tap: Tap) -> dict:
@@ -71,7 +94,7 @@ class TapService:
                 if card.kind == "commercial" else (("Accepted", "") if card.status == "active"
                                                    else ("Blocked", f"card is {card.status}"))
             event.update(result="accepted" if status in ("Accepted", "ConcurrentTx") else "refused",
-                         status=status, message=reason)
+                         status=status, message=reason, reason=_reason(card, status), tap_ref=self._remember(tap.uid))
         else:
             event.update(self._card_info(conn, card), connector=rc.connector)
             event.update(await self._at_connector(conn, card, *_connector(rc.connector)))
@@ -84,6 +107,54 @@ class TapService:
             self.feedback.refused()
         log.info("tap %s on %s: %s %s", mask_uid(tap.uid), tap.reader, event["result"], event.get("message", ""))
         return published
+
+    def _remember(self, uid: str) -> str:
+        now = time.monotonic()
+        for ref in [r for r, (_, at) in self._kiosk_taps.items() if now - at > TAP_KEPT]:
+            del self._kiosk_taps[ref]
+        ref = secrets.token_urlsafe(12)
+        self._kiosk_taps[ref] = (uid, now)
+        return ref
+
+    def _tapped(self, tap_ref: str) -> str | None:
+        kept = self._kiosk_taps.get(tap_ref)
+        return kept[0] if kept is not None and time.monotonic() - kept[1] <= TAP_KEPT else None
+
+    async def start_for(self, tap_ref: str, charger_id: str, connector: int) -> dict:
+        """The kiosk's driver chose a connector after tapping: start there (the same checks as a tap at it)."""
+        uid = self._tapped(tap_ref)
+        if uid is None:
+            return {"result": "refused", "reason": "tap_again", "message": "tap the card again"}
+        conn = self.store.db.conn
+        card = cards.get_card(conn, uid)
+        session = self.chargers.connected(charger_id)
+        if card is None or session is None:
+            log.info("kiosk: start on %s:%d refused: %s", charger_id, connector,
+                     "the charger is not connected" if card else "the card is gone")
+            return {"result": "refused", "reason": "offline" if card else "unknown",
+                    "message": f"charger {charger_id} is not connected" if card else "card not registered"}
+        status, reason = billing.check(conn, card, charger_id=charger_id, version=session.version)
+        if status != "Accepted":
+            log.info("kiosk: start on %s:%d for %s refused: %s", charger_id, connector, mask_uid(uid), reason)
+            return {"result": "refused", "status": status, "message": reason}
+        out = await self._start(session, card.uid, connector)
+        log.info("kiosk: start on %s:%d for %s: %s", charger_id, connector, mask_uid(uid), out["result"])
+        return out
+
+    async def stop_for(self, tap_ref: str, charger_id: str, connector: int) -> dict:
+        """The kiosk's driver tapped to stop: only the card of the session on that connector stops it."""
+        uid = self._tapped(tap_ref)
+        if uid is None:
+            return {"result": "refused", "reason": "tap_again", "message": "tap the card again"}
+        running = billing.running_session_of(self.store.db.conn, uid)
+        session = self.chargers.connected(charger_id)
+        if running is None or running["charger_id"] != charger_id or running["connector_id"] not in (connector, None):
+            return {"result": "refused", "reason": "not_yours", "message": "this card is not charging here"}
+        if session is None:
+            return {"result": "refused", "reason": "offline", "message": f"charger {charger_id} is not connected"}
+        out = await self._stop(session, running["id"], running["tx_key"])
+        log.info("kiosk: stop on %s:%d for %s: %s", charger_id, connector, mask_uid(uid), out["result"])
+        return out
 
     async def _at_connector(self, conn: sqlite3.Connection, card: cards.Card, charger_id: str,
                             connector: int) -> dict:

@@ -297,4 +297,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox_new RENAME TO outbox;
     CREATE INDEX outbox_state ON outbox (state, seq);
     """,
+    # 13: a receipt code for every billed session (`/receipt/<code>`; a pay session's is its own code)
+    """
+    ALTER TABLE transactions ADD COLUMN receipt_code TEXT;
+    CREATE UNIQUE INDEX transactions_receipt ON transactions (receipt_code) WHERE receipt_code IS NOT NULL;
+    """,
 ]

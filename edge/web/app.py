@@ -26,6 +26,7 @@ from edge.web import (
     charger_pages,
     dashboard_pages,
     files_api,
+    kiosk_api,
     limits_api,
     pages,
     pay_pages,
@@ -97,6 +98,7 @@ def build_app(edge: Site) -> FastAPI:
     tariff_pages.register(app, edge, kit)
     app.state.pay_desk = pay_pages.register(app, edge, kit) if edge.cfg.pay.enabled else None
     payment_pages.register(app, edge, kit)
+    kiosk_api.register(app, edge, app.state.pay_desk)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
 

@@ -96,6 +96,9 @@ class BridgeServer:
             return list(await charger.exchange(request["action"], request["payload"], float(request["timeout"])))
         if op == "tap":
             return await edge.taps.handle(Tap(request["reader"], request["uid"], float(request["at"])))
+        if op in ("tap_start", "tap_stop"):
+            act = edge.taps.start_for if op == "tap_start" else edge.taps.stop_for
+            return await act(str(request["tap_ref"]), str(request["charger"]), int(request["connector"]))
         if op == "health":
             return edge.health()
         if op == "metrics":

@@ -38,7 +38,6 @@ class PayDesk:
         self.edge = edge
         self._tasks: set[asyncio.Task] = set()
         self._remote_ids = int(time.time()) % 1_000_000
-        self.sent: dict[int, float] = {}  # pay id → when its start command went out (monotonic; for the bench)
         self.displays = Displays(edge)
         self.provider = provider_from_config(edge.cfg.pay)
         self.provider_up = True  # false after the provider could not be reached, until a probe reaches it
@@ -165,7 +164,6 @@ class PayDesk:
         version = charger.version if charger is not None else "1.6"
         action, payload = remote_start(version, row["connector_id"], pay.id_tag(row["code"]), self._remote_ids,
                                        token_type="Central")
-        self.sent[row["id"]] = time.monotonic()
         outcome = await calls.run(self.edge.chargers, self.edge.store, row["charger_id"], action, payload,
                                   who="pay", timeout=START_ANSWER_TIMEOUT)
         answer = (outcome.response or {}).get("status")

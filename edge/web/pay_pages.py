@@ -225,6 +225,6 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> PayDesk:
                       returned=kit.money(max(0, (found["hold_minor"] or 0) - captured)),
                       energy=f"{(tx.get('energy_wh') or 0) / 1000:.3f}",
                       minutes=_minutes(tx.get("started_at"), tx.get("stopped_at")),
-                      card=journal.mask_uid(pay.id_tag(found["code"])))
+                      card=journal.mask_uid(found.get("card") or ""))
 
     return desk

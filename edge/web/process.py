@@ -66,6 +66,12 @@ class _Taps:
     async def handle(self, tap: Any) -> dict:
         return await self.bridge.call("tap", reader=tap.reader, uid=tap.uid, at=tap.at)
 
+    async def start_for(self, tap_ref: str, charger_id: str, connector: int) -> dict:
+        return await self.bridge.call("tap_start", tap_ref=tap_ref, charger=charger_id, connector=connector)
+
+    async def stop_for(self, tap_ref: str, charger_id: str, connector: int) -> dict:
+        return await self.bridge.call("tap_stop", tap_ref=tap_ref, charger=charger_id, connector=connector)
+
 
 class _Metrics:
     def __init__(self, bridge: Bridge):
