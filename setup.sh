@@ -5,6 +5,9 @@
 #                       mosquitto (+ clients), openssl, the virtual smart-card reader (vsmartcard-vpcd) and
 #                       Chromium for the page tests
 #   ./setup.sh --hardware-tests   on a Pi: also pytest, to run hardware_tests/ (nothing of the CI machine's)
+#   sudo ./setup.sh --install     the site's services: /opt/sitekeeper, the sitekeeper user, /etc/sitekeeper,
+#                       the hardened systemd units, started (systemd/install.sh); again after git pull upgrades
+#   sudo ./setup.sh --uninstall [--purge]   removes the services and the code (--purge: the data too)
 # Idempotent: what is already present is skipped. Debian packages are installed with apt-get (as root, or
 # through sudo when it is available).
 set -euo pipefail
@@ -12,11 +15,15 @@ cd "$(dirname "$0")"
 
 DEV=0
 HW=0
+case "${1:-}" in
+  --install) exec "$(dirname "$0")/systemd/install.sh" ;;
+  --uninstall) exec "$(dirname "$0")/systemd/install.sh" --uninstall "${2:-}" ;;
+esac
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --hardware-tests) HW=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (use --dev, --hardware-tests or nothing)" >&2; exit 2 ;;
   esac
 done
@@ -104,8 +111,10 @@ if [ $DEV -eq 1 ]; then
   apt_install e2fsprogs util-linux
   # the page tests: Playwright drives Debian's Chromium (Playwright cannot download a browser here)
   apt_install chromium
-  # the pay tests read the printed QR stickers back with a real QR decoder
-  apt_install zbar-tools
+  # the pay tests read the printed QR stickers back with a real QR decoder; the unit tests ask systemd-analyze
+  apt_install zbar-tools systemd
+  # the install test boots a Debian 12 made by debootstrap under a real systemd (systemd-nspawn)
+  apt_install systemd-container debootstrap
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then
     say "installing the npm test peer (ocpp-rpc)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

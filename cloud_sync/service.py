@@ -35,6 +35,7 @@ from cloud_sync.diagnose import why_unreachable
 from edge.billing import sessions as billing
 from edge.clock import now_iso
 from edge.config import Config
+from edge.notify import Pinger, notify
 from edge.store import outbox, reads
 from edge.store.guard import Lock
 from edge.store.sqlite import Store
@@ -124,9 +125,12 @@ class SyncService:
         self.store.write_now(lambda c: outbox.set_meta(
             c, connected="0", heartbeat=now_iso(), broker=f"{self.mq.host}:{self.mq.port}" if self.mq.host else "",
             error="" if self.mq.host else "no [mqtt] host configured: records wait in the outbox"))
+        notify("READY=1")
+        ping = Pinger()
         if not self.mq.host:
             log.warning("no [mqtt] host configured: cloud sync is idle; records wait in the outbox")
-            while not stop.wait(5):
+            while not stop.wait(1):
+                ping()
                 self.store.write_now(lambda c: outbox.set_meta(c, heartbeat=now_iso()))
             return
         self.client = self._make_client()
@@ -140,6 +144,7 @@ class SyncService:
         self._down_since = time.monotonic()
         try:
             while not stop.is_set():
+                ping()
                 sent = self._handle_events(timeout=0.2)
                 if not self.connected and self._down_since and time.monotonic() - self._down_since > CONNACK_WAIT:
                     # TCP up but no MQTT answer (a plain client on a TLS port waits for ever): say why, once

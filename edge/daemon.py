@@ -24,6 +24,7 @@ from edge.controller.wire import precompile_schemas
 from edge.events import EventBus
 from edge.gpio import Feedback
 from edge.metrics import Metrics
+from edge.notify import keep_alive, notify
 from edge.ocpp.server import ChargerServer, Site
 from edge.ocpp.transport import serve
 from edge.operations import tokens
@@ -181,6 +182,8 @@ class Edge:
                                                        name=f"reader-{name}"))
         if self.cfg.store.path != ":memory:":  # the kiosk's and the CLI's token on this machine
             self.store.write_now(lambda c: tokens.write_local(c, tokens.local_path(self.cfg.store.path)))
+            self.store.write_now(lambda c: tokens.write_local(c, tokens.kiosk_path(self.cfg.store.path), "kiosk",
+                                                              "operator", 0o640))
         if self.cfg.web.port:
             from edge.web.app import start_web
 
@@ -247,6 +250,10 @@ async def run(cfg: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, edge.reload)
     await edge.start()
+    notify(f"READY=1\nSTATUS=chargers at port {edge.ocpp_port}, web at port {edge.web_port}")
+    alive = asyncio.create_task(keep_alive())  # systemd's watchdog: from this loop, so a hung loop is restarted
     await stop.wait()
     log.info("shutting down")
+    notify("STOPPING=1")
+    alive.cancel()
     await edge.stop()

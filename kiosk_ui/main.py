@@ -2,7 +2,8 @@
 
 It reads the config for where the edge is (`[kiosk] edge_url`, default its own web port on this machine), the
 panel (`width`, `height`, `rotate`), the reader whose taps it acts on and the first language, and the edge's
-local token from beside the database (it never opens the database itself)."""
+token from beside the database (`kiosk-api.token`, role operator, readable by the service's group; it never
+opens the database itself)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def build(cfg: Config, *, windowed: bool = False, screenshot_dir: str | None = N
 
     k = cfg.kiosk
     base = k.edge_url or f"http://127.0.0.1:{cfg.web.port}"
-    client = Client(base, lambda: os.environ.get("SITEKEEPER_TOKEN") or read_local(cfg.store.path), reader=k.reader)
+    client = Client(base, lambda: os.environ.get("SITEKEEPER_TOKEN") or read_local(cfg.store.path, kiosk=True)
+                    or read_local(cfg.store.path), reader=k.reader)
     kiosk = Kiosk(translators=translators(), lang=k.language)
     shell = Shell(kiosk, client, width=k.width, height=k.height, rotate=k.rotate, px_per_mm=k.px_per_mm,
                   fullscreen=not windowed, screenshot_dir=screenshot_dir)

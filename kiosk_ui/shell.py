@@ -21,6 +21,7 @@ import pygame
 import pygame.freetype
 import segno
 
+from edge.notify import Pinger, notify
 from kiosk_ui import layout
 from kiosk_ui.screens import Kiosk, Request, View
 
@@ -228,7 +229,10 @@ class Shell:
 
     def run(self) -> None:
         clock = pygame.time.Clock()
+        notify("READY=1")
+        ping = Pinger()  # systemd's watchdog: a frozen screen loop is restarted
         while self.running:
             self.step()
+            ping()
             clock.tick(30)
         pygame.quit()

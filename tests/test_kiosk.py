@@ -94,6 +94,8 @@ async def test_tap_choose_charge_stop_with_the_same_card_receipt(edge_factory):
     add_card(edge, UID, "commercial", topup=50_000)
     add_card(edge, POOR, "commercial", topup=2_000)
     charger = await PayCharger(edge, "CP-K1", "1.6").connect()
+    token = Path(edge.db_path).parent / "kiosk-api.token"
+    assert oct(token.stat().st_mode & 0o777) == "0o640", "the kiosk's own token, for the service's group"
     kiosk = Kiosk(edge, "card-flow")
     try:
         await kiosk.pump(lambda: "CP-K1 · 1: available" in kiosk.text(), what="the idle screen")

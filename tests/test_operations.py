@@ -271,7 +271,7 @@ async def test_tokens_and_roles(edge_factory):
         listed = json.loads(subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "token", "list", "--json"],
                                            capture_output=True, text=True, timeout=30).stdout)
         assert {t["name"]: t["role"] for t in listed} == {"attendant": "operator", "local": "owner",
-                                                          "wall-screen": "viewer"}
+                                                          "kiosk": "operator", "wall-screen": "viewer"}
         assert "token" not in json.dumps(listed).replace('"name"', ""), "never the token itself"
         subprocess.run([SITEKEEPER, "--config", str(edge.config_path), "token", "revoke", "attendant"], check=True,
                        capture_output=True)

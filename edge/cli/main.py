@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from edge.cli import admin, operate, owner, pay
+from edge.cli import admin, doctor, operate, owner, pay
 from edge.cli.common import load_config, open_store
 from edge.store.guard import Lock, StoreError, me
 
@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     operate.register(sub, common)  # token, charger, operations, firmware
     admin.register(sub, common)  # the web pages' accounts
     pay.register(sub, common)  # the pay QR codes
+    doctor.register(sub, common)  # is this site well?
     return p
 
 

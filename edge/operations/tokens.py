@@ -74,16 +74,25 @@ def check(conn: sqlite3.Connection, token: str) -> tuple[str, str] | None:
     return None if row is None else (row[0], row[1])
 
 
-def write_local(conn: sqlite3.Connection, path: Path) -> str:
-    """Make the local token anew and write it to `path`, readable by this user only; the token."""
-    token = create(conn, LOCAL, "owner", replace=True)
+def write_local(conn: sqlite3.Connection, path: Path, name: str = LOCAL, role: str = "owner",
+                mode: int = 0o600) -> str:
+    """Make the local token anew and write it to `path`, readable by this user only (`mode`); the token.
+    The kiosk's (`kiosk_path`: role operator, mode 0640) is readable by the service's group, which the
+    kiosk's own user is in."""
+    token = create(conn, name, role, replace=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # whatever the umask
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     os.replace(part, path)
     return token
+
+
+def kiosk_path(db_path: str) -> Path:
+    """Where the daemon writes the kiosk's token (role operator): beside the database."""
+    return Path(db_path).resolve().parent / "kiosk-api.token"
 
 
 def local_path(db_path: str) -> Path:
@@ -91,9 +100,9 @@ def local_path(db_path: str) -> Path:
     return Path(db_path).resolve().parent / "local-api.token"
 
 
-def read_local(db_path: str) -> str | None:
-    """The local token, if this user may read it."""
+def read_local(db_path: str, kiosk: bool = False) -> str | None:
+    """The local token (`kiosk`: the kiosk's), if this user may read it."""
     try:
-        return local_path(db_path).read_text().strip() or None
+        return (kiosk_path if kiosk else local_path)(db_path).read_text().strip() or None
     except OSError:
         return None
