@@ -110,6 +110,7 @@ class Charger:
         self.url, self.charger_id, self.delay = f"{url}/{charger_id}", charger_id, delay
         self.own: dict[str, float] = {}  # msg id → seconds from the CALL's arrival to the answer sent
         self.pending: dict[str, asyncio.Future] = {}
+        self.last: list | None = None
         self.ws = None
 
     async def connect(self) -> Charger:
@@ -141,18 +142,18 @@ class Charger:
         self.pending[msg_id] = fut
         began = time.perf_counter()
         await self.ws.send(json.dumps([2, msg_id, action, payload]))
-        await fut
+        self.last = await fut  # the CALLRESULT (or CALLERROR) frame
         return time.perf_counter() - began
 
 
 def start_edge(work: Path, site: str = "bench-ops", db: Path | None = None,
-               extra: str = "") -> tuple[subprocess.Popen, int, int]:
+               extra: str = "", store: str = "") -> tuple[subprocess.Popen, int, int]:
     """`sitekeeper run` on a standalone site in `work` (its database `db`, default `work/site.db`; `extra`: more
-    TOML tables), once it says it is ready: (the process, its OCPP port, its web port). Its local API token is
+    TOML tables; `store`: more [store] keys), once it says it is ready: (the process, its OCPP port, its web port). Its local API token is
     `work/local-api.token`."""
     ocpp, web = free_port(), free_port()
     (work / "sitekeeper.toml").write_text(
-        f'[site]\nid = "{site}"\ntimezone = "Asia/Manila"\n[store]\npath = "{db or work / "site.db"}"\n'
+        f'[site]\nid = "{site}"\ntimezone = "Asia/Manila"\n[store]\npath = "{db or work / "site.db"}"\n{store}'
         f'[ocpp]\nhost = "127.0.0.1"\nport = {ocpp}\n[web]\nhost = "127.0.0.1"\nport = {web}\n'
         '[billing]\npush_local_list = false\n' + extra)
     proc = subprocess.Popen([str(SITEKEEPER), "--config", str(work / "sitekeeper.toml"), "run"],

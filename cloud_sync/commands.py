@@ -2,7 +2,7 @@
 
     topup   {"id", "uid", "amount_minor", "note"}
     card    {"id", "action": "add" | "update" | "block", "uid", "kind", "name", "phone", "email",
-             "chargers", "status"}
+             "chargers", "status", "expires" (ISO 8601 time or date in the site's zone; null: no end)}
     tariff  {"id", "valid_from", "tariff": {"per_kwh": "12.50", ..., "bands": [...]}}
 
 `apply(conn, kind, raw)` runs in the caller's transaction: the change and the `applied_commands` row commit
@@ -73,10 +73,14 @@ def _card(conn: sqlite3.Connection, cmd: dict) -> dict:
     chargers = cmd.get("chargers")
     if chargers is not None and (not isinstance(chargers, list) or not all(isinstance(c, str) for c in chargers)):
         raise CommandError("chargers must be a list of charger ids")
+    expires = cmd.get("expires")
+    if expires is not None and not isinstance(expires, str):
+        raise CommandError("expires must be an ISO 8601 time, a date, or null")
+    expires = owner.parse_expiry(expires, billing.SETTINGS.tariff.timezone)
     if action == "add":
         card = owner.register_card(conn, uid, _str(cmd, "kind") or "", name=_str(cmd, "name"),
                                    phone=_str(cmd, "phone", False), email=_str(cmd, "email", False),
-                                   chargers=chargers or None)
+                                   chargers=chargers or None, expires=expires)
     elif action == "update":
         changes: dict = {}
         if "status" in cmd:
@@ -85,14 +89,16 @@ def _card(conn: sqlite3.Connection, cmd: dict) -> dict:
             changes["kind"] = _str(cmd, "kind")
         if "chargers" in cmd:
             changes["chargers"] = chargers or None
+        if "expires" in cmd:
+            changes["expires"] = expires
         if not changes:
-            raise CommandError("update needs status, kind or chargers")
+            raise CommandError("update needs status, kind, chargers or expires")
         card = cards.update_card(conn, uid, **changes)
     elif action == "block":
         card = owner.set_card_status(conn, uid, "blocked")
     else:
         raise CommandError("action must be add, update or block")
-    return {"uid": card.uid, "status": card.status, "kind": card.kind}
+    return {"uid": card.uid, "status": card.status, "kind": card.kind, "expires": card.expires}
 
 
 def _tariff(conn: sqlite3.Connection, cmd_id: str, cmd: dict) -> dict:

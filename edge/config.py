@@ -37,6 +37,9 @@ class SiteConfig:
 class StoreConfig:
     path: str = "sitekeeper.db"
     journal_max_rows: int = 2000  # per charger
+    # seconds meter samples, heartbeats and the journal wait to share a commit (SD-card wear: bench/writes.py);
+    # what money and the upstream queue need is committed before the charger is answered, whatever this is
+    background_delay: float = 30.0
     journal_max_age_days: int = 14
 
 
@@ -370,6 +373,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("billing.currency_exponent: expected 0..4")
     if cfg.store.journal_max_rows < 10:
         raise ConfigError("store.journal_max_rows: must be at least 10")
+    if not 0 <= cfg.store.background_delay <= 120:
+        raise ConfigError("store.background_delay: expected 0..120 seconds")
     _validate_pay(cfg.pay, cfg.billing.currency_exponent)
     k = cfg.kiosk
     for key, bad, want in (("rotate", k.rotate not in (0, 90, 180, 270), "0, 90, 180 or 270"),

@@ -13,6 +13,7 @@ import signal
 import ssl
 import time
 
+from edge import health as health_checks
 from edge import reload as config_reload
 from edge.billing import cards
 from edge.billing import sessions as billing
@@ -63,6 +64,7 @@ class Edge:
         if cfg.store.path != ":memory:":
             self.lock.acquire()
         self.store = Store.open(cfg.store.path)
+        self.store.background_delay = cfg.store.background_delay
         self._store_problem: str | None = None
         self.metrics = Metrics()
         self.journal = Journal(self.store, cfg.store.journal_max_rows, cfg.store.journal_max_age_days)
@@ -121,10 +123,13 @@ class Edge:
                 "stale": age > self.cfg.upstream.queue_alert_minutes * 60}
 
     def health(self) -> dict:
-        """`/healthz`: the mode, chargers and upstream links; in proxy mode what waits for upstream, and alerts."""
+        """`/healthz`: the store, the clock and the disk (not ok when the disk is all but full), the mode, chargers
+        and upstream links; in proxy mode what waits for upstream, and alerts."""
         problem = self.store.problem()
-        out = {"ok": problem is None, "mode": self.cfg.upstream.mode,
+        checks = [health_checks.clock(), health_checks.disk(self.store.path)]  # doctor's cheap ones
+        out = {"ok": problem is None and all(c["status"] != "fail" for c in checks), "mode": self.cfg.upstream.mode,
                "store": {"path": self.store.path, "ok": problem is None, "problem": problem},
+               "clock_synced": checks[0]["status"] == "ok", "checks": checks,
                "chargers_connected": len(self.chargers.sessions), "upstream_links_up": self.chargers.upstream_links}
         if self.cfg.upstream.mode == "proxy":
             queue = self.upstream_queue()

@@ -163,14 +163,14 @@ class Kiosk:
         return []
 
     def _why(self, event: dict) -> str:
-        """A refusal in plain words (the edge's `reason`: blocked, low_balance, not_here)."""
+        """A refusal in plain words (the edge's `reason`: blocked, expired, low_balance, not_here)."""
         if not event.get("known"):
             return self.t("k.refused.unknown")
         reason = event.get("reason")
         if reason == "low_balance":
             return self.t("k.refused.balance", minimum=(self.site_state or {}).get("min_start", ""),
                           balance=event.get("available", ""))
-        if reason in ("blocked", "not_here"):
+        if reason in ("blocked", "expired", "not_here"):
             return self.t(f"k.refused.{reason}")
         return self.t("k.refused.other")
 
@@ -245,8 +245,8 @@ class Kiosk:
     def view(self) -> View:
         t = self.t
         s = self.site_state or {}
-        banner = t("k.offline") if self.offline else (t("k.uplink_away") if s.get("provider_away")
-                                                       or s.get("upstream_away") else None)
+        banner = t("k.offline") if self.offline else t("k.uplink_away") if s.get("provider_away") \
+            or s.get("upstream_away") else t("k.clock_unsynced") if s.get("clock_synced") is False else None
         v = View(self.screen, s.get("site") or "", banner=banner)
         getattr(self, f"_view_{self.screen}")(v)
         if self.deadline is not None and self.deadline - self.now <= WARN:  # one button then: more time
@@ -339,7 +339,7 @@ class Kiosk:
                 v.texts.append(Text(t("k.balance", amount=r["balance"])))
             if r.get("receipt_url"):
                 v.qr = r["receipt_url"]
-                v.texts.append(Text(t("k.receipt_qr"), "small"))
+                v.texts.append(Text(t("k.receipt_qr", code=r["receipt_url"].rsplit("/", 1)[-1]), "small"))
         else:
             v.texts.append(Text(t("k.receipt_wait")))
         v.buttons.append(Button("done", t("k.done"), main=True))

@@ -8,6 +8,7 @@
 set -euo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX=/opt/sitekeeper ETC=/etc/sitekeeper STATE=/var/lib/sitekeeper UNITS=/etc/systemd/system
+JOURNALD=/etc/systemd/journald.conf.d/50-sitekeeper.conf
 CONFIG="$ETC/sitekeeper.toml"
 say() { printf '\033[1minstall:\033[0m %s\n' "$*"; }
 [ "$(id -u)" -eq 0 ] || { echo "install: run as root (sudo ./setup.sh --install)" >&2; exit 2; }
@@ -19,8 +20,8 @@ uninstall() {
   if systemd_runs; then
     systemctl disable --now sitekeeper-kiosk sitekeeper-sync sitekeeper-edge 2>/dev/null || true
   fi
-  rm -rf "$UNITS"/sitekeeper-*.service "$UNITS"/sitekeeper-*.service.d
-  systemd_runs && systemctl daemon-reload
+  rm -rf "$UNITS"/sitekeeper-*.service "$UNITS"/sitekeeper-*.service.d "$JOURNALD"
+  systemd_runs && systemctl daemon-reload && systemctl restart systemd-journald
   rm -rf "$PREFIX"
   if [ "$purge" = "--purge" ]; then
     rm -rf "$ETC" "$STATE"
@@ -84,7 +85,19 @@ install -d "$UNITS/sitekeeper-edge.service.d"
   [ ${#groups[@]} -gt 0 ] && echo "SupplementaryGroups=${groups[*]}"
   for dev in /dev/spidev* /dev/gpiochip* /dev/ttyUSB* /dev/ttyACM*; do [ -e "$dev" ] && echo "DeviceAllow=$dev rw"; done
 } > "$UNITS/sitekeeper-edge.service.d/hardware.conf"
+# -- the logs: on an SD card, capped (a month at most, 64 MB on disk, 16 MB in RAM before a flush) ----------
+install -d "$(dirname "$JOURNALD")"
+cat > "$JOURNALD" <<'CONF'
+# written by setup.sh --install: an SD card wears with every write; the site's logs stay small
+[Journal]
+SystemMaxUse=64M
+SystemMaxFileSize=8M
+RuntimeMaxUse=16M
+MaxRetentionSec=1month
+SyncIntervalSec=15m
+CONF
 if systemd_runs; then
+  systemctl restart systemd-journald
   systemctl daemon-reload
   systemctl enable --now pcscd.socket 2>/dev/null || true
   systemctl enable sitekeeper-edge sitekeeper-sync

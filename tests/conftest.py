@@ -86,6 +86,9 @@ class EdgeProcess:
         self.workdir = workdir
         self.config = config
         config.setdefault("store", {}).setdefault("path", str(workdir / "site.db"))
+        # tests read what they just sent: meter samples are committed within half a second, not the default
+        # 30 (the delay itself is tested with its default in test_store_writes.py)
+        config["store"].setdefault("background_delay", 0.5)
         config.setdefault("ocpp", {}).setdefault("port", free_port())
         config.setdefault("web", {}).setdefault("port", free_port())
         self.ocpp_port = config["ocpp"]["port"]

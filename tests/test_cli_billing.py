@@ -247,6 +247,22 @@ def test_block_unblock_lost(tmp_path: Path):
     assert int(s.query("SELECT value FROM meta WHERE key = 'local_list_version'")[0][0]) > int(version)
 
 
+def test_a_card_valid_through_a_day_in_the_site_zone_then_expired_then_without_end(tmp_path: Path):
+    s = Site(tmp_path / "e")
+    s.run("cards", "add", ANA, "--kind", "personal", "--name", "Guard", "--expires", "2099-06-30")
+    shown = s.json("cards", "show", ANA)
+    assert shown["expires"] == "2099-06-30T15:59:59Z", "the day's end in Manila (UTC+8)"
+    assert shown["expired"] is False and "Valid      until 2099-06-30 23:59" in s.run("cards", "show", ANA).stdout
+    version = s.query("SELECT value FROM meta WHERE key = 'local_list_version'")[0][0]
+    assert s.json("cards", "update", ANA, "--expires", "2020-01-01T08:00:00+08:00")["expired"] is True
+    assert "(EXPIRED)" in s.run("cards", "show", ANA).stdout
+    assert int(s.query("SELECT value FROM meta WHERE key = 'local_list_version'")[0][0]) > int(version), \
+        "the chargers' lists hear of it"
+    assert s.json("cards", "update", ANA, "--expires", "never")["expires"] is None
+    assert s.query("SELECT body FROM outbox WHERE kind = 'card' ORDER BY seq DESC LIMIT 1")[0][0].count(
+        '"expires":null') == 1, "the cloud hears of it"
+
+
 def test_users_update_and_cards_assign(tmp_path: Path):
     s = Site(tmp_path / "u")
     s.run("cards", "add", ANA, "--kind", "commercial", "--name", "Ana", "--phone", "0917 555 0101")
@@ -435,6 +451,9 @@ def test_report_user(site: Site):
     (["cards", "add", "04E1E2E3", "--kind", "personal", "--account", "1", "--name", "Eve"], "not both"),
     (["cards", "add", "123", "--kind", "personal", "--name", "Eve"], "not a card id"),
     (["cards", "show", "04E1E2E3"], "unknown card"),
+    (["cards", "add", "04E1E2E3", "--kind", "personal", "--name", "Eve", "--expires", "next year"], "not a date"),
+    (["cards", "update", "04E1E2E3", "--expires", "never"], "unknown card"),
+    (["cards", "update", "04:A1:b2:c3"], "nothing to change"),
     (["cards", "block", "04E1E2E3"], "unknown card"),
     (["cards", "lost", "04E1E2E3"], "unknown card"),
     (["users", "show", "99"], "unknown user 99"),

@@ -168,6 +168,7 @@ def test_command_applied_once_and_bad_commands_refused(broker, sync_factory):
         ("c-4", "card", {"action": "add", "uid": "not-a-uid", "kind": "commercial", "name": "X"}, "card id"),
         ("c-5", "tariff", {"valid_from": "2026-01-01T00:00:00Z", "tariff": {"per_kwh": 12}}, "tariff.per_kwh"),
         ("c-6", "dance", {}, "unknown command kind"),
+        ("c-6b", "card", {"action": "update", "uid": "04D00001", "expires": "someday"}, "not a date"),
     ]:
         sub.publish(f"sitekeeper/{SITE}/cmd/{kind}", json.dumps({"id": cmd_id, **body}))
         ack = json.loads(sub.wait_for(lambda m, cmd_id=cmd_id: m.topic.endswith("/" + cmd_id)).payload)
@@ -178,6 +179,11 @@ def test_command_applied_once_and_bad_commands_refused(broker, sync_factory):
     sub.publish(f"sitekeeper/{SITE}/cmd/card", json.dumps({"id": "c-7", "action": "block", "uid": "04D00001"}))
     assert json.loads(sub.wait_for(lambda m: m.topic.endswith("/c-7")).payload)["ok"] is True
     assert sync.write(lambda c: cards.get_card(c, "04D00001").status) == "blocked"
+    sub.publish(f"sitekeeper/{SITE}/cmd/card", json.dumps({"id": "c-8", "action": "update", "uid": "04D00001",
+                                                           "expires": "2027-06-30T23:59:59+08:00"}))
+    ack = json.loads(sub.wait_for(lambda m: m.topic.endswith("/c-8")).payload)
+    assert ack["ok"] is True and ack["expires"] == "2027-06-30T15:59:59Z", "kept in UTC"
+    assert sync.write(lambda c: cards.get_card(c, "04D00001").expires) == "2027-06-30T15:59:59Z"
 
 
 def test_one_command_id_with_other_content_is_refused_and_changes_nothing(broker, sync_factory):

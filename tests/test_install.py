@@ -1,7 +1,7 @@
 """`sudo ./setup.sh --install` on a fresh Debian 12 under a real systemd (tests/container.py): the services
 start and say they are ready, a simulated charger charges and is billed, `systemctl reload` applies a config
 change, a kill -9 of the edge is restarted by systemd with nothing lost, a hung loop is killed by the watchdog,
-the units rate at most 3.0 in `systemd-analyze security`, `sitekeeper doctor` is clean, and running the
+the units rate at most 3.0 in `systemd-analyze security`, the logs are capped, `sitekeeper doctor` is clean, and running the
 install again upgrades with a backup and the data kept."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def test_install_run_restart_watchdog_upgrade(tmp_path):
         assert "admin add" in out.stdout and "ws://" in out.stdout, "it says what to do next"
         assert box.run("stat -c '%U:%G %a' /etc/sitekeeper/sitekeeper.toml").stdout.strip() == "root:sitekeeper 640"
         assert box.run("systemctl show -p Type --value sitekeeper-edge").stdout.strip() == "notify"
+        journald = box.run("systemd-analyze cat-config systemd/journald.conf --no-pager").stdout
+        assert "SystemMaxUse=64M" in journald and "RuntimeMaxUse=16M" in journald, "the logs are capped"
 
         # a card, and a simulated charger that charges with it
         box.run(f"{SK} cards add 04A1B2C3 --kind commercial --name 'Ana Cruz' && {SK} topup 04A1B2C3 500")

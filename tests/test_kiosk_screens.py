@@ -65,6 +65,7 @@ def test_card_choose_start_charge_stop_receipt():
                                                 "balance": "₱455.00", "receipt_url": "http://x/receipt/AB"}, 7.0)
     v = k.view()
     assert k.screen == "receipt" and v.qr == "http://x/receipt/AB" and "Balance now: ₱455.00" in texts(k)
+    assert "(code AB)" in texts(k), "the receipt code, to type in if the QR cannot be scanned"
     k.press("done", 8.0)
     assert k.screen == "idle" and k.card is None, "nothing personal left"
 
@@ -74,6 +75,7 @@ def test_card_choose_start_charge_stop_receipt():
     ({**TAP, "result": "refused", "status": "Blocked", "reason": "low_balance", "available": "₱20.00"},
      "you need at least ₱50.00 (you have ₱20.00)"),
     ({**TAP, "result": "refused", "status": "Blocked", "reason": "blocked"}, "This card is blocked"),
+    ({**TAP, "result": "refused", "status": "Expired", "reason": "expired"}, "This card has expired"),
 ])
 def test_refusals_in_plain_words(event, words):
     k = kiosk()
@@ -110,7 +112,7 @@ def test_pay_by_qr_follows_the_phone_and_a_stray_tap_changes_nothing():
     assert "Stop from your car or from your phone" in texts(k)
 
 
-def test_a_tapped_card_that_is_charging_goes_to_its_session_and_banners_say_what_is_away():
+def test_a_tapped_card_that_is_charging_goes_to_its_session_and_banners_say_what_is_away_or_wrong():
     k = kiosk()
     k.site(site("Charging", SESSION), 0.5)
     k.tap({**TAP, "running": {"charger_id": "CP-1", "connector_id": 1}}, 1.0)
@@ -119,6 +121,12 @@ def test_a_tapped_card_that_is_charging_goes_to_its_session_and_banners_say_what
     assert "cannot reach the charging system" in k.view().banner
     k.site(site(provider_away=True), 3.0)
     assert k.view().banner == "Charging works; QR payment is unavailable right now."
+    k.site(site(clock_synced=False), 4.0)
+    assert k.view().banner == "The clock is not set yet: times shown may be wrong. Charging works."
+    k.site(site(clock_synced=True), 5.0)
+    assert k.view().banner is None
+    k.site(site(clock_synced=False, provider_away=True), 6.0)
+    assert "QR payment is unavailable" in k.view().banner, "what a driver can do comes first"
 
 
 def test_catalogs_have_every_text_in_three_languages():

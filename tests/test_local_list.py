@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from conftest import wait_for
 from ocpp.routing import on
@@ -118,3 +119,22 @@ async def test_201_list_and_chargers_without_lists(edge_factory):
     finally:
         await ch.close()
         await plain.close()
+
+
+async def test_a_card_with_a_validity_end_carries_it_and_an_expired_one_is_listed_expired(edge_factory):
+    edge = edge_factory()
+    change(edge, lambda c: cards.add_card(c, "04000021", "commercial", name="A", expires="2099-06-30T15:59:59Z"))
+    change(edge, lambda c: cards.add_card(c, "04000022", "commercial", name="B", expires="2020-01-01T00:00:00Z"))
+    ch = await Charger(edge.url, "LL4", "1.6", cp_class=ListCharger16).connect()
+    try:
+        await wait_for(lambda: ch.cp.list_version == 2)
+        assert ch.cp.entries == {"04000021": "Accepted", "04000022": "Expired"}
+        sent = json.loads(next(t for t in ch.received if '"SendLocalList"' in t))[3]["localAuthorizationList"]
+        assert {e["idTag"]: e["idTagInfo"] for e in sent} == {
+            "04000021": {"status": "Accepted", "expiryDate": "2099-06-30T15:59:59Z"},
+            "04000022": {"status": "Expired", "expiryDate": "2020-01-01T00:00:00Z"}}
+        change(edge, lambda c: cards.update_card(c, "04000022", expires=None))  # renewed: no end
+        await wait_for(lambda: ch.cp.list_version == 3)
+        assert ch.cp.entries["04000022"] == "Accepted"
+    finally:
+        await ch.close()

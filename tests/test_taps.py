@@ -89,6 +89,14 @@ async def test_refused_and_concurrent_taps_say_why(edge_factory):
         assert unknown["result"] == "unknown" and unknown["known"] is False
         nobody = await tap(edge, "04B0B0B0", "bay3")
         assert nobody["result"] == "refused" and "SIM-C is not connected" in nobody["message"]
+        store = Store.open(edge.db_path)
+        store.write_now(lambda c: cards.add_card(c, "04E0E0E0", "personal", name="Old Pass",
+                                                 expires="2020-01-01T00:00:00Z"))
+        store.close()
+        for reader in ("bay2", "kiosk"):  # at a charger's reader, and at the pay station's
+            old = await tap(edge, "04E0E0E0", reader)
+            assert old["result"] == "refused" and old["status"] == "Expired", old
+        assert old["reason"] == "expired", "the kiosk says it in plain words"
     finally:
         for t in tasks:
             t.cancel()

@@ -77,3 +77,45 @@ async def test_enrol_by_tap_block_and_the_charger_refuses(edge_factory):
         assert refused.status == 403
         assert edge.query("SELECT status FROM cards WHERE uid = '04E1E2E3'") == [("active",)]
     await ch.close()
+
+
+async def test_a_card_with_a_validity_end_then_expired_from_the_list(edge_factory):
+    edge = edge_factory({"site": {"accept_unknown_cards": False, "timezone": "Asia/Manila"}})
+    made = await asyncio.to_thread(admin, edge, "add", "att", "--role", "operator", password="correct horse 1\n")
+    assert made.returncode == 0, made.stderr
+    base = f"http://127.0.0.1:{edge.web_port}"
+    ch = await Charger(edge.url, "CP-K2", "1.6").connect()
+    await ch.boot16()
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1100, "height": 900})
+        await login(page, base, "att")
+        await page.goto(base + "/cards/new")
+        await page.fill("#uid", "04E1E2E5")
+        await page.fill("input[name=name]", "Night Guard")
+        await page.select_option("select[name=kind]", "personal")
+        await page.fill("input[name=expires]", "2099-06-30")
+        async with page.expect_navigation():
+            await page.click("button.primary")
+        assert edge.query("SELECT expires FROM cards WHERE uid = '04E1E2E5'") == [("2099-06-30T15:59:59Z",)]
+        answer = await ch.call(call16.Authorize(id_tag="04E1E2E5"))
+        assert answer.id_tag_info == {"status": "Accepted", "expiry_date": "2099-06-30T15:59:59Z"}
+        await page.goto(base + "/cards")
+        row = page.locator("tbody tr", has_text="04E1E2E5")
+        assert "valid until 2099-06-30 23:59" in await row.inner_text()
+        await row.locator("input[name=expires]").fill("2020-01-01")
+        async with page.expect_navigation():
+            await row.locator("form.expires button").click()
+        row = page.locator("tbody tr", has_text="04E1E2E5")
+        assert "EXPIRED since 2020-01-01 23:59" in await row.inner_text(), "in words, not by colour alone"
+        await page.screenshot(path=shot("web-cards-expired"), full_page=True)
+        answer = await ch.call(call16.Authorize(id_tag="04E1E2E5"))
+        assert answer.id_tag_info["status"] == "Expired"
+        bad = await page.request.post(base + "/cards/04E1E2E5/expires", form={
+            "csrf": await page.get_attribute("input[name=csrf]", "value") or "", "expires": "soon"})
+        assert bad.status == 422 and "not a date" in await bad.text()
+        forged = await page.request.post(base + "/cards/04E1E2E5/expires", form={"csrf": "forged", "expires": ""})
+        assert forged.status in (400, 403)
+        assert edge.query("SELECT expires FROM cards WHERE uid = '04E1E2E5'") == [("2020-01-01T15:59:59Z",)]
+        audit = edge.query("SELECT what, after FROM changes WHERE what = 'card.expires'")
+        assert audit == [("card.expires", '{"expires": "2020-01-01T15:59:59Z"}')]
+    await ch.close()

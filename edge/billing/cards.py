@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC
 
-from edge.clock import now_iso
+from edge.clock import now_iso, parse_ts
 from edge.money import normalise_uid
 from edge.store import outbox
 
@@ -33,21 +34,36 @@ class Card:
     name: str
     account_blocked: bool
     last_used: str | None = None
+    expires: str | None = None  # UTC, ISO 8601 with a Z; None: valid until blocked
 
     def allowed_at(self, charger_id: str) -> bool:
         return self.chargers is None or charger_id in self.chargers
+
+    def expired(self, now: str | None = None) -> bool:
+        """Past its validity end (ISO strings of one form compare as times)."""
+        return self.expires is not None and (now or now_iso()) >= self.expires
 
 
 def _card(row: sqlite3.Row | tuple | None) -> Card | None:
     if row is None:
         return None
-    uid, account_id, kind, status, chargers, name, blocked, last_used = row
+    uid, account_id, kind, status, chargers, name, blocked, last_used, expires = row
     return Card(uid, account_id, kind, status, json.loads(chargers) if chargers else None, name, bool(blocked),
-                last_used)
+                last_used, expires)
 
 
-_SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.blocked, c.last_used"
+_SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.blocked, c.last_used, c.expires"
            " FROM cards c JOIN accounts a ON a.id = c.account_id")
+
+
+def parse_expiry(text: str | None) -> str | None:
+    """A validity end as stored: an ISO 8601 time with its offset (or Z) → UTC with a Z; None or "" → None."""
+    if not text:
+        return None
+    when = parse_ts(text)
+    if when is None or when.tzinfo is None:
+        raise CardError(f"not a time with its zone: {text!r} (e.g. 2027-06-30T23:59:59+08:00)")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def get_card(conn: sqlite3.Connection, uid: str) -> Card | None:
@@ -74,17 +90,21 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
         assert card is not None
         outbox.add(conn, "card", f"card:{uid}:{version}", {
             "uid": uid, "account_id": card.account_id, "name": card.name, "card_kind": card.kind, "status": card.status,
-            "chargers": card.chargers, "account_blocked": card.account_blocked, "list_version": version,
+            "chargers": card.chargers, "account_blocked": card.account_blocked, "expires": card.expires,
+            "list_version": version,
             "changed": now_iso()})
     return version
 
 
 def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | None]]:
-    """Every card the site has, any status (a blocked card is known, and refused by billing): uid → (usable:
-    active on an account not blocked, the chargers it is limited to or None)."""
-    return {uid: (status == "active" and not blocked, json.loads(chargers) if chargers else None)
-            for uid, status, blocked, chargers in conn.execute(
-                "SELECT c.uid, c.status, a.blocked, c.chargers FROM cards c JOIN accounts a ON a.id = c.account_id")}
+    """Every card the site has, any status (a blocked or expired card is known, and refused by billing): uid →
+    (usable: active on an account not blocked, not expired, the chargers it is limited to or None)."""
+    now = now_iso()
+    return {uid: (status == "active" and not blocked and not (expires and now >= expires),
+                  json.loads(chargers) if chargers else None)
+            for uid, status, blocked, chargers, expires in conn.execute(
+                "SELECT c.uid, c.status, a.blocked, c.chargers, c.expires FROM cards c"
+                " JOIN accounts a ON a.id = c.account_id")}
 
 
 def list_version(conn: sqlite3.Connection) -> int:
@@ -109,7 +129,7 @@ def get_account(conn: sqlite3.Connection, account_id: int) -> dict | None:
 
 def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int | None = None,
              name: str | None = None, phone: str | None = None, email: str | None = None,
-             chargers: list[str] | None = None) -> Card:
+             chargers: list[str] | None = None, expires: str | None = None) -> Card:
     """Register a card, on an existing account or a new one made from name/phone/email."""
     uid = normalise_uid(uid)
     if kind not in KINDS:
@@ -122,9 +142,11 @@ def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int |
         account_id = add_account(conn, name or "", phone, email)
     elif get_account(conn, account_id) is None:
         raise CardError(f"no account {account_id}")
+    expires = parse_expiry(expires)
     now = now_iso()
-    conn.execute("INSERT INTO cards (uid, account_id, kind, chargers, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                 (uid, account_id, kind, json.dumps(chargers) if chargers else None, now, now))
+    conn.execute("INSERT INTO cards (uid, account_id, kind, chargers, created, updated, expires)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (uid, account_id, kind, json.dumps(chargers) if chargers else None, now, now, expires))
     bump_list_version(conn, uid)
     card = get_card(conn, uid)
     assert card is not None
@@ -132,9 +154,10 @@ def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int |
 
 
 def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None, kind: str | None = None,
-                chargers: list[str] | None | bool = False) -> Card:
-    """Change a card's status, kind or allowed chargers (`chargers=None` lifts the limit). What is already so
-    changes nothing: no write, no new local-list version, no record for the cloud (from any face alike)."""
+                chargers: list[str] | None | bool = False, expires: str | None | bool = False) -> Card:
+    """Change a card's status, kind, allowed chargers (`chargers=None` lifts the limit) or validity end
+    (`expires=None` lifts it). What is already so changes nothing: no write, no new local-list version, no
+    record for the cloud (from any face alike)."""
     uid = normalise_uid(uid)
     card = get_card(conn, uid)
     if card is None:
@@ -153,6 +176,9 @@ def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None
     if chargers is not False and (chargers or None) != card.chargers:
         sets.append("chargers = ?")
         args.append(json.dumps(chargers) if chargers else None)
+    if expires is not False and parse_expiry(expires or None) != card.expires:  # type: ignore[arg-type]
+        sets.append("expires = ?")
+        args.append(parse_expiry(expires or None))  # type: ignore[arg-type]
     if sets:
         conn.execute(f"UPDATE cards SET {', '.join(sets)}, updated = ? WHERE uid = ?", (*args, now_iso(), uid))
         bump_list_version(conn, uid)

@@ -21,6 +21,7 @@ import re
 import sqlite3
 import uuid
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from edge.billing import cards, ledger
 from edge.billing.tariff import Tariff, build_tariff, spec_of, utc_key
@@ -58,14 +59,33 @@ def parse_chargers(text: str | None) -> list[str] | None:
     return names
 
 
+def parse_expiry(text: str | None, timezone: str) -> str | None:
+    """A card's validity end as a person gives it: a date (valid through the end of that day in the site's time
+    zone), a time (ISO 8601; without an offset, the site's time zone), or "never" / "" (no end) → the time in
+    ISO 8601 with its offset, or None."""
+    text = (text or "").strip()
+    if text.lower() in ("", "never", "none"):
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise OwnerError(f"not a date or time: {text!r} (e.g. 2027-06-30, or never)") from None
+    if len(text) == 10:  # a date alone: through its last second
+        when = when.replace(hour=23, minute=59, second=59)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(timezone))
+    return when.isoformat()
+
+
 def register_card(conn: sqlite3.Connection, uid: str, kind: str, *, name: str | None = None,
                   phone: str | None = None, email: str | None = None, chargers: list[str] | None = None,
-                  account_id: int | None = None) -> cards.Card:
-    """A new card on a new account (name, phone, email) or on an existing one (`account_id`)."""
+                  account_id: int | None = None, expires: str | None = None) -> cards.Card:
+    """A new card on a new account (name, phone, email) or on an existing one (`account_id`); `expires`: its
+    validity end (`parse_expiry`)."""
     if account_id is not None and (name or phone or email):
         raise OwnerError("give either an existing account or a name/phone/email for a new one, not both")
     return cards.add_card(conn, uid, kind, account_id=account_id, name=name, phone=phone, email=email,
-                          chargers=chargers)
+                          chargers=chargers, expires=expires)
 
 
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{5,24}$")

@@ -154,7 +154,7 @@ def session(conn: sqlite3.Connection, session_id: int) -> dict | None:
 def _card_dict(card: cards.Card) -> dict:
     return {"uid": card.uid, "kind": card.kind, "status": card.status, "chargers": card.chargers,
             "account_id": card.account_id, "name": card.name, "account_blocked": card.account_blocked,
-            "last_used": card.last_used}
+            "last_used": card.last_used, "expires": card.expires, "expired": card.expired()}
 
 
 def card_list(conn: sqlite3.Connection) -> dict:

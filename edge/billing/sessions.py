@@ -6,8 +6,9 @@ asks for them through its `Ask` action; the CLI and cloud_sync call the same fun
 
 Decisions for a card the edge knows (`decide`):
     blocked / lost card or blocked account     → Blocked
+    past the card's validity end               → Expired (answers carry the end: expiryDate / cacheExpiryDateTime)
     personal card outside its chargers         → Invalid (1.6) / NotAtThisLocation (2.0.1)
-    card already in an active session          → ConcurrentTx
+    card already in an active session          → ConcurrentTx (1.6: a start only; its Authorize is Accepted)
     commercial, available < min_start_balance  → Blocked (1.6) / NoCredit (2.0.1)
     otherwise Accepted; commercial: hold min(available, max_hold) at start.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -96,6 +98,8 @@ def check(conn: sqlite3.Connection, card: cards.Card, *, charger_id: str, versio
     s = SETTINGS
     if card.status != "active" or card.account_blocked:
         return "Blocked", f"card is {card.status}" if card.status != "active" else "account is blocked"
+    if card.expired():
+        return "Expired", f"card expired at {card.expires}"
     if card.kind == "personal" and not card.allowed_at(charger_id):
         return _status(version, "Invalid", "NotAtThisLocation"), f"card may not be used at {charger_id}"
     if _open_session_of(conn, card.uid, charger_id=charger_id, tx_key=tx_key) is not None:
@@ -123,9 +127,13 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
         return {"known": False}
     if tx is not None:
         tx = {**tx, "id_tag": card.uid}  # the normalised UID, whatever case or separators the charger sent
-    out: dict = {"known": True, "kind": card.kind, "account_id": card.account_id, "name": card.name}
+    out: dict = {"known": True, "kind": card.kind, "account_id": card.account_id, "name": card.name,
+                 "expires": card.expires}
     if kind != "start":
         out["status"], out["reason"] = check(conn, card, charger_id=charger_id, version=version)
+        if out["status"] == "ConcurrentTx" and version == "1.6":  # 1.6 §7.2: only for a StartTransaction.req;
+            # an Authorize gets the card's own status (the charger may then stop: how a driver stops by a tap)
+            out["status"], out["reason"] = "Accepted", "card is in a session (a tap may stop it)"
         return out
     assert tx is not None
     same = _same_start(conn, charger_id, tx)
@@ -244,10 +252,20 @@ def tariff_for(conn: sqlite3.Connection, started_at: str) -> Tariff:
 
 
 def _readings(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> list:
+    return _as_readings(conn.execute(
+        "SELECT timestamp, value, unit FROM meter_values WHERE charger_id = ? AND tx_key = ?"
+        " AND measurand = 'Energy.Active.Import.Register' AND phase IS NULL", (charger_id, tx_key)))
+
+
+def _rows_readings(rows: Sequence[dict]) -> list:
+    return _as_readings((r["timestamp"], r["value"], r["unit"]) for r in rows
+                        if r.get("measurand") == "Energy.Active.Import.Register" and r.get("phase") is None)
+
+
+def _as_readings(rows: Iterable[tuple]) -> list:
+    """(timestamp, value, unit) rows → [(datetime, Wh)], the unreadable left out."""
     out = []
-    for ts, value, unit in conn.execute(
-            "SELECT timestamp, value, unit FROM meter_values WHERE charger_id = ? AND tx_key = ?"
-            " AND measurand = 'Energy.Active.Import.Register' AND phase IS NULL", (charger_id, tx_key)):
+    for ts, value, unit in rows:
         when = parse_ts(ts)
         try:
             wh = float(value) * (1000 if unit == "kWh" else 1)
@@ -258,37 +276,41 @@ def _readings(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> list:
     return out
 
 
-def _cost(conn: sqlite3.Connection, row: sqlite3.Row | tuple, *, stop_ts: str | None, stop_wh: int | None):
+def _cost(conn: sqlite3.Connection, row: sqlite3.Row | tuple, *, stop_ts: str | None, stop_wh: int | None,
+          readings: list | None = None):
     _, charger_id, tx_key, meter_start, started_at = row[:5]
     start = parse_ts(started_at)
     stop = parse_ts(stop_ts)
     if start is None or stop is None or meter_start is None:
         return None
-    readings = _readings(conn, charger_id, tx_key)
+    if readings is None:
+        readings = _readings(conn, charger_id, tx_key)
     if stop_wh is None:
         stop_wh = max([wh for _, wh in readings], default=meter_start)
     return session_cost(tariff_for(conn, started_at), start_ts=start, start_wh=meter_start, readings=readings, stop_ts=stop,
                         stop_wh=stop_wh)
 
 
-def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str) -> dict:
-    """The running cost of an open billed session and whether its hold is used up (→ the edge stops it)."""
+def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str, pending: Sequence[dict] = (),
+            mark: bool = True) -> dict:
+    """The running cost of an open billed session and whether its hold is used up (→ the edge stops it, and
+    with `mark` the session says why). `pending`: meter rows perhaps not committed yet (`observe.meter_rows`)."""
     row = conn.execute("SELECT id, charger_id, tx_key, meter_start, started_at, hold_minor, card_kind, billing_stop"
                        " FROM transactions WHERE charger_id = ? AND tx_key = ? AND stopped_at IS NULL",
                        (charger_id, tx_key)).fetchone()
     if row is None or row[6] != "commercial":
         return {"stop": False}
-    readings = _readings(conn, charger_id, tx_key)
+    readings = sorted(set(_readings(conn, charger_id, tx_key)) | set(_rows_readings(pending)))
     if not readings:
         return {"stop": False}
     latest_ts, _ = max(readings)
-    cost = _cost(conn, row, stop_ts=latest_ts.isoformat(), stop_wh=None)
+    cost = _cost(conn, row, stop_ts=latest_ts.isoformat(), stop_wh=None, readings=readings)
     if cost is None:
         return {"stop": False}
     running_minor = cost.total_minor
     hold = row[5] or 0
     exhausted = running_minor >= hold and row[7] is None
-    if exhausted:
+    if exhausted and mark:
         conn.execute("UPDATE transactions SET billing_stop = ? WHERE id = ?",
                      (f"hold exhausted: cost {_money(running_minor)} reached the hold {_money(hold)}", row[0]))
     return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0]}

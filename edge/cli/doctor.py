@@ -33,16 +33,12 @@ from typing import Any
 
 from edge.billing import ledger
 from edge.cli.common import load_config, print_json
-from edge.clock import clock_synced
 from edge.config import Config
+from edge.health import Result, clock, disk, result
 from edge.store.guard import StoreError, check_writable, me
 from edge.store.migrations import MIGRATIONS
 
-Result = dict[str, str]
-
-
-def _r(check: str, status: str, message: str, fix: str = "") -> Result:
-    return {"check": check, "status": status, "message": message, "fix": fix}
+_r = result
 
 
 def database(cfg: Config) -> list[Result]:
@@ -71,22 +67,6 @@ def database(cfg: Config) -> list[Result]:
         return out
     finally:
         conn.close()
-
-
-def disk(cfg: Config) -> Result:
-    folder = Path(cfg.store.path).resolve().parent
-    free = shutil.disk_usage(folder).free
-    mb = free // 2**20
-    status = "ok" if mb >= 1024 else "warn" if mb >= 200 else "fail"
-    return _r("disk", status, f"{mb} MB free in {folder}",
-              "" if status == "ok" else "free space, or move the database to USB storage (docs/operations.md)")
-
-
-def clock() -> Result:
-    if clock_synced():
-        return _r("clock", "ok", "the system clock is synchronised")
-    return _r("clock", "warn", "the system clock is not synchronised (records say so until it is)",
-              "check the network and `timedatectl` (systemd-timesyncd)")
 
 
 def readers(cfg: Config) -> list[Result]:
@@ -213,7 +193,7 @@ def services() -> list[Result]:
 
 def run_checks(cfg: Config) -> list[Result]:
     results = [_r("config", "ok", f"{cfg.source or 'built-in defaults'} loads")]
-    for check in (lambda: database(cfg), lambda: [disk(cfg)], lambda: [clock()], lambda: readers(cfg),
+    for check in (lambda: database(cfg), lambda: [disk(cfg.store.path)], lambda: [clock()], lambda: readers(cfg),
                   lambda: gpio(cfg), lambda: [edge(cfg)], lambda: upstream(cfg), lambda: mqtt(cfg), services):
         try:
             results += check()

@@ -4,6 +4,8 @@ A thin face over `edge.billing.owner` (changes) and `edge.billing.reports` (read
 
     sitekeeper cards add UID --kind personal|commercial (--name NAME [--phone P] [--email E] | --account ID)
                          [--chargers A,B]
+                         [--expires DATE]
+    sitekeeper cards update UID [--expires DATE|never] [--chargers A,B|all]
     sitekeeper cards list | show UID | block UID | unblock UID | lost UID
     sitekeeper cards pin UID            (the PIN of the card's account, for paying at /pay; read from stdin
                                          when it is not a terminal)
@@ -50,6 +52,8 @@ def _print_card(site: Site, d: dict) -> None:
     print(f"Balance    {site.amount(d['balance_minor'])} {cur} (available {site.amount(d['available_minor'])} {cur},"
           f" held {site.amount(d['held_minor'])} {cur})")
     print(f"Chargers   {', '.join(d['chargers']) if d['chargers'] else 'all'}")
+    print(f"Valid      {'until ' + site.when(d['expires']) if d.get('expires') else 'no end'}"
+          f"{' (EXPIRED)' if d.get('expired') else ''}")
     print(f"Last used  {site.when(d['last_used'])}")
     _print_sessions(site, d["recent_sessions"], title="Recent sessions")
 
@@ -68,8 +72,10 @@ def cmd_cards_add(args: argparse.Namespace) -> int:
     chargers = owner.parse_chargers(args.chargers)
     if args.account is None and not (args.name and args.name.strip()):
         raise owner.OwnerError("a new card needs --name (or --account ID to add it to an existing user)")
+    expires = owner.parse_expiry(args.expires, site.tz)
     site.write(lambda conn: owner.register_card(conn, uid, args.kind, name=args.name, phone=args.phone,
-                                                email=args.email, chargers=chargers, account_id=args.account))
+                                                email=args.email, chargers=chargers, account_id=args.account,
+                                                expires=expires))
     d = site.read(lambda conn: reports.card_detail(conn, uid))
     if args.json:
         print_json(d)
@@ -113,6 +119,23 @@ def cmd_cards_list(args: argparse.Namespace) -> int:
                [[r["uid"], r["kind"], r["status"], f"{r['name']} ({r['account_id']})",
                  ",".join(r["chargers"]) if r["chargers"] else "all", site.amount(r["balance_minor"]),
                  site.amount(r["available_minor"]), site.when(r["last_used"])] for r in d["cards"]], right=(5, 6))
+    return 0
+
+
+def cmd_cards_update(args: argparse.Namespace) -> int:
+    site = Site(args)
+    uid = normalise_uid(args.uid)
+    if args.expires is None and args.chargers is None:
+        raise owner.OwnerError("nothing to change: give --expires DATE|never and/or --chargers A,B|all")
+    chargers = False if args.chargers is None else None if args.chargers.strip().lower() == "all" \
+        else owner.parse_chargers(args.chargers)
+    expires = False if args.expires is None else owner.parse_expiry(args.expires, site.tz)
+    site.write(lambda conn: cards.update_card(conn, uid, chargers=chargers, expires=expires))
+    d = site.read(lambda conn: reports.card_detail(conn, uid))
+    if args.json:
+        print_json(d)
+    else:
+        _print_card(site, d)
     return 0
 
 
@@ -410,6 +433,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--account", type=int, metavar="ID", help="add the card to this existing user")
     p.add_argument("--chargers", metavar="A,B", help="personal cards: the only chargers it may use")
+    p.add_argument("--expires", metavar="DATE", help="valid through this day (site time zone) or time; default never")
+    p = leaf(cs, "update", cmd_cards_update, "change a card's validity end or the chargers it may use")
+    p.add_argument("uid")
+    p.add_argument("--expires", metavar="DATE", help="valid through this day (site time zone) or time; never: no end")
+    p.add_argument("--chargers", metavar="A,B", help="personal cards: the only chargers it may use; all: any")
     p = leaf(cs, "assign", cmd_cards_assign, "move a card to another user (the money stays with each user)")
     p.add_argument("uid")
     p.add_argument("account", type=int, metavar="USER_ID")

@@ -39,6 +39,7 @@ class SendUpstream:
 class Persist:
     ops: list[StoreOp]
     wait: bool = True  # the following actions must not happen before these are durable
+    later: bool = False  # (not waited for) may share a commit with others for `store.background_delay` s
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class RunningCost:
 
     charger_id: str
     tx_key: str
+    pending: tuple = ()  # the meter rows that asked, perhaps not committed yet (they wait to share a commit)
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class Decision:
     tx_id: int | None = None  # start: the session's id (1.6: the transactionId the charger gets)
     hold_minor: int = 0  # start: the amount held for the session (0: nothing to watch)
     repeat: bool = False  # the same start seen again: answer with the first one's decision
+    expiry: str | None = None  # the card's validity end (1.6 expiryDate, 2.0.1 cacheExpiryDateTime)
 
 
 @dataclass(slots=True)

@@ -51,9 +51,15 @@ def id_tag_info_16(status: str, expiry: str | None = None, parent: str | None = 
     return info
 
 
+def id_token_info_201(status: str, expiry: str | None = None) -> dict:
+    return {"status": status, "cacheExpiryDateTime": expiry} if expiry else {"status": status}
+
+
 def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: str = "Accepted",
-           transaction_id: int | None = None, offline: bool = False, now: float | None = None) -> dict | None:
-    """The payload the edge answers `call` with, or None if it does not answer this action itself."""
+           transaction_id: int | None = None, offline: bool = False, now: float | None = None,
+           expiry: str | None = None) -> dict | None:
+    """The payload the edge answers `call` with, or None if it does not answer this action itself. `expiry`:
+    the card's validity end, told with its status (1.6 expiryDate, 2.0.1 cacheExpiryDateTime)."""
     action, p = call.action, call.payload
     if action == "BootNotification":
         return {"status": "Accepted", "currentTime": now_iso(now), "interval": heartbeat_interval}
@@ -68,19 +74,19 @@ def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: st
         if action == "SignCertificate":
             return {"status": "Rejected"}
         if action == "Authorize":
-            return {"idTagInfo": id_tag_info_16(auth_status)}
+            return {"idTagInfo": id_tag_info_16(auth_status, expiry)}
         if action == "StartTransaction":
             assert transaction_id is not None
-            return {"transactionId": transaction_id, "idTagInfo": id_tag_info_16(auth_status)}
+            return {"transactionId": transaction_id, "idTagInfo": id_tag_info_16(auth_status, expiry)}
         if action == "StopTransaction":
-            return {"idTagInfo": id_tag_info_16(auth_status)} if p.get("idTag") else {}
+            return {"idTagInfo": id_tag_info_16(auth_status, expiry)} if p.get("idTag") else {}
         return None
     if action in _EMPTY_201:
         return {}
     if action in _STATUS_201:
         return dict(_STATUS_201[action])
     if action == "Authorize":
-        return {"idTokenInfo": {"status": auth_status}}
+        return {"idTokenInfo": id_token_info_201(auth_status, expiry)}
     if action == "TransactionEvent":
-        return {"idTokenInfo": {"status": auth_status}} if p.get("idToken") else {}
+        return {"idTokenInfo": id_token_info_201(auth_status, expiry)} if p.get("idToken") else {}
     return None

@@ -107,6 +107,9 @@ from edge.money import lookup_key
 _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 
 
+# what the edge answers as the CSMS and records behind the answer, unless it must also reach upstream
+BEHIND = ("MeterValues", "Heartbeat")
+
 class ChargerLink(BillingPart, ReplayPart):
     """One charger's OCPP connection, proxy and local CSMS, as a state machine without I/O.
 
@@ -286,7 +289,7 @@ class ChargerLink(BillingPart, ReplayPart):
         actions: list[Action] = []
         ops = self._observe_ops(call)
         if ops:
-            actions.append(Persist(ops, wait=False))
+            actions.append(Persist(ops, wait=False, later=call.action in BEHIND))
         actions.append(SendUpstream(text))
         actions += self._watch_cost(call)
         return actions
@@ -338,16 +341,20 @@ class ChargerLink(BillingPart, ReplayPart):
         (what it recorded on the way up is not recorded again, and it is queued as the cloud may have it)."""
         status = self._local_status(call, decided)
         if not record:
-            return [self._reply(call, status, decided.tx_id if decided else None, offline)]
+            return [self._reply(call, status, decided.tx_id if decided else None, offline,
+                                decided.expiry if decided else None)]
         ops, tx_id, queue_tx = self._record(call, offline=offline, decided=decided, sent=sent)
         actions: list[Action] = []
         if offline and self.state != DOWN:
             actions.append(Notice("answered_while_up"))
-        if offline and is_queued(self.version, call.action):
+        queued = offline and is_queued(self.version, call.action)
+        if queued:
             ops.append(self._enqueue(call, queue_tx, sent))
-        if ops:
-            actions.append(Persist(ops))
-        actions.append(self._reply(call, status, tx_id, offline))
+        if ops:  # what carries money, or must reach upstream, is durable before the charger hears; a meter
+            # sample or a heartbeat is written behind (sharing commits: what wears an SD card)
+            behind = not queued and call.action in BEHIND
+            actions.append(Persist(ops, wait=not behind, later=behind))
+        actions.append(self._reply(call, status, tx_id, offline, decided.expiry if decided else None))
         return actions + self._watch_cost(call)
 
     def _local_status(self, call: Call, decided: Decision | None) -> str:
@@ -364,9 +371,10 @@ class ChargerLink(BillingPart, ReplayPart):
                                           now=self.wall())
         return "Accepted"
 
-    def _reply(self, call: Call, status: str, tx_id: int | None, offline: bool) -> SendCharger:
+    def _reply(self, call: Call, status: str, tx_id: int | None, offline: bool,
+               expiry: str | None = None) -> SendCharger:
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall())
+                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(), expiry=expiry)
         if payload is None:
             return SendCharger(call_error_text(call.msg_id, "NotSupported",
                                                f"{call.action} is not supported by this CSMS"))

@@ -106,7 +106,9 @@ class BillingPart:
         key = None if key is None else str(key)
         if key not in self.tx.billed or key in self.tx.stop_requested or not p.get("meterValue"):
             return []
-        return self._ask(Asked(call, Waits.RUNNING, tx_key=key), RunningCost(self.charger_id, key))
+        pending = tuple(observe.meter_rows(self.charger_id, key, None, p.get("meterValue"))) \
+            if call.action == "MeterValues" else ()
+        return self._ask(Asked(call, Waits.RUNNING, tx_key=key), RunningCost(self.charger_id, key, pending))
 
     def _stop_if_exhausted(self, tx_key: str | None, result: Running) -> list[Action]:
         if not result.stop or tx_key is None or tx_key in self.tx.stop_requested:
@@ -128,6 +130,8 @@ class BillingPart:
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
             self.tx.id_map[local] = upstream_id
             info = {**(p.get("idTagInfo") or {}), "status": decided.status}
+            if decided.expiry:
+                info["expiryDate"] = decided.expiry
             upstream_status = (p.get("idTagInfo") or {}).get("status")
             actions: list[Action] = []
             if decided.status == "Accepted" and (upstream_id <= 0 or upstream_status != "Accepted"):
@@ -139,5 +143,7 @@ class BillingPart:
                 SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
         if "idTokenInfo" in p or call.payload.get("idToken"):
             info = {**(p.get("idTokenInfo") or {}), "status": decided.status}
+            if decided.expiry:
+                info["cacheExpiryDateTime"] = decided.expiry
             return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]
         return [Persist([]), SendCharger(frame.text)]

@@ -37,10 +37,18 @@ def apply(conn: sqlite3.Connection, records: Iterable[r.StoreOp]) -> None:
             writer(conn, vars(op))
 
 
+def still_within_hold(conn: sqlite3.Connection, question: RunningCost) -> bool:
+    """A read (no commit): is the session still within its hold, with the samples that asked? The usual answer
+    to meter values, which thus keep sharing commits; only a used-up hold needs `ask_billing`'s write."""
+    return not sessions.running(conn, charger_id=question.charger_id, tx_key=question.tx_key,
+                                pending=question.pending, mark=False).get("stop")
+
+
 def ask_billing(conn: sqlite3.Connection, question: Decide | RunningCost) -> Decision | Running:
     """Put `question` to billing (in the caller's transaction) and give its answer as the link takes it."""
     if isinstance(question, RunningCost):
-        out = sessions.running(conn, charger_id=question.charger_id, tx_key=question.tx_key)
+        out = sessions.running(conn, charger_id=question.charger_id, tx_key=question.tx_key,
+                               pending=question.pending)
         return Running(stop=bool(out.get("stop")))
     out = sessions.decide(conn, uid=question.uid, charger_id=question.charger_id, version=question.version,
                           kind=question.kind, tx=None if question.tx is None else vars(question.tx),
@@ -48,4 +56,4 @@ def ask_billing(conn: sqlite3.Connection, question: Decide | RunningCost) -> Dec
     if not out.get("known"):
         return Decision(known=False)
     return Decision(known=True, status=out["status"], tx_id=out.get("tx_id"), hold_minor=out.get("hold_minor") or 0,
-                    repeat=bool(out.get("repeat")))
+                    repeat=bool(out.get("repeat")), expiry=out.get("expires"))

@@ -37,6 +37,7 @@ from edge.controller.actions import (
     QueueItem,
     ResetUpstream,
     Running,
+    RunningCost,
     SendCharger,
     SendUpstream,
 )
@@ -357,8 +358,8 @@ class ChargerSession:
                     if not site.journal.passed_through(self.charger_id, text, "c>u"):
                         site.journal.add(self.charger_id, "e>u", text)
                     self.up.send(text)
-            case Persist(ops=ops, wait=False):
-                site.store.write_soon(lambda c: persist.apply(c, ops))
+            case Persist(ops=ops, wait=False, later=later):
+                site.store.write_soon(lambda c: persist.apply(c, ops), later)
             case Persist() | Ask():
                 return False
             case EdgeCallDone(msg_id=msg_id):
@@ -404,7 +405,11 @@ class ChargerSession:
             match a:
                 case Ask(ask_id=ask_id, question=question):
                     try:
-                        result = await site.store.write(lambda c, q=question: ask_billing(c, q))
+                        if isinstance(question, RunningCost) and persist.still_within_hold(site.store.db.conn,
+                                                                                            question):
+                            result = Running(stop=False)
+                        else:
+                            result = await site.store.write(lambda c, q=question: ask_billing(c, q))
                     except Exception:
                         log.exception("billing failed for %s (%s)", self.charger_id, question)
                         site.metrics.errors["billing"] += 1

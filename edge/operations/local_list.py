@@ -5,8 +5,10 @@ the edge asks the charger's list version (GetLocalListVersion) and sends a Full 
 change (any process: CLI, cloud_sync), the daemon notices the new version and sends a Differential with the
 cards changed since, or a Full list if the charger reports a version mismatch.
 
-Entries: an active card the charger may use → Accepted; blocked / lost card or blocked account → Blocked; a
-personal card limited to other chargers → removed (no idTagInfo). A commercial card's balance is not in the
+Entries: an active card the charger may use → Accepted; blocked / lost card or blocked account → Blocked; past
+its validity end → Expired; a card with a validity end carries it (1.6 expiryDate, 2.0.1 cacheExpiryDateTime:
+the charger refuses it after that by itself); a personal card limited to other chargers → removed (no
+idTagInfo). A commercial card's balance is not in the
 list: the hold is taken when the start reaches the edge.
 """
 
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.billing import cards
+from edge.controller.answers import id_tag_info_16, id_token_info_201
 from edge.operations.chargers import Charger
 
 log = logging.getLogger(__name__)
@@ -30,17 +33,18 @@ def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int 
     for card in cards.changed_since(conn, since):
         uid, status, chargers, blocked = card.uid, card.status, card.chargers, card.account_blocked
         allowed = chargers is None or charger_id in chargers
-        state = None if not allowed else "Blocked" if status != "active" or blocked else "Accepted"
+        state = None if not allowed else "Blocked" if status != "active" or blocked else \
+            "Expired" if card.expired() else "Accepted"
         if state is None and since == 0:
             continue  # a full list simply leaves it out
         if version == "1.6":
             entry: dict = {"idTag": uid}
             if state:
-                entry["idTagInfo"] = {"status": state}
+                entry["idTagInfo"] = id_tag_info_16(state, card.expires)
         else:
             entry = {"idToken": {"idToken": uid, "type": "ISO14443"}}
             if state:
-                entry["idTokenInfo"] = {"status": state}
+                entry["idTokenInfo"] = id_token_info_201(state, card.expires)
         out.append(entry)
     return out
 

@@ -45,6 +45,8 @@ def _reason(card: cards.Card, status: str) -> str:
         return ""
     if card.status != "active" or card.account_blocked:
         return "blocked"
+    if status == "Expired":
+        return "expired"
     if status in ("NoCredit", "Blocked"):
         return "low_balance"
     return "not_here"
@@ -91,8 +93,8 @@ class TapService:
         elif rc is None or not rc.connector:
             event.update(self._card_info(conn, card))
             status, reason = billing.check(conn, card, charger_id="", version="2.0.1") \
-                if card.kind == "commercial" else (("Accepted", "") if card.status == "active"
-                                                   else ("Blocked", f"card is {card.status}"))
+                if card.kind == "commercial" else ("Blocked", f"card is {card.status}") if card.status != "active" \
+                else ("Expired", f"card expired at {card.expires}") if card.expired() else ("Accepted", "")
             event.update(result="accepted" if status in ("Accepted", "ConcurrentTx") else "refused",
                          status=status, message=reason, reason=_reason(card, status), tap_ref=self._remember(tap.uid))
         else:

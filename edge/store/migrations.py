@@ -302,4 +302,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE transactions ADD COLUMN receipt_code TEXT;
     CREATE UNIQUE INDEX transactions_receipt ON transactions (receipt_code) WHERE receipt_code IS NOT NULL;
     """,
+    # 14: a card may have a validity end (UTC; answered Expired after it, with expiryDate before it)
+    """
+    ALTER TABLE cards ADD COLUMN expires TEXT;
+    """,
+    # 15: meter samples indexed session first: a 1.6 session's key is the edge's own increasing id, so the open
+    # sessions' samples land in the index's last pages together (by charger first, each charger's open session
+    # had a page of its own: a page written per charger per commit, what wears an SD card; bench/writes.py)
+    """
+    DROP INDEX meter_values_tx;
+    CREATE INDEX meter_values_tx ON meter_values (tx_key, charger_id);
+    """,
 ]

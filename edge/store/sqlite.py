@@ -17,6 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from edge.store.migrations import MIGRATIONS
 log = logging.getLogger(__name__)
 
 WriteFn = Callable[[sqlite3.Connection], Any]
+LATER = object()  # in the writer's queue in place of a waiter: a write that may wait for company
 
 
 
@@ -73,6 +75,7 @@ class Store:
             raise StoreError(f"cannot open the database {path}: {e}") from None
         self.identity = Identity.of(path)
         self.write_error: str | None = None  # the store itself failed its last commit (not a caller's bad write)
+        self.background_delay = 0.0  # seconds a batch of only `later` writes waits for more (`_writer`)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -163,25 +166,36 @@ class Store:
         what the same client was already told happened."""
         await self.write(lambda conn: None)
 
-    def write_soon(self, fn: WriteFn) -> None:
-        """Queue `fn` for the next batch without waiting (journal rows and other best-effort writes)."""
+    def write_soon(self, fn: WriteFn, later: bool = False) -> None:
+        """Queue `fn` for the next batch without waiting (journal rows and other best-effort writes); `later`:
+        it may also wait up to `background_delay` seconds for company (see `_writer`)."""
         if self._thread is None:
             self.write_now(fn)
         else:
-            self._queue.put((fn, None))
+            self._queue.put((fn, LATER if later else None))
 
     def _writer(self) -> None:
-        """The writer thread: take what is queued, commit it as one transaction, hand the results back."""
+        """The writer thread: take what is queued, commit it as one transaction, hand the results back.
+
+        A batch of only `later` writes (`write_soon(later=True)`: journal rows, meter samples, heartbeats)
+        waits up to `background_delay` seconds for more before it is committed, so that a quiet site's messages
+        share pages and commits (what an SD card is worn by); any other write commits at once, with whatever
+        is queued before it."""
         while True:
             item = self._queue.get()
             if item is None:
                 return
             batch = [item]
             stop = False
+            deadline = time.monotonic() + self.background_delay
             while True:
+                waiting = all(fut is LATER for _, fut in batch) and time.monotonic() < deadline
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if waiting \
+                        else self._queue.get_nowait()
                 except queue.Empty:
+                    if waiting:
+                        continue  # the delay is over: the loop's next turn takes what is left, then commits
                     break
                 if more is None:
                     stop = True
@@ -191,7 +205,7 @@ class Store:
             by_loop: dict[asyncio.AbstractEventLoop, list] = {}  # each waiter is woken on its own loop
             for item, result in zip(batch, results, strict=True):
                 fut = item[1]
-                if fut is not None:
+                if fut is not None and fut is not LATER:
                     by_loop.setdefault(fut.get_loop(), []).append((fut, result))
                 elif not result[0]:
                     log.error("store: background write failed: %s", result[1])

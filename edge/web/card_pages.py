@@ -7,17 +7,25 @@ local lists as any card change does."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from edge.billing import cards, owner, reports
+from edge.clock import parse_ts
 from edge.money import UidError, normalise_uid
 from edge.operations import changes, tokens
 from edge.store import journal
 from edge.web.pages import Kit
 
 STATUSES = ("active", "blocked", "lost")
+
+
+def _day(expires: str | None, timezone: str) -> str:
+    """A validity end as the day it is in the site's time zone (for a date field), or ""."""
+    when = parse_ts(expires)
+    return when.astimezone(ZoneInfo(timezone)).date().isoformat() if when else ""
 
 
 def register(app: FastAPI, edge: Any, kit: Kit) -> None:
@@ -35,7 +43,9 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             rows.append({"uid": c["uid"], "shown": c["uid"] if whole else journal.mask_uid(c["uid"]),
                          "name": c["name"] or "—", "account": c["account_id"], "kind": c["kind"],
                          "status": c["status"], "available": kit.money(c["available_minor"])
-                         if c["kind"] == "commercial" else "—", "last": kit.when(c["last_used"]) or "—"})
+                         if c["kind"] == "commercial" else "—", "last": kit.when(c["last_used"]) or "—",
+                         "expires": kit.when(c["expires"]) if c["expires"] else "", "expired": c["expired"],
+                         "expires_day": _day(c["expires"], edge.cfg.site.timezone)})
         users = [{"id": u["id"], "name": u["name"]} for u in reports.user_list(edge.store.db.conn)["users"]]
         return kit.render(request, "cards.html", user, cards=rows, status=status, kind=kind, q=q,
                           statuses=STATUSES, may_change=whole, users=users)
@@ -61,6 +71,29 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             raise HTTPException(404, str(e)) from None
         return RedirectResponse("/cards", status_code=303)
 
+    @app.post("/cards/{uid}/expires", include_in_schema=False)
+    async def set_expiry(request: Request, uid: str) -> Response:
+        """A card's validity end: a day (valid through its end, in the site's time zone), or none."""
+        user = kit.page_user(request, "operator")
+        data = await kit.checked(request, user)
+        try:
+            expires = owner.parse_expiry(data.get("expires", ""), edge.cfg.site.timezone)
+
+            def change(c: Any) -> None:
+                before = cards.get_card(c, uid)
+                if before is None:
+                    raise cards.CardError(f"unknown card {uid}")
+                after = cards.update_card(c, uid, expires=expires)
+                if after.expires != before.expires:
+                    changes.record(c, user["name"], "card.expires", f"card {uid}", {"expires": before.expires},
+                                   {"expires": after.expires})
+            await edge.store.write(change)
+        except owner.OwnerError as e:
+            raise HTTPException(422, str(e)) from None
+        except cards.CardError as e:
+            raise HTTPException(404, str(e)) from None
+        return RedirectResponse("/cards", status_code=303)
+
     def holder(account: str) -> dict | None:
         """The existing user a new card is for (`?account=ID`), or None for a new user."""
         if not account:
@@ -76,7 +109,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         last = cards.last_unknown(edge.store.db.conn)
         return kit.render(request, "card_new.html", user, error="", since=last["at"] if last else "",
                           holder=holder(account), values={"uid": "", "kind": "commercial", "name": "", "phone": "",
-                                                          "email": "", "account": account})
+                                                          "email": "", "account": account, "expires": ""})
 
     @app.post("/cards/assign", include_in_schema=False)
     async def assign(request: Request) -> Response:
@@ -114,21 +147,25 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
     async def add_card(request: Request) -> Response:
         user = kit.page_user(request, "operator")
         data = await kit.checked(request, user)
-        values = {k: (data.get(k) or "").strip()[:100] for k in ("uid", "kind", "name", "phone", "email", "account")}
+        values = {k: (data.get(k) or "").strip()[:100]
+                  for k in ("uid", "kind", "name", "phone", "email", "account", "expires")}
         on = holder(values["account"])
         try:
             uid = normalise_uid(values["uid"])
             if values["kind"] not in ("commercial", "personal"):
                 raise owner.OwnerError("a card is commercial (prepaid) or personal (free)")
+            expires = owner.parse_expiry(values["expires"], edge.cfg.site.timezone)
 
             def add(c: Any) -> cards.Card:
                 if on is not None:
-                    card = owner.register_card(c, uid, values["kind"], account_id=on["id"])
+                    card = owner.register_card(c, uid, values["kind"], account_id=on["id"], expires=expires)
                 else:
                     card = owner.register_card(c, uid, values["kind"], name=values["name"] or None,
-                                               phone=values["phone"] or None, email=values["email"] or None)
+                                               phone=values["phone"] or None, email=values["email"] or None,
+                                               expires=expires)
                 changes.record(c, user["name"], "card.add", f"card {uid}", None,
-                               {"kind": card.kind, "account_id": card.account_id, "name": card.name})
+                               {"kind": card.kind, "account_id": card.account_id, "name": card.name,
+                                "expires": card.expires})
                 return card
             card = await edge.store.write(add)
         except (UidError, owner.OwnerError, cards.CardError) as e:

@@ -111,6 +111,7 @@ def register(app: FastAPI, edge: Any, desk: Any) -> None:
                 "connectors": connectors, "qrph": bool(desk is not None and desk.qrph_offered),
                 "pay": desk is not None, "provider_away": bool(desk is not None and desk.provider is not None
                                                                and not desk.provider_up),
+                "clock_synced": health.get("clock_synced", True),
                 "upstream_away": health.get("mode") == "proxy" and
                 health.get("upstream_links_up", 0) < health.get("chargers_connected", 0)}
 

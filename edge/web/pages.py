@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.billing import sessions as billing
-from edge.clock import parse_ts
+from edge.clock import clock_synced, parse_ts
 from edge.money import format_money
 from edge.operations import admins, tokens
 from edge.security import check_secret
@@ -92,7 +92,8 @@ class Kit:
         login_csrf = request.cookies.get(session.LOGIN_CSRF) or secrets.token_urlsafe(24)
         ctx = {"lang": lang, "t": i18n.translator(lang, domain), "languages": languages,
                "site": edge.cfg.site.name or edge.cfg.site.id, "user": user, "path": request.url.path,
-               "csrf": user["csrf"] if user else login_csrf, **values}
+               "csrf": user["csrf"] if user else login_csrf,
+               "clock_unsynced": user is not None and not clock_synced(), **values}
         response = HTMLResponse(_ENV.get_template(template).render(ctx), status_code=http_status, headers=_HEADERS)
         if user is None and request.cookies.get(session.LOGIN_CSRF) != login_csrf:
             response.set_cookie(session.LOGIN_CSRF, login_csrf, httponly=True, samesite="strict",
