@@ -169,16 +169,16 @@ async def test_a_201_base_report_in_parts_is_stored_whole(edge_factory):
     try:
         status, out = await call(edge, "GET", "/api/chargers/DM201/configuration")
         assert out["action"] == "GetBaseReport" and out["response"] == {"status": "Accepted"}
-        rows: list = []
-        for _ in range(100):
-            rows = (await call(edge, "GET", "/api/chargers/DM201/device-model"))[1]
-            if len(rows) == 3:
-                break
-            await asyncio.sleep(0.1)
+        assert out["report"] == {"request_id": 1, "parts": 2, "variables": 2, "complete": True}, \
+            "the answer waited for the last part (tbc false)"
+        rows = out["variables"]
+        assert rows == (await call(edge, "GET", "/api/chargers/DM201/device-model"))[1]
         got = {(r["key"], r["attribute"]): (r["value"], r["mutability"], r["unit"]) for r in rows}
         assert got == {("OCPPCommCtrlr.HeartbeatInterval", "Actual"): ("300", "ReadWrite", "s"),
                        ("EVSE@1.Power", "Actual"): ("7400", "ReadOnly", "W"),
                        ("EVSE@1.Power", "MaxSet"): ("22000", "ReadOnly", "W")}, "both parts, every attribute"
+        status, out = await call(edge, "GET", "/api/chargers/DM201/configuration")
+        assert out["report"]["request_id"] == 2 and out["report"]["complete"], "each report its own requestId"
         status, out = await call(edge, "POST", "/api/chargers/DM201/reservations", {"connector": 2, "card": "04E1"})
         assert status == 422, "a card id is checked before anything is sent"
     finally:

@@ -57,12 +57,13 @@ _SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.
 
 
 def parse_expiry(text: str | None) -> str | None:
-    """A validity end as stored: an ISO 8601 time with its offset (or Z) → UTC with a Z; None or "" → None."""
+    """A validity end as stored: an ISO 8601 time (its offset, or UTC without one) → UTC with a Z; None or "" →
+    None. A person's dates are made times in the site's zone first (`owner.parse_expiry`)."""
     if not text:
         return None
     when = parse_ts(text)
-    if when is None or when.tzinfo is None:
-        raise CardError(f"not a time with its zone: {text!r} (e.g. 2027-06-30T23:59:59+08:00)")
+    if when is None:
+        raise CardError(f"not a date or time: {text!r} (e.g. 2027-06-30T23:59:59+08:00)")
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -87,7 +87,12 @@ def report_ops(charger_id: str, payload: dict, now: float | None = None) -> list
             rows.append({"key": key, "attribute": attr.get("type", "Actual"), "value": attr.get("value"),
                          "mutability": attr.get("mutability", "ReadWrite"), "data_type": chars.get("dataType"),
                          "unit": chars.get("unit")})
-    return [ReportRows(charger_id=charger_id, rows=rows, ts=now_iso(now))] if rows else []
+    request_id = payload.get("requestId")
+    request_id = request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else None
+    if not rows and request_id is None:
+        return []
+    return [ReportRows(charger_id=charger_id, rows=rows, ts=now_iso(now), request_id=request_id,
+                       tbc=bool(payload.get("tbc")))]
 
 
 def meter_rows(charger_id: str, tx_key: str | None, connector_id: int | None, meter_value: list) -> list[dict]:

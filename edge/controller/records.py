@@ -185,6 +185,8 @@ class ReportRows:
     charger_id: str
     rows: list[dict]
     ts: str
+    request_id: int | None = None  # the GetBaseReport's requestId the part answers
+    tbc: bool = False  # more parts follow
 
 
 StoreOp = (ChargerBoot | ChargerConnected | ChargerDisconnected | StatusSeen | ReplaySet | ReplayDone | Enqueue

@@ -79,13 +79,13 @@ def _component_variable(key: str) -> tuple[str, str]:
     return component, variable
 
 
-def get_configuration(version: str, keys: list[str] | None = None) -> tuple[str, dict]:
+def get_configuration(version: str, keys: list[str] | None = None, request_id: int = 1) -> tuple[str, dict]:
     """Read settings: 1.6 GetConfiguration (all, or `keys`); 2.0.1 GetVariables for `keys`, or with none
-    GetBaseReport (ConfigurationInventory; the charger then sends NotifyReport)."""
+    GetBaseReport (ConfigurationInventory, as `request_id`; the charger then sends NotifyReport in parts)."""
     if version == "1.6":
         return "GetConfiguration", ({"key": list(keys)} if keys else {})
     if not keys:
-        return "GetBaseReport", {"requestId": 1, "reportBase": "ConfigurationInventory"}
+        return "GetBaseReport", {"requestId": request_id, "reportBase": "ConfigurationInventory"}
     data = []
     for key in keys:
         component, variable = _component_variable(key)

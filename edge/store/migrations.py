@@ -313,4 +313,16 @@ MIGRATIONS: list[str] = [
     DROP INDEX meter_values_tx;
     CREATE INDEX meter_values_tx ON meter_values (tx_key, charger_id);
     """,
+    # 16: a 2.0.1 device model report's parts (B08: NotifyReport with tbc until the last), by its requestId
+    """
+    CREATE TABLE device_reports (
+        charger_id TEXT NOT NULL,
+        request_id INTEGER NOT NULL,
+        parts INTEGER NOT NULL,              -- NotifyReport messages received for it
+        variables INTEGER NOT NULL,          -- variables they carried
+        complete INTEGER NOT NULL,           -- the last part (tbc false) has come
+        updated TEXT NOT NULL,
+        PRIMARY KEY (charger_id, request_id)
+    );
+    """,
 ]

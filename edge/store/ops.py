@@ -150,3 +150,10 @@ def report(conn: sqlite3.Connection, d: dict) -> None:
         " ON CONFLICT (charger_id, key, attribute) DO UPDATE SET value = excluded.value,"
         " mutability = excluded.mutability, data_type = excluded.data_type, unit = excluded.unit,"
         " updated = excluded.updated", [{**row, "charger_id": d["charger_id"], "ts": d["ts"]} for row in d["rows"]])
+    if d.get("request_id") is not None:  # the report it is a part of (B08: several parts, tbc until the last)
+        conn.execute("INSERT INTO device_reports (charger_id, request_id, parts, variables, complete, updated)"
+                     " VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (charger_id, request_id) DO UPDATE SET"
+                     " parts = parts + 1, variables = variables + excluded.variables,"
+                     " complete = excluded.complete, updated = excluded.updated",
+                     (d["charger_id"], d["request_id"], len({r["key"] for r in d["rows"]}), int(not d.get("tbc")),
+                      d["ts"]))

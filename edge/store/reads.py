@@ -104,3 +104,11 @@ def reservation_at(conn: sqlite3.Connection, charger_id: str, connector_id: int,
                        " AND status = 'active' AND expires > ? ORDER BY id DESC LIMIT 1",
                        (charger_id, connector_id, now)).fetchone()
     return None if row is None else {"id": row[0], "id_tag": row[1], "expires": row[2]}
+
+
+def device_variables(conn: sqlite3.Connection, charger_id: str) -> list[dict]:
+    """A 2.0.1 charger's variables as its NotifyReports said them, by COMPONENT.VARIABLE and attribute."""
+    rows = conn.execute("SELECT key, attribute, value, mutability, data_type, unit, updated FROM device_model"
+                        " WHERE charger_id = ? ORDER BY key, attribute", (charger_id,)).fetchall()
+    return [dict(zip(("key", "attribute", "value", "mutability", "data_type", "unit", "updated"), r, strict=True))
+            for r in rows]

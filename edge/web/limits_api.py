@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from edge.money import UidError, normalise_uid
 from edge.operations import intents, reservations
+from edge.store import reads
 from edge.web.auth import need
 from edge.web.operations_api import MAX_CONNECTOR, MAX_ID, Operator
 
@@ -112,8 +113,4 @@ def register(app: FastAPI, edge: Any, ops: Operator) -> None:
     @app.get("/api/chargers/{charger_id}/device-model", dependencies=[viewer])
     async def device_model(charger_id: str) -> list[dict]:
         """The charger's variables as its NotifyReports said them (GET .../configuration asks for a report)."""
-        rows = edge.store.db.conn.execute(
-            "SELECT key, attribute, value, mutability, data_type, unit, updated FROM device_model"
-            " WHERE charger_id = ? ORDER BY key, attribute", (charger_id,)).fetchall()
-        return [dict(zip(("key", "attribute", "value", "mutability", "data_type", "unit", "updated"), r, strict=True))
-                for r in rows]
+        return reads.device_variables(edge.store.db.conn, charger_id)

@@ -141,8 +141,30 @@ def register(app: FastAPI, edge: Any) -> Operator:
 
     @app.get("/api/chargers/{charger_id}/configuration")
     async def get_configuration(charger_id: str, key: Annotated[list[str] | None, Query()] = None,
+                                wait: Annotated[float, Query(ge=0, le=120)] = 30.0,
                                 who: str = viewer) -> JSONResponse:
-        return await intent(charger_id, intents.get_configuration, who, key)
+        """1.6 GetConfiguration; 2.0.1 GetVariables for `key`s, or without a key a ConfigurationInventory report:
+        the answer then waits up to `wait` seconds for its NotifyReport parts (B08) and carries `report`
+        (request_id, parts, complete) and the `variables` as stored."""
+        if key or version_of(charger_id) == "1.6":
+            return await intent(charger_id, intents.get_configuration, who, key)
+        conn = edge.store.db.conn
+        request_id = conn.execute("SELECT coalesce(max(request_id), 0) + 1 FROM device_reports WHERE charger_id = ?",
+                                  (charger_id,)).fetchone()[0]
+        action, payload = ops.say(intents.get_configuration, charger_id, None, request_id)
+        outcome = await operate(charger_id, action, payload, who)
+        if outcome.status != "answered" or (outcome.response or {}).get("status") != "Accepted":
+            return answer(outcome)
+        until = asyncio.get_running_loop().time() + wait
+        while True:
+            row = conn.execute("SELECT parts, variables, complete FROM device_reports WHERE charger_id = ? AND"
+                               " request_id = ?", (charger_id, request_id)).fetchone()
+            if (row is not None and row[2]) or asyncio.get_running_loop().time() >= until:
+                break
+            await asyncio.sleep(0.2)
+        report = {"request_id": request_id, "parts": row[0] if row else 0, "variables": row[1] if row else 0,
+                  "complete": bool(row and row[2])}
+        return answer(outcome, report=report, variables=reads.device_variables(conn, charger_id))
 
     @app.put("/api/chargers/{charger_id}/configuration")
     async def set_configuration(charger_id: str, body: Setting, who: str = operator) -> JSONResponse:
