@@ -41,7 +41,11 @@ class Card:
 
     def expired(self, now: str | None = None) -> bool:
         """Past its validity end (ISO strings of one form compare as times)."""
-        return self.expires is not None and (now or now_iso()) >= self.expires
+        return _past(self.expires, now or now_iso())
+
+
+def _past(expires: str | None, now: str) -> bool:
+    return expires is not None and now >= expires
 
 
 def _card(row: sqlite3.Row | tuple | None) -> Card | None:
@@ -101,7 +105,7 @@ def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | Non
     """Every card the site has, any status (a blocked or expired card is known, and refused by billing): uid →
     (usable: active on an account not blocked, not expired, the chargers it is limited to or None)."""
     now = now_iso()
-    return {uid: (status == "active" and not blocked and not (expires and now >= expires),
+    return {uid: (status == "active" and not blocked and not _past(expires, now),
                   json.loads(chargers) if chargers else None)
             for uid, status, blocked, chargers, expires in conn.execute(
                 "SELECT c.uid, c.status, a.blocked, c.chargers, c.expires FROM cards c"
@@ -177,9 +181,10 @@ def update_card(conn: sqlite3.Connection, uid: str, *, status: str | None = None
     if chargers is not False and (chargers or None) != card.chargers:
         sets.append("chargers = ?")
         args.append(json.dumps(chargers) if chargers else None)
-    if expires is not False and parse_expiry(expires or None) != card.expires:  # type: ignore[arg-type]
+    new_end = card.expires if expires is False else parse_expiry(expires or None)  # type: ignore[arg-type]
+    if new_end != card.expires:
         sets.append("expires = ?")
-        args.append(parse_expiry(expires or None))  # type: ignore[arg-type]
+        args.append(new_end)
     if sets:
         conn.execute(f"UPDATE cards SET {', '.join(sets)}, updated = ? WHERE uid = ?", (*args, now_iso(), uid))
         bump_list_version(conn, uid)
