@@ -60,6 +60,7 @@ if [ "$SRC" != "$PREFIX" ]; then
   install -d -m 0755 "$PREFIX"
   (cd "$SRC" && tar cf - --exclude=./.venv --exclude=./.git --exclude=./test-artifacts --exclude='*.db' \
      --exclude='*.db-*' --exclude='__pycache__' --exclude='./bench-*' .) | (cd "$PREFIX" && tar xf - --no-same-owner)
+  chmod 0755 "$PREFIX"  # tar gives it the checkout's own mode: a checkout in a private (0700) folder locked out the service
 fi
 (cd "$PREFIX" && ./setup.sh)
 
