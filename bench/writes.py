@@ -3,11 +3,15 @@
 A real edge (`sitekeeper run`, standalone) on a database in a temporary folder inside the repository (the same
 disk, never tmpfs), and 20 simulated 1.6 chargers playing a day of a typical site, squeezed in time: each sends
 MeterValues for every minute of the day (1440), 8 sessions (StartTransaction, StopTransaction) with an
-Authorize each, a Heartbeat every 5 minutes (288) and a StatusNotification around each session. What the
-kernel counts as written to storage by the edge and its web process (`write_bytes` of /proc/<pid>/io: the
-database, its WAL, the journal of frames; fsyncs included), divided by the messages sent, is the cost of one
-message; times the day's messages, a day. Baseline, measured in the same run: the same number of bare SQLite
-commits of one 100-byte row (WAL, synchronous=FULL) on the same disk.
+Authorize each, a Heartbeat every 5 minutes (288) and a StatusNotification around each session. What the edge
+writes to its database files (the database, its WAL: every frame the edge journals is in there too), divided
+by the messages sent, is the cost of one message; times the day's messages, a day. Baseline, measured the same
+way in the same run: the same number of bare SQLite commits of one 100-byte row (WAL, synchronous=FULL).
+
+How the bytes are counted: strace follows the edge's writes to its database files and its syncs, and a 4 kB page
+of a file dirtied between two syncs of that file counts once, 4096 bytes: what a kernel that caches files in
+4 kB pages (a Raspberry Pi's) writes to the card. Not /proc/<pid>/io `write_bytes`: kernels from 6.16 cache
+ext4 files in large folios and count a whole folio (here up to 1.7 MB) for a one-byte write.
 
 Squeezed in time, many messages share each commit; a real site's are a minute apart. `--paced MINUTES` is the
 honest figure for an SD card, in two phases at the real pace: the steady state (each charger in a session sends
@@ -30,17 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path]
 
-import psutil  # noqa: E402
 from benchutil import Charger, Clock, start_edge  # noqa: E402
 
 from edge.billing import cards, ledger  # noqa: E402
@@ -50,17 +55,48 @@ from edge.store.sqlite import Store  # noqa: E402
 CHARGERS, SESSIONS, MINUTES, HEARTBEATS = 20, 8, 1440, 288
 
 
-def written(pid: int) -> int:
-    """Bytes the process and its children have had written to storage."""
-    proc = psutil.Process(pid)
+PAGE = 4096
+_WRITE = re.compile(r'^\d+ +pwrite64\(\d+<([^>]+)>, .*, (\d+), (\d+)\) = (\d+)$')
+_SYNC = re.compile(r'^\d+ +f(?:data)?sync\(\d+<([^>]+)>\) = 0$')
+
+
+def page_bytes(trace: Path, folder: Path) -> int:
+    """Bytes the traced writes under `folder` send to storage, counted in 4 kB pages: each page dirtied between
+    two syncs of its file once (what is still dirty at the end is written back later: counted too)."""
+    dirty: dict[str, set[int]] = {}
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += int(dict(line.split(": ") for line in Path(f"/proc/{p.pid}/io").read_text().splitlines())
-                         ["write_bytes"])
-        except (OSError, KeyError, ValueError):
-            pass
-    return total
+    for line in trace.read_text(errors="replace").splitlines():
+        if m := _WRITE.match(line):
+            path, offset, done = m[1], int(m[3]), int(m[4])
+            if path.startswith(str(folder)) and done:
+                dirty.setdefault(path, set()).update(range(offset // PAGE, (offset + done - 1) // PAGE + 1))
+        elif (m := _SYNC.match(line)) and m[1] in dirty:
+            total += PAGE * len(dirty.pop(m[1]))
+    return total + PAGE * sum(len(pages) for pages in dirty.values())
+
+
+class Traced:
+    """strace on a running process (its threads too) while a phase runs: `stop()` gives `page_bytes`."""
+
+    def __init__(self, pid: int, folder: Path):
+        self.folder = folder
+        self.log = folder / f"strace-{pid}-{time.monotonic_ns()}.txt"
+        self.proc = subprocess.Popen(["strace", "-qq", "-f", "-y", "-s", "0", "-e", "signal=none", "-e",
+                                      "trace=pwrite64,fsync,fdatasync", "-o", str(self.log), "-p", str(pid)])
+        time.sleep(1)  # attached
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        self.proc.wait(30)
+        return page_bytes(self.log, self.folder)
+
+
+def traced_run(folder: Path, code: str) -> int:
+    """`page_bytes` of a Python snippet run under strace in a process of its own."""
+    log = folder / f"strace-run-{time.monotonic_ns()}.txt"
+    subprocess.run(["strace", "-qq", "-f", "-y", "-s", "0", "-e", "trace=pwrite64,fsync,fdatasync", "-o", str(log),
+                    sys.executable, "-c", code], check=True)
+    return page_bytes(log, folder)
 
 
 async def day(ch: Charger, i: int, share: float, clock: Clock) -> int:
@@ -146,24 +182,16 @@ def cards_for_drivers(db: Path) -> None:
 
 def checkpoint(db: Path) -> int:
     """Bytes a full WAL checkpoint of `db` writes (what the day's automatic checkpoints would have)."""
-    conn = sqlite3.connect(db, timeout=30)
-    before = written(os.getpid())
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return written(os.getpid()) - before
+    return traced_run(db.parent, f"import sqlite3; c = sqlite3.connect({str(db)!r}, timeout=30); "
+                                 "c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()")
 
 
 def bare_commits(folder: Path, n: int) -> int:
     db = folder / "bare.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t (x TEXT)")
-    before = written(os.getpid())
-    for _ in range(n):
-        conn.execute("INSERT INTO t VALUES (?)", ("x" * 100,))
-    conn.close()
-    return written(os.getpid()) - before
+    return traced_run(folder, f"import sqlite3; c = sqlite3.connect({str(db)!r}, isolation_level=None); "
+                              "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA synchronous=FULL'); "
+                              "c.execute('CREATE TABLE t (x TEXT)'); "
+                              f"[c.execute('INSERT INTO t VALUES (?)', ('x' * 100,)) for _ in range({n})]; c.close()")
 
 
 STEADY_A_DAY = CHARGERS * (MINUTES + HEARTBEATS)  # MeterValues and Heartbeats of a typical site's day
@@ -210,16 +238,16 @@ async def run(share: float, minutes: int, delay: float | None, age: float) -> No
                 txs.append(ch.last[2]["transactionId"])
             await asyncio.sleep(settle)
             checkpoint(db)
-            before = written(proc.pid)
+            tracer = Traced(proc.pid, work)
             steady_n = sum(await asyncio.gather(*(steady(ch, i, txs[i], minutes, clock)
                                                   for i, ch in enumerate(chargers))))
             await asyncio.sleep(settle)
-            steady_b = written(proc.pid) - before + checkpoint(db)
-            before = written(proc.pid)
+            steady_b = tracer.stop() + checkpoint(db)
+            tracer = Traced(proc.pid, work)
             for i, ch in enumerate(chargers):
                 await turnover(ch, i, txs[i], 120 * minutes, clock)
             await asyncio.sleep(settle)
-            session_b = written(proc.pid) - before + checkpoint(db)
+            session_b = tracer.stop() + checkpoint(db)
             session_n = 5 * CHARGERS
             bare = bare_commits(work, 200) / 200
             per_day = (steady_b / steady_n * STEADY_A_DAY + session_b / session_n * SESSION_MESSAGES_A_DAY) / 1e6
@@ -228,10 +256,10 @@ async def run(share: float, minutes: int, delay: float | None, age: float) -> No
                     ("a session's Stop, Status ×2, Authorize, Start", session_n, session_b)], per_day, bare)
         else:
             await asyncio.sleep(1)
-            before = written(proc.pid)
+            tracer = Traced(proc.pid, work)
             sent = sum(await asyncio.gather(*(day(ch, i, share, clock) for i, ch in enumerate(chargers))))
             await asyncio.sleep(settle)
-            edge_b = written(proc.pid) - before
+            edge_b = tracer.stop()
             bare = bare_commits(work, sent) / sent
             report(f"{share:.0%} of a day squeezed; {label}", [("the edge: a charger message", sent, edge_b)],
                    edge_b / share / 1e6, bare)

@@ -55,6 +55,9 @@ class OcppConfig:
     port: int = 9000
     security_profile: int = 0
     allow_unknown_chargers: bool = True
+    # standalone: a charger not listed under [ocpp.chargers] and not yet approved is "accept"ed at once, or its
+    # BootNotification is answered Pending / Rejected until the owner approves it (`sitekeeper charger ID approve`)
+    new_chargers: str = "accept"
     tls_cert: str = ""
     tls_key: str = ""
     client_ca: str = ""  # security profile 3: the CA(s) the chargers' certificates must chain to
@@ -344,6 +347,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}.key_file: given without {key}.cert_file")
         if cert and cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith("wss://"):
             raise ConfigError(f"{key}.cert_file: a client certificate needs a wss:// upstream.url")
+    if cfg.ocpp.new_chargers not in ("accept", "pending", "reject"):
+        raise ConfigError(f"ocpp.new_chargers: expected 'accept', 'pending' or 'reject', got {cfg.ocpp.new_chargers!r}")
     if cfg.upstream.mode not in ("standalone", "proxy"):
         raise ConfigError(f"upstream.mode: expected 'standalone' or 'proxy', got {cfg.upstream.mode!r}")
     if cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith(("ws://", "wss://")):

@@ -19,6 +19,7 @@ COUNTERS = {
 # What the local controller's `Notice`s count: a counter sample, or ("error", kind) for sitekeeper_errors_total.
 NOTICES: dict[str, str | tuple[str, str]] = {
     "bad_frame": ("error", "format"),
+    "not_accepted": ("error", "not_accepted"),  # a charger not accepted (yet) sent what it may not
     "answered_while_up": "sitekeeper_answered_locally_while_up_total",
     "upstream_refused_replay": 'sitekeeper_upstream_refused_total{when="replay"}',
     "upstream_refused_live": 'sitekeeper_upstream_refused_total{when="live"}',

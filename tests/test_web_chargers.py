@@ -13,12 +13,34 @@ from zoneinfo import ZoneInfo
 
 from browser import chromium, shot
 from conftest import SITEKEEPER
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint as CP16
 from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
 from peers import Charger
 from test_taps import add_card
 from test_web_login import admin
 
 MANILA = ZoneInfo("Asia/Manila")
+
+
+class Triggered16(CP16):
+    """A 1.6 charger that boots again when the CSMS triggers a BootNotification, keeping the answers."""
+
+    boots: list
+
+    @on("TriggerMessage")
+    def trigger(self, requested_message, **kw):
+        return result16.TriggerMessage(status="Accepted")
+
+    @after("TriggerMessage")
+    def boot_again(self, requested_message, **kw):
+        if requested_message == "BootNotification":
+            asyncio.get_running_loop().create_task(self._boot())
+
+    async def _boot(self) -> None:
+        self.boots.append(await self.call(call16.BootNotification(charge_point_model="test",
+                                                                  charge_point_vendor="tests")))
 
 
 def utc(at: datetime) -> str:
@@ -124,5 +146,46 @@ async def test_operations_from_a_chargers_page_show_its_real_answer(edge_factory
             csrf = await viewer.get_attribute("input[name=csrf]", "value")
             refused = await viewer.request.post(base + "/chargers/CP-OP/operate", form={"csrf": csrf, "op": "reset"})
             assert refused.status == 403 and ch.cp.asked[-1] == ("UnlockConnector", 2)
+    finally:
+        await ch.close()
+
+
+async def test_the_owner_approves_a_new_charger_on_the_chargers_page(edge_factory):
+    """ocpp.new_chargers = "pending": a new charger waits in its own list with an Approve button (owners only);
+    approving asks it to boot again, and it charges."""
+    from test_web_users import login
+
+    edge = edge_factory({"ocpp": {"new_chargers": "pending"}})
+    for name, role in (("owner1", "owner"), ("att", "operator")):
+        made = await asyncio.to_thread(admin, edge, "add", name, "--role", role, password="correct horse 1\n")
+        assert made.returncode == 0, made.stderr
+    ch = await Charger(edge.url, "CP-NEW", "1.6", cp_class=Triggered16).connect()
+    ch.cp.boots = []
+    base = f"http://127.0.0.1:{edge.web_port}"
+    try:
+        assert (await ch.boot16()).status == "Pending"
+        async with chromium() as browser:
+            att = await browser.new_page()
+            await login(att, base, "att")
+            await att.goto(base + "/chargers")
+            assert "CP-NEW" in await att.inner_text("#waiting") and await att.locator("#waiting button").count() == 0
+            csrf = await att.get_attribute("input[name=csrf]", "value") if await att.locator(
+                "input[name=csrf]").count() else ""
+            refused = await att.request.post(base + "/chargers/CP-NEW/approve", form={"csrf": csrf or "x"})
+            assert refused.status == 403, "an operator may not approve"
+            page = await browser.new_page(viewport={"width": 1100, "height": 700})
+            await login(page, base, "owner1")
+            await page.goto(base + "/chargers")
+            waiting = await page.inner_text("#waiting")
+            assert "Waiting for your approval" in waiting and "CP-NEW" in waiting and "tests test" in waiting
+            await page.screenshot(path=shot("web-chargers-waiting"), full_page=True)
+            async with page.expect_navigation():
+                await page.click("#waiting button")
+            assert "CP-NEW is approved" in await page.inner_text("main")
+            assert await page.locator("#waiting").count() == 0 and "CP-NEW" in await page.inner_text("main table")
+            await page.screenshot(path=shot("web-chargers-approved"), full_page=True)
+        assert ch.cp.boots and ch.cp.boots[0].status == "Accepted", "asked to boot again, and accepted"
+        await ch.status16("Available")
+        assert edge.query("SELECT who FROM changes WHERE what = 'charger.approve'") == [("web:owner1",)]
     finally:
         await ch.close()

@@ -9,6 +9,7 @@
                           | firmware NAME [--follow] | firmware (the updates) | logs [--request [--follow]]
                           | logs --get N [-o FILE] | limit N AMPS|WATTSW [--until TIME] | limit N clear
                           | schedule N | reserve N --card UID [--minutes M] | reservations | cancel-reservation R
+                          | approve (a new charger waiting for the owner: ocpp.new_chargers)
     sitekeeper operations list [--charger ID] [--limit N]
     sitekeeper firmware add FILE [--name NAME] | list | remove NAME
 
@@ -128,13 +129,14 @@ def cmd_charger(args: argparse.Namespace) -> int:
         if args.json:
             print_json(rows)
         else:
-            print_table(["charger", "version", "connected", "vendor", "model", "last seen"],
+            print_table(["charger", "version", "connected", "vendor", "model", "last seen", "standing"],
                         [[r["id"], r.get("ocpp_version"), "yes" if r.get("connected") else "no", r.get("vendor"),
-                          r.get("model"), r.get("last_seen")] for r in rows])
+                          r.get("model"), r.get("last_seen"),
+                          "waiting for approval" if r.get("registration") == "pending" else ""] for r in rows])
         return 0
     if len(words) < 2:
         raise CliError("say what to do: sitekeeper charger ID reset|unlock|availability|start|stop|trigger|"
-                       "clear-cache|config|call ... (or: sitekeeper charger list)")
+                       "clear-cache|config|call|approve ... (or: sitekeeper charger list)")
     cid, verb, rest = words[0], words[1], words[2:]
     base = f"/api/chargers/{urllib.parse.quote(cid, safe='')}"
     if verb == "reset" and not rest:
@@ -153,6 +155,14 @@ def cmd_charger(args: argparse.Namespace) -> int:
         return _show(args, _api(args, "POST", f"{base}/stop", {"transaction": _int(rest[0], "transaction")}))
     if verb == "trigger" and len(rest) == 1:
         return _show(args, _api(args, "POST", f"{base}/trigger", {"message": rest[0], "connector": args.connector}))
+    if verb == "approve" and not rest:
+        out = _api(args, "POST", f"{base}/approve")
+        if args.json:
+            print_json(out)
+        else:
+            print(f"{cid} is approved: " + ("it was asked to boot again and is accepted now" if out["boot_asked"]
+                                           else "it is accepted at its next BootNotification"))
+        return 0
     if verb == "clear-cache" and not rest:
         return _show(args, _api(args, "POST", f"{base}/clear-cache"))
     if verb == "config" and len(rest) <= 1:

@@ -76,6 +76,23 @@ class RunningCost:
 
 
 @dataclass(slots=True)
+class Register:
+    """May this charger work here (standalone, `ocpp.new_chargers` not "accept")? Asked at its BootNotification:
+    a charger listed in the config or approved by the owner is; a new one waits for the owner (`policy`
+    "pending": answered Pending, "reject": Rejected) and is recorded as waiting."""
+
+    charger_id: str
+    policy: str
+
+
+@dataclass(slots=True)
+class Registered:
+    """The answer to `Register`: the BootNotification's status (Accepted, Pending, Rejected)."""
+
+    status: str
+
+
+@dataclass(slots=True)
 class Decision:
     """The answer to `Decide`. `known` False: the card went away meanwhile (treated as any unknown card)."""
 
@@ -100,7 +117,7 @@ class Ask:
     `RunningCost`) to `answered(ask_id, answer)`."""
 
     ask_id: int
-    question: Decide | RunningCost
+    question: Decide | RunningCost | Register
 
 
 @dataclass(slots=True)
@@ -168,6 +185,7 @@ class Waits(Enum):
     START = "start"  # a start of a known card: the edge decides, records and holds
     UPSTREAM_START = "upstream_start"  # upstream decided a known card's start: record and hold
     RUNNING = "running"  # meter values of a session on a hold: stop it there?
+    REGISTER = "register"  # a BootNotification of a charger not accepted yet: may it work here?
 
 
 @dataclass(slots=True)
@@ -203,6 +221,7 @@ class LinkSettings:
     call_timeout: float = 10.0  # an answer later than this: the charger is answered locally
     stall_timeout: float = 60.0  # no answer to an outstanding CALL for this long: the link has failed
     charger_call_timeout: float = 30.0
+    new_chargers: str = "accept"  # standalone: "accept", or "pending" / "reject" until the owner approves
 
 
 @dataclass
@@ -215,3 +234,4 @@ class LinkState:
     stopped_tx: set[int] = field(default_factory=set)  # 1.6: of those, the ones whose Stop the edge has seen
     open_tx_keys: set[str] = field(default_factory=set)  # 2.0.1 transactions the store already has
     billed_tx: set[str] = field(default_factory=set)  # open sessions on a hold (their cost is watched)
+    accepted: bool = False  # the site has accepted this charger before (listed, approved or let in)

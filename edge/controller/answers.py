@@ -10,6 +10,8 @@ from __future__ import annotations
 from edge.clock import now_iso
 from edge.controller.wire import Call
 
+BOOT_RETRY_PENDING = 60  # seconds a Pending charger waits before its next BootNotification (approval triggers one)
+
 # Messages a charger sends whose answer is an empty object, by version.
 _EMPTY_16 = {"StatusNotification", "MeterValues", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
              # the 1.6 security extension (whitepaper edition 2)
@@ -57,12 +59,14 @@ def id_token_info_201(status: str, expiry: str | None = None) -> dict:
 
 def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: str = "Accepted",
            transaction_id: int | None = None, offline: bool = False, now: float | None = None,
-           expiry: str | None = None) -> dict | None:
+           expiry: str | None = None, boot_status: str = "Accepted") -> dict | None:
     """The payload the edge answers `call` with, or None if it does not answer this action itself. `expiry`:
-    the card's validity end, told with its status (1.6 expiryDate, 2.0.1 cacheExpiryDateTime)."""
+    the card's validity end, told with its status (1.6 expiryDate, 2.0.1 cacheExpiryDateTime); `boot_status`:
+    a BootNotification's (Pending or Rejected: `interval` is then the wait before the next one)."""
     action, p = call.action, call.payload
     if action == "BootNotification":
-        return {"status": "Accepted", "currentTime": now_iso(now), "interval": heartbeat_interval}
+        interval = heartbeat_interval if boot_status != "Pending" else min(heartbeat_interval, BOOT_RETRY_PENDING)
+        return {"status": boot_status, "currentTime": now_iso(now), "interval": interval}
     if action == "Heartbeat":
         return {"currentTime": now_iso(now)}
     if action == "DataTransfer":

@@ -74,6 +74,8 @@ from edge.controller.actions import (
     Origin,
     Persist,
     QueueItem,
+    Register,
+    Registered,
     ResetUpstream,
     Running,
     SendCharger,
@@ -148,6 +150,12 @@ class ChargerLink(BillingPart, ReplayPart):
         self.to_charger: dict[str, ChargerPending] = {}
         self.upstream_calls: deque[tuple[str, str, str, str | None]] = deque()  # (id, action, text, tx)
         self.edge_calls: deque[tuple[str, str, str, str | None]] = deque()
+        # B02/B03: a charger the site has not accepted works only once its BootNotification is Accepted; until
+        # then it may send BootNotification, and while Pending what the edge asked of it (its reports, what
+        # a TriggerMessage asked for): anything else is answered SecurityError
+        self.accepted = not settings.standalone or settings.new_chargers == "accept" or state.accepted
+        self.boot_status: str | None = None  # the last BootNotification answer while not accepted
+        self.triggered: set[str] = set()  # what the edge's TriggerMessages asked this charger to send
 
     # -- helpers ---------------------------------------------------------------------------------------
     @property
@@ -240,11 +248,15 @@ class ChargerLink(BillingPart, ReplayPart):
             actions += self._next_to_charger()
         return actions
 
-    def answered(self, ask_id: int, result: Decision | Running) -> list[Action]:
+    def answered(self, ask_id: int, result: Decision | Running | Registered) -> list[Action]:
         """The answer to an `Ask`: finish what was waiting for it."""
         asked = self.asks.pop(ask_id, None)
         if asked is None:
             return []
+        if isinstance(result, Registered):
+            self.boot_status = result.status
+            self.accepted = result.status == "Accepted"
+            return self._answer_locally(asked.call, offline=False, boot=result.status)
         if isinstance(result, Running):
             return self._stop_if_exhausted(asked.tx_key, result)
         call = asked.call
@@ -264,12 +276,34 @@ class ChargerLink(BillingPart, ReplayPart):
     def call(self, action: str, payload: dict) -> tuple[str, list[Action]]:
         """Queue a CALL of the edge's own to the charger; its answer comes back as `EdgeCallDone`."""
         msg_id = str(uuid.uuid4())
+        if action == "TriggerMessage" and isinstance(payload.get("requestedMessage"), str):
+            self.triggered.add(payload["requestedMessage"])
         self.edge_calls.append((msg_id, action, call_text(msg_id, action, payload), None))
         return msg_id, self._next_to_charger()
 
     # -- charger → edge ------------------------------------------------------------------------------
     def _charger_call(self, call: Call) -> list[Action]:
+        if not self.accepted:
+            return self._not_accepted(call)
         return self._ask_decision(call) or self._route_call(call)
+
+    def _not_accepted(self, call: Call) -> list[Action]:
+        """A CALL of a charger the site has not accepted (yet): its BootNotification asks whether it may work
+        here; while Pending, what the edge asked it for is answered as usual (B02.FR.02/03); anything else,
+        and everything while Rejected or before a BootNotification, gets SecurityError (B02.FR.09, B03.FR.07)."""
+        a = call.action
+        if a == "BootNotification":
+            return self._ask(Asked(call, Waits.REGISTER), Register(self.charger_id, self.settings.new_chargers))
+        if self.boot_status == "Pending" and (a in ("NotifyReport", "NotifyMonitoringReport")
+                                               or a in self.triggered):
+            self.triggered.discard(a)
+            return self._answer_locally(call, offline=False)
+        why = (f"{a} before a BootNotification" if self.boot_status is None
+               else f"{a} while its BootNotification is {self.boot_status}")
+        return [Notice("not_accepted", f"refused {why} (waiting for the owner: sitekeeper charger "
+                                       f"{self.charger_id} approve)"),
+                SendCharger(call_error_text(call.msg_id, "SecurityError",
+                                            f"this charger is not accepted yet: {why}"))]
 
     def _route_call(self, call: Call) -> list[Action]:
         if self.settings.standalone:
@@ -298,7 +332,7 @@ class ChargerLink(BillingPart, ReplayPart):
         """What the edge records of a CALL it forwards (the answer's part is recorded with the answer)."""
         a, p, cid = call.action, call.payload, self.charger_id
         if a == "BootNotification":
-            return observe.boot_ops(cid, self.version, p, self.wall())
+            return observe.boot_ops(cid, self.version, p, self.wall(), accepted=self.accepted)
         if a == "StatusNotification":
             return observe.status_ops(cid, p, self.wall())
         if a == "MeterValues":
@@ -333,12 +367,13 @@ class ChargerLink(BillingPart, ReplayPart):
         return []
 
     def _answer_locally(self, call: Call, *, offline: bool, decided: Decision | None = None,
-                        record: bool = True, sent: bool = False) -> list[Action]:
+                        record: bool = True, sent: bool = False, boot: str = "Accepted") -> list[Action]:
         """Answer `call` as the CSMS: record what it tells, queue it for upstream if `offline`, reply.
 
         `decided`: the billing decision for a known card (its session row is written already);
         `record=False`: reply only (a repeated start, an Authorize); `sent`: the call went upstream already
-        (what it recorded on the way up is not recorded again, and it is queued as the cloud may have it)."""
+        (what it recorded on the way up is not recorded again, and it is queued as the cloud may have it);
+        `boot`: a BootNotification's status."""
         status = self._local_status(call, decided)
         if not record:
             return [self._reply(call, status, decided.tx_id if decided else None, offline,
@@ -354,7 +389,7 @@ class ChargerLink(BillingPart, ReplayPart):
             # sample or a heartbeat is written behind (sharing commits: what wears an SD card)
             behind = not queued and call.action in BEHIND
             actions.append(Persist(ops, wait=not behind, later=behind))
-        actions.append(self._reply(call, status, tx_id, offline, decided.expiry if decided else None))
+        actions.append(self._reply(call, status, tx_id, offline, decided.expiry if decided else None, boot))
         return actions + self._watch_cost(call)
 
     def _local_status(self, call: Call, decided: Decision | None) -> str:
@@ -372,9 +407,10 @@ class ChargerLink(BillingPart, ReplayPart):
         return "Accepted"
 
     def _reply(self, call: Call, status: str, tx_id: int | None, offline: bool,
-               expiry: str | None = None) -> SendCharger:
+               expiry: str | None = None, boot: str = "Accepted") -> SendCharger:
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(), expiry=expiry)
+                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(), expiry=expiry,
+                         boot_status=boot)
         if payload is None:
             return SendCharger(call_error_text(call.msg_id, "NotSupported",
                                                f"{call.action} is not supported by this CSMS"))

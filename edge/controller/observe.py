@@ -26,14 +26,15 @@ from edge.controller.records import (
 ENERGY = "Energy.Active.Import.Register"
 
 
-def boot_ops(charger_id: str, version: str, payload: dict, now: float | None = None) -> list[StoreOp]:
+def boot_ops(charger_id: str, version: str, payload: dict, now: float | None = None,
+             accepted: bool = True) -> list[StoreOp]:
     info = payload.get("chargingStation", payload)  # 2.0.1 nests the facts; 1.6 does not
     return [ChargerBoot(
         charger_id=charger_id, version=version,
         vendor=info.get("vendorName") or info.get("chargePointVendor"),
         model=info.get("model") or info.get("chargePointModel"),
         serial=info.get("serialNumber") or info.get("chargePointSerialNumber"),
-        firmware=info.get("firmwareVersion"), ts=now_iso(now))]
+        firmware=info.get("firmwareVersion"), ts=now_iso(now), accepted=accepted)]
 
 
 def status_key(payload: dict) -> tuple[int, int]:

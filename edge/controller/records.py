@@ -22,6 +22,7 @@ class ChargerBoot:
     serial: str | None
     firmware: str | None
     ts: str
+    accepted: bool = True  # answered Accepted: the charger is the site's from now on
 
 
 @dataclass

@@ -15,6 +15,7 @@ from edge.controller.actions import (
     Decision,
     Notice,
     Persist,
+    Register,
     Running,
     RunningCost,
     SendCharger,
@@ -40,7 +41,7 @@ class BillingPart:
         uid = lookup_key(token)
         return uid if self.authorizer.knows(uid) else None
 
-    def _ask(self, asked: Asked, question: Decide | RunningCost) -> list[Action]:
+    def _ask(self, asked: Asked, question: Decide | RunningCost | Register) -> list[Action]:
         ask_id = next(self._ask_ids)
         self.asks[ask_id] = asked
         return [Ask(ask_id, question)]

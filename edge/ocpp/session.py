@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from edge.controller.actions import (
     Notice,
     Persist,
     QueueItem,
+    Register,
+    Registered,
     ResetUpstream,
     Running,
     RunningCost,
@@ -49,7 +52,7 @@ from edge.metrics import NOTICES, Metrics
 from edge.ocpp import persist
 from edge.ocpp.persist import ask_billing
 from edge.ocpp.transport import Link
-from edge.operations import local_list
+from edge.operations import local_list, registrations
 from edge.operations.local_list import ListWatch
 from edge.store import reads
 from edge.store.journal import Journal
@@ -140,7 +143,8 @@ class ChargerSession:
             queue=[QueueItem(r["seq"], r["msg_id"], r["action"], r["frame"], r["tx_id"]) for r in rows["queue"]],
             replay={r["key"]: (r["frame"], bool(r["pending"])) for r in rows["replay"]},
             tx_map={r["id"]: r["upstream_tx_id"] for r in tx}, stopped_tx={r["id"] for r in tx if r["stopped"]},
-            open_tx_keys=set(rows["open_201"]), billed_tx=set(rows["billed"]))
+            open_tx_keys=set(rows["open_201"]), billed_tx=set(rows["billed"]),
+            accepted=rows["registration"] == "accepted" or self.charger_id in self.site.cfg.ocpp.chargers)
 
     async def _new_link(self) -> ChargerLink:
         site = self.site
@@ -148,7 +152,8 @@ class ChargerSession:
         cfg = site.cfg
         settings = LinkSettings(standalone=cfg.upstream.mode == "standalone", strict=cfg.upstream.strict,
                                 heartbeat_interval=cfg.ocpp.heartbeat_interval,
-                                call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout)
+                                call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout,
+                                new_chargers=cfg.ocpp.new_chargers)
         return ChargerLink(self.charger_id, self.version, settings, site.authorizer, self.server.new_tx_id,
                            self.load_state())
 
@@ -405,20 +410,27 @@ class ChargerSession:
             match a:
                 case Ask(ask_id=ask_id, question=question):
                     try:
-                        if isinstance(question, RunningCost) and persist.still_within_hold(site.store.db.conn,
-                                                                                            question):
+                        if isinstance(question, Register):
+                            result = Registered(await site.store.write(functools.partial(
+                                registrations.decide, charger_id=question.charger_id, policy=question.policy,
+                                listed=question.charger_id in site.cfg.ocpp.chargers)))
+                        elif isinstance(question, RunningCost) and persist.still_within_hold(site.store.db.conn,
+                                                                                              question):
                             result = Running(stop=False)
                         else:
                             result = await site.store.write(lambda c, q=question: ask_billing(c, q))
                     except Exception:
                         log.exception("billing failed for %s (%s)", self.charger_id, question)
                         site.metrics.errors["billing"] += 1
-                        result = Decision(known=False) if isinstance(question, Decide) else Running(stop=False)
+                        result = (Decision(known=False) if isinstance(question, Decide) else Registered("Pending")
+                                  if isinstance(question, Register) else Running(stop=False))
                     await self._execute(self.link.answered(ask_id, result))  # type: ignore[union-attr]
 
     async def _local_list_loop(self) -> None:
         """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""
         await asyncio.sleep(1.0)  # after the charger's BootNotification
+        while self.link is None or not self.link.accepted:  # the site's cards go to the site's chargers only
+            await asyncio.sleep(1.0)
         known: int | None = None
         first = True
         while True:

@@ -325,4 +325,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (charger_id, request_id)
     );
     """,
+    # 17: a charger's standing (`ocpp.new_chargers`): NULL never decided, 'pending' waiting for the owner,
+    # 'accepted' the site's; every charger seen before this migration was working here, so it stays accepted
+    """
+    ALTER TABLE chargers ADD COLUMN registration TEXT;
+    UPDATE chargers SET registration = 'accepted';
+    """,
 ]

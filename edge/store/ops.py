@@ -16,10 +16,12 @@ from edge.clock import boot_id, clock_synced, now_iso
 
 def charger_boot(conn: sqlite3.Connection, d: dict) -> None:
     conn.execute(
-        "INSERT INTO chargers (id, ocpp_version, vendor, model, serial, firmware, first_seen, last_seen, last_boot)"
-        " VALUES (:charger_id, :version, :vendor, :model, :serial, :firmware, :ts, :ts, :ts)"
+        "INSERT INTO chargers (id, ocpp_version, vendor, model, serial, firmware, first_seen, last_seen, last_boot,"
+        " registration) VALUES (:charger_id, :version, :vendor, :model, :serial, :firmware, :ts, :ts, :ts,"
+        " CASE WHEN :accepted THEN 'accepted' END)"
         " ON CONFLICT (id) DO UPDATE SET ocpp_version=:version, vendor=:vendor, model=:model, serial=:serial,"
-        " firmware=:firmware, last_seen=:ts, last_boot=:ts", d)
+        " firmware=:firmware, last_seen=:ts, last_boot=:ts,"
+        " registration = CASE WHEN :accepted THEN 'accepted' ELSE registration END", d)
 
 
 def charger_connected(conn: sqlite3.Connection, d: dict) -> None:

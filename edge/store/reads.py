@@ -14,7 +14,7 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict]:
 def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
     """What a charger's link starts from: its queue in order, its pending Boot/Status frames, its 1.6
     transactions still in play (open, or with frames still queued), its open sessions on a hold and its open
-    2.0.1 transactions."""
+    2.0.1 transactions, and its standing (`chargers.registration`)."""
     cid = charger_id
     tx = _dicts(conn.execute(
         "SELECT id, upstream_tx_id, stopped_at IS NOT NULL AS stopped FROM transactions WHERE charger_id = ?"
@@ -31,6 +31,8 @@ def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
         "open_201": [r[0] for r in conn.execute(
             "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
             " AND stopped_at IS NULL", (cid,))],
+        "registration": next(iter(conn.execute("SELECT registration FROM chargers WHERE id = ?", (cid,)).fetchone()
+                                  or ()), None),
     }
 
 

@@ -57,16 +57,30 @@ def register(app: FastAPI, edge: Any, kit: Kit, ops: Operator) -> None:
         outcome = await ops.operate(charger_id, action, payload, f"web:{user['name']}", timeout=30)
         return RedirectResponse(f"/chargers/{charger_id}?answered={outcome.status}#operations", status_code=303)
 
+    @app.post("/chargers/{charger_id}/approve", include_in_schema=False)
+    async def approve(request: Request, charger_id: str) -> Response:
+        """The owner lets a new charger work here (`ocpp.new_chargers`): it is asked to boot again at once."""
+        user = kit.page_user(request, "owner")
+        await kit.checked(request, user)
+        await ops.approve(charger_id, f"web:{user['name']}")
+        return RedirectResponse(f"/chargers?approved={charger_id}", status_code=303)
+
     @app.get("/chargers", response_class=HTMLResponse, include_in_schema=False)
-    async def chargers(request: Request) -> HTMLResponse:
+    async def chargers(request: Request, approved: str = "") -> HTMLResponse:
         user = kit.page_user(request)
-        rows = []
+        rows, waiting = [], []
         for r in reads.chargers(edge.store.db.conn):
+            if r.get("registration") == "pending":
+                waiting.append({"id": r["id"], "connected": edge.connected(r["id"]) is not None,
+                                "model": " ".join(x for x in (r.get("vendor"), r.get("model")) if x) or "—",
+                                "first_seen": kit.when(r.get("first_seen"))})
+                continue
             rows.append({"id": r["id"], "connected": edge.connected(r["id"]) is not None,
                          "model": " ".join(x for x in (r.get("vendor"), r.get("model")) if x) or "—",
                          "status": ", ".join(f"{c['n']}: {c['status']}" for c in _connectors(r, kit)) or "—",
                          "last_seen": kit.when(r.get("last_seen"))})
-        return kit.render(request, "chargers.html", user, chargers=rows, ocpp_port=edge.cfg.ocpp.port)
+        return kit.render(request, "chargers.html", user, chargers=rows, ocpp_port=edge.cfg.ocpp.port,
+                          waiting=waiting, approved=approved, may_approve=tokens.may(user["role"], "owner"))
 
     @app.get("/chargers/{charger_id}", response_class=HTMLResponse, include_in_schema=False)
     async def charger(request: Request, charger_id: str) -> HTMLResponse:

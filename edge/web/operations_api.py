@@ -6,6 +6,7 @@ trigger, clear the cache, configuration), on a connected charger, answered with 
          /start {"connector", "card"} | /stop {"transaction"} | /trigger {"message", "connector"} | /clear-cache
     GET  /api/chargers/{id}/configuration[?key=K]      PUT {"key", "value"}
     GET  /api/operations[?charger=ID&limit=N]          the audit, newest first
+    POST /api/chargers/{id}/approve                    (owners) a charger waiting for approval is the site's
 
 200 with {"charger", "version", "action", "status": "answered" | "callerror", "response" | "error"}; 409
 not_connected; 504 timeout; 422 a payload or intent that does not fit (nothing sent). Operators and owners
@@ -14,6 +15,7 @@ may operate; viewers read the configuration and the audit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -22,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from edge.money import UidError, normalise_uid
-from edge.operations import calls, intents
+from edge.operations import calls, changes, intents, registrations
 from edge.operations.calls import InvalidPayload, Outcome
 from edge.store import reads
 from edge.web.auth import need
@@ -83,6 +85,20 @@ class Operator:
         except InvalidPayload as e:
             raise HTTPException(422, str(e)) from None
 
+    async def approve(self, charger_id: str, who: str) -> dict:
+        """Make a charger waiting for the owner the site's (audited) and, if it is connected, ask it to boot again
+        (its BootNotification is then Accepted); 404 for a charger never seen."""
+        try:
+            changed = await self.edge.store.write(lambda c: _approve(c, charger_id, who))
+        except registrations.NotWaiting as e:
+            raise HTTPException(404, str(e)) from None
+        asked = False
+        with contextlib.suppress(HTTPException):  # (operations off in proxy mode: the next Boot is accepted)
+            action, payload = self.say(intents.trigger, charger_id, "BootNotification", None)
+            outcome = await self.operate(charger_id, action, payload, who)
+            asked = outcome.status == "answered" and (outcome.response or {}).get("status") == "Accepted"
+        return {"charger": charger_id, "approved": True, "changed": changed, "boot_asked": asked}
+
     @staticmethod
     def answer(outcome: Outcome, **extra: Any) -> JSONResponse:
         return JSONResponse({**outcome.as_dict(), **extra}, status_code=_CODES[outcome.status])
@@ -102,6 +118,13 @@ class Operator:
             return make(self.version_of(charger_id), *args)
         except intents.IntentError as e:
             raise HTTPException(422, str(e)) from None
+
+
+def _approve(conn: Any, charger_id: str, who: str) -> bool:
+    changed = registrations.approve(conn, charger_id)
+    if changed:
+        changes.record(conn, who, "charger.approve", charger_id, "pending", "accepted")
+    return changed
 
 
 def register(app: FastAPI, edge: Any) -> Operator:
@@ -138,6 +161,12 @@ def register(app: FastAPI, edge: Any) -> Operator:
     @app.post("/api/chargers/{charger_id}/clear-cache")
     async def clear_cache(charger_id: str, who: str = operator) -> JSONResponse:
         return await intent(charger_id, intents.clear_cache, who)
+
+    @app.post("/api/chargers/{charger_id}/approve")
+    async def approve(charger_id: str, who: str = Depends(need("owner", edge.store))) -> JSONResponse:
+        """Make a charger that waits for the owner (`ocpp.new_chargers`) the site's, and, if it is connected,
+        ask it for a BootNotification now (TC_B_31), which is then Accepted."""
+        return JSONResponse(await ops.approve(charger_id, who))
 
     @app.get("/api/chargers/{charger_id}/configuration")
     async def get_configuration(charger_id: str, key: Annotated[list[str] | None, Query()] = None,
