@@ -113,6 +113,8 @@ if [ $DEV -eq 1 ]; then
   apt_install chromium
   # the pay tests read the printed QR stickers back with a real QR decoder; the unit tests ask systemd-analyze
   apt_install zbar-tools systemd
+  # bench/writes.py counts the pages the edge writes by following its writes with strace
+  apt_install strace
   # the install test boots a Debian 12 made by debootstrap under a real systemd (systemd-nspawn)
   apt_install systemd-container debootstrap
   if [ ! -d tests/node/node_modules/ocpp-rpc ]; then

@@ -37,6 +37,7 @@ from edge.store.guard import Lock, check_writable
 from edge.store.journal import Journal
 from edge.store.outbox import status
 from edge.store.sqlite import Store
+from edge.web.process import start_web
 
 log = logging.getLogger("sitekeeper")
 
@@ -172,6 +173,31 @@ class Edge:
                  f"; needs a restart (left as it was): {', '.join(restart)}" if restart else "")
 
     async def start(self) -> None:
+        # the web process first: its interpreter starts and imports the web app while the chargers' side starts
+        spawned = asyncio.Event()
+        web = asyncio.create_task(start_web(self, spawned)) if self.cfg.web.port else None
+        if web is not None:
+            waiter = asyncio.create_task(spawned.wait())
+            await asyncio.wait({web, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        try:
+            await self._start_chargers_side()
+        except BaseException:
+            if web is not None:
+                web.cancel()
+                with contextlib.suppress(BaseException):
+                    self._web = (await web)[0]
+            raise
+        if web is not None:
+            self._web, self.web_port = await web
+        mode = self.cfg.upstream.mode + (f" → {self.cfg.upstream.url}" if self.cfg.upstream.mode == "proxy" else "")
+        scheme = "wss" if self.cfg.ocpp.security_profile >= 2 else "ws"
+        log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at %s://%s:%d/;"
+                 " database %s", scheme, self.cfg.ocpp.host, self.ocpp_port, mode,
+                 "https" if self.cfg.web.tls_cert else "http", self.cfg.web.host, self.web_port, self.store.path)
+        print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
+
+    async def _start_chargers_side(self) -> None:
         precompile_schemas()  # not on the first message of each kind, in the middle of traffic
         self.store.start()
         self._tls = server_tls(self.cfg.ocpp)
@@ -189,16 +215,7 @@ class Edge:
             self.store.write_now(lambda c: tokens.write_local(c, tokens.local_path(self.cfg.store.path)))
             self.store.write_now(lambda c: tokens.write_local(c, tokens.kiosk_path(self.cfg.store.path), "kiosk",
                                                               "operator", 0o640))
-        if self.cfg.web.port:
-            from edge.web.app import start_web
 
-            self._web, self.web_port = await start_web(self)
-        mode = self.cfg.upstream.mode + (f" → {self.cfg.upstream.url}" if self.cfg.upstream.mode == "proxy" else "")
-        scheme = "wss" if self.cfg.ocpp.security_profile >= 2 else "ws"
-        log.info("sitekeeper edge: chargers at %s://%s:%d/ocpp/<charger-id> (%s); web at %s://%s:%d/;"
-                 " database %s", scheme, self.cfg.ocpp.host, self.ocpp_port, mode,
-                 "https" if self.cfg.web.tls_cert else "http", self.cfg.web.host, self.web_port, self.store.path)
-        print(f"ready: ocpp={self.ocpp_port} web={self.web_port}", flush=True)
 
     async def _ticker(self) -> None:
         """Time passes for every charger link with something waiting on a deadline (one timer per site)."""

@@ -39,7 +39,6 @@ from edge.web import (
 )
 from edge.web.auth import need
 from edge.web.operations_api import register as register_operations
-from edge.web.process import WebProcess
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +149,3 @@ def build_app(edge: Site) -> FastAPI:
         return rows
 
     return app
-
-
-async def start_web(edge: Site) -> tuple[WebProcess, int]:
-    """The web app in a process of its own (`edge.web.process`), once it listens: it and its port."""
-    if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("web: %s:%d is open to the network: every /api/ route needs a token, and chargers fetch"
-                    " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
-                    edge.cfg.web.port)
-    web = WebProcess(edge)
-    try:
-        return web, await web.start()
-    except BaseException:
-        await web.stop()
-        raise

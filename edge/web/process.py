@@ -200,19 +200,21 @@ class WebProcess:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(port)
 
-    async def start(self) -> int:
+    async def start(self, spawned: asyncio.Event | None = None) -> int:
         await self.bridge.start(self.path)
-        self.port = await self._spawn()
+        self.port = await self._spawn(spawned)
         self._watch = asyncio.create_task(self._keep_running())
         return self.port
 
-    async def _spawn(self) -> int:
+    async def _spawn(self, spawned: asyncio.Event | None = None) -> int:
         cfg = self.edge.cfg
         self._ready = asyncio.get_running_loop().create_future()
         verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
         self.proc = multiprocessing.get_context("spawn").Process(
             target=main, args=(cfg, self.path, os.getpid(), verbose), name="sitekeeper-web")
         self.proc.start()
+        if spawned is not None:
+            spawned.set()
         while not self._ready.done():
             if not self.proc.is_alive():
                 raise OSError(f"the web server could not start on {cfg.web.host}:{cfg.web.port} (the log says why)")
@@ -249,3 +251,17 @@ class WebProcess:
         await self.bridge.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
+
+async def start_web(edge: Any, spawned: asyncio.Event | None = None) -> tuple[WebProcess, int]:
+    """The web app in a process of its own, once it listens: it and its port; `spawned` is set once its process
+    is under way. (Here rather than beside the app: the daemon starts it without importing the web framework.)"""
+    if edge.cfg.web.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("web: %s:%d is open to the network: every /api/ route needs a token, and chargers fetch"
+                    " firmware and upload logs here; give tokens only the role they need", edge.cfg.web.host,
+                    edge.cfg.web.port)
+    web = WebProcess(edge)
+    try:
+        return web, await web.start(spawned)
+    except BaseException:
+        await web.stop()
+        raise
