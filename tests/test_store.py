@@ -82,24 +82,26 @@ async def test_writes_from_the_web_thread_s_loop_are_answered_on_that_loop(tmp_p
 
 
 async def test_journal_keeps_newest_rows_per_charger_and_masks_cards(tmp_path):
-    """A charger's oldest batches go, whole, once it is past its limit by a quarter: at least `max_rows` frames
-    stay; none is rewritten (an SD card wears with each page written)."""
+    """The oldest blocks go, whole, once a charger is past its limit by a quarter, as long as every charger in
+    them keeps at least `max_rows` frames; anything past the age limit goes; none is rewritten (an SD card
+    wears with each page written)."""
     store = Store.open(str(tmp_path / "s.db"))
     store.start()
     journal = Journal(store, max_rows=10, max_age_days=1)
-    for b in range(6):  # six batches of five frames
+    store.write_now(lambda c: c.execute("INSERT INTO journal_blocks (ts, counts, n, frames) VALUES"
+                                        " ('2000-01-01T00:00:00.000Z', '{\"B\": 2}', 2, ?)",
+                                        (json.dumps({"B": [["2000-01-01T00:00:00.000Z", "c>e", "old"]] * 2}),)))
+    for b in range(6):  # six blocks of five frames of A; B speaks in the last
         for i in range(b * 5, b * 5 + 5):
             journal.add("A", "c>e", f'[2,"{i}","Authorize",{{"idTag":"04AABBCCDD{i:02d}"}}]')
-        if b == 0:
+        if b == 5:
             journal.add("B", "c>e", '[2,"x","Heartbeat",{}]')
         journal.flush()
         await store.flush()
-    store.write_now(lambda c: c.execute("INSERT INTO journal_batches (charger_id, ts, n, frames) VALUES"
-                                        " ('B', '2000-01-01T00:00:00.000Z', 2, ?)",
-                                        (json.dumps([["2000-01-01T00:00:00.000Z", "c>e", "old"]] * 2),)))
+    assert store.db.execute("SELECT count(*) FROM journal_blocks").fetchone()[0] == 7, "a block per commit"
     assert len(read(store, "A", 100)) == 30
     removed = store.write_now(journal.prune)
-    assert removed == 22, "A's four oldest batches (20 frames) and B's two past their age"
+    assert removed == 22, "B's two past their age, and A's four oldest blocks (20 frames)"
     rows = read(store, "A", 100)
     assert [r["frame"].split('"')[1] for r in rows] == [str(i) for i in range(20, 30)]
     assert [r["frame"].split('"')[1] for r in read(store, "A", 3)] == ["27", "28", "29"]
@@ -111,6 +113,13 @@ async def test_journal_keeps_newest_rows_per_charger_and_masks_cards(tmp_path):
     assert store.write_now(journal.prune) == 0, "12 frames: within the quarter's slack, nothing is written"
     assert "04AABBCCDD" not in rows[0]["frame"] and rows[0]["frame"].endswith('"********DD20"}]')
     assert [r["frame"] for r in read(store, "B")] == ['[2,"x","Heartbeat",{}]']
+    for i in range(40):  # B quiet, A loud: the block with B's only frame stays, and A's frames in it
+        journal.add("A", "c>e", f'[2,"L{i}","Heartbeat",{{}}]')
+        if i % 10 == 9:
+            journal.flush()
+            await store.flush()
+    store.write_now(journal.prune)
+    assert [r["frame"] for r in read(store, "B")] == ['[2,"x","Heartbeat",{}]'] and len(read(store, "A", 100)) >= 10
     await store.aclose()
 
 

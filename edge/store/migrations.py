@@ -331,4 +331,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE chargers ADD COLUMN registration TEXT;
     UPDATE chargers SET registration = 'accepted';
     """,
+    # 18: the journal in blocks: one row per background commit holding every charger's frames, compressed
+    # (zlib JSON {charger: [[ts, direction, frame], ...]}; a block moved from journal_batches is plain JSON), and
+    # `counts` {charger: frames} read without the frames; no index (reads and prunes walk blocks by id)
+    """
+    CREATE TABLE journal_blocks (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,                    -- the newest frame's time
+        counts TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        frames BLOB NOT NULL
+    );
+    INSERT INTO journal_blocks (id, ts, counts, n, frames)
+        SELECT id, ts, json_object(charger_id, n), n, json_object(charger_id, json(frames))
+        FROM journal_batches ORDER BY id;
+    DROP TABLE journal_batches;
+    """,
 ]
