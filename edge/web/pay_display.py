@@ -36,7 +36,7 @@ class Displays:
         conn = self.edge.store.db.conn
         out = []
         for charger, boot in conn.execute("SELECT id, last_boot FROM chargers WHERE connected = 1 AND"
-                                          " ocpp_version LIKE '2.0%'"):
+                                          " ocpp_version LIKE '2.0%' AND registration IS NOT 'pending'"):
             if charger in self.sent and self.sent[charger] == boot:
                 continue
             off = conn.execute("SELECT 1 FROM device_model WHERE charger_id = ? AND attribute = 'Actual' AND key IN"

@@ -79,7 +79,8 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> PayDesk:
         return t(request)(e.key, **values)
 
     def known_charger(charger_id: str, connector: int) -> None:
-        row = edge.store.db.conn.execute("SELECT 1 FROM chargers WHERE id = ?", (charger_id,)).fetchone()
+        row = edge.store.db.conn.execute("SELECT 1 FROM chargers WHERE id = ? AND registration IS NOT 'pending'",
+                                         (charger_id,)).fetchone()
         if row is None or not 1 <= connector <= 32:
             raise HTTPException(404, f"no charger {charger_id} with a connector {connector} here")
 

@@ -36,7 +36,8 @@ def connectors(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     seen = {(c, n) for c, n in conn.execute(
         "SELECT charger_id, CASE WHEN evse_id > 0 THEN evse_id ELSE connector_id END FROM connector_status"
         " WHERE evse_id > 0 OR connector_id > 0")}
-    chargers = [r[0] for r in conn.execute("SELECT id FROM chargers ORDER BY id")]
+    # (a charger waiting for the owner's approval is not offered to drivers: ocpp.new_chargers)
+    chargers = [r[0] for r in conn.execute("SELECT id FROM chargers WHERE registration IS NOT 'pending' ORDER BY id")]
     for charger in chargers:
         if not any(c == charger for c, _ in seen):
             seen.add((charger, 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 
 from conftest import SITEKEEPER, wait_for
@@ -17,6 +18,8 @@ from ocpp.v201 import call_result as result201
 from peers import CP201, Charger, now
 from test_operations import call
 from test_taps import add_card
+
+from edge.web import stickers
 
 BOOT_201 = {"chargingStation": {"vendorName": "OCTT", "model": "mock"}, "reason": "PowerUp"}
 BOOT_16 = {"chargePointVendor": "OCTT", "chargePointModel": "mock"}
@@ -30,6 +33,15 @@ EVENT_201 = {"generatedAt": "2026-12-07T10:00:00Z", "seqNo": 0, "eventData": [{
 
 def pending_site(policy: str = "pending") -> dict:
     return {"ocpp": {"new_chargers": policy}}
+
+
+def offered(edge) -> list:
+    """The connectors drivers are offered (the kiosk's list, the pay stickers)."""
+    conn = sqlite3.connect(edge.db_path)
+    try:
+        return stickers.connectors(conn)
+    finally:
+        conn.close()
 
 
 def frame(msg_id: str, action: str, payload: dict) -> str:
@@ -143,12 +155,14 @@ async def test_16_pending_chargers_get_no_cards_and_the_owner_approves_from_the_
             [4, "s1", "SecurityError"]
         out = await asyncio.to_thread(cli, "charger", "list")
         assert out.returncode == 0 and "waiting for approval" in out.stdout, out.stdout + out.stderr
+        assert offered(edge) == [], "drivers are not offered it (the kiosk, the pay stickers)"
         await asyncio.sleep(2.5)  # the local list goes out a second after a charger boots: not to this one
         assert not [t for t in ch.received if "LocalList" in t], "no card list for a charger not accepted"
         out = await asyncio.to_thread(cli, "charger", "OCTT-16P", "approve")
         assert out.returncode == 0 and "OCTT-16P is approved" in out.stdout, out.stdout + out.stderr
         assert (await ch.raw(frame("b2", "BootNotification", BOOT_16)))[2]["status"] == "Accepted"
         await wait_for(lambda: [t for t in ch.received if "LocalList" in t], timeout=10)
+        assert offered(edge) == [("OCTT-16P", 1)]
         out = await asyncio.to_thread(cli, "charger", "NOPE-1", "approve")
         assert out.returncode != 0 and "no charger 'NOPE-1'" in out.stderr, out.stderr
     finally:
