@@ -28,6 +28,9 @@ DOWN, REPLAYING, LIVE = Upstream.DOWN, Upstream.REPLAYING, Upstream.LIVE
 @dataclass(slots=True)
 class SendCharger:
     text: str
+    # 2.0.1 TransactionEvent Ended answered by the edge: the session (its tx key) whose final cost the shell adds
+    # as `totalCost` (I03.FR.02), read once the Persist before this action is committed
+    total_cost_of: str | None = None
 
 
 @dataclass(slots=True)

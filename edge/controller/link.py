@@ -414,7 +414,9 @@ class ChargerLink(BillingPart, ReplayPart):
         if payload is None:
             return SendCharger(call_error_text(call.msg_id, "NotSupported",
                                                f"{call.action} is not supported by this CSMS"))
-        return SendCharger(result_text(call.msg_id, payload))
+        ended = call.action == "TransactionEvent" and call.payload.get("eventType") == "Ended"
+        key = (call.payload.get("transactionInfo") or {}).get("transactionId") if ended else None
+        return SendCharger(result_text(call.msg_id, payload), total_cost_of=key)
 
     def _record(self, call: Call, *, offline: bool, decided: Decision | None,
                 sent: bool) -> tuple[list[StoreOp], int | None, int | None]:

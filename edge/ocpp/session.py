@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -75,6 +76,16 @@ class Site:
     lists: ListWatch
     next_tx_id: int = 1
 
+
+
+def with_total_cost(text: str, cost: float | None) -> str:
+    """A TransactionEventResponse with the session's final cost (`totalCost`, in the site currency; 0 for a
+    free session); as it was when the edge has no cost for it (not a card of the site's)."""
+    if cost is None:
+        return text
+    frame = json.loads(text)
+    frame[2]["totalCost"] = cost
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 class Host(Protocol):
@@ -352,7 +363,10 @@ class ChargerSession:
         One `match` over every kind of action (`edge.controller.actions.Action`)."""
         site = self.site
         match a:
-            case SendCharger(text=text):
+            case SendCharger(text=text, total_cost_of=tx_key):
+                if tx_key is not None:
+                    text = with_total_cost(text, reads.total_cost(site.store.db.conn, self.charger_id, tx_key,
+                                                                   site.cfg.billing.currency_exponent))
                 site.metrics.frames["e>c"] += 1
                 if not site.journal.passed_through(self.charger_id, text, "u>c"):
                     site.journal.add(self.charger_id, "e>c", text)

@@ -36,6 +36,18 @@ def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
     }
 
 
+def total_cost(conn: sqlite3.Connection, charger_id: str, tx_key: str, exponent: int = 2) -> float | None:
+    """A stopped session's final cost in major units (0 for a personal card's: free), or None if the site did
+    not price it (a card not of the site's)."""
+    row = conn.execute("SELECT card_kind, cost_minor FROM transactions WHERE charger_id = ? AND tx_key = ?",
+                       (charger_id, tx_key)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    if row[0] == "personal":
+        return 0.0
+    return None if row[1] is None else round(row[1] / 10**exponent, exponent)
+
+
 def queued_chargers(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
     """(charger id, its OCPP version if known) of every charger with messages waiting for upstream."""
     return conn.execute("SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"
