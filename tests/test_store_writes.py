@@ -46,15 +46,17 @@ async def test_samples_wait_to_share_a_commit_and_a_stop_takes_them_with_it(edge
 
 
 async def test_a_kill_loses_at_most_the_waiting_samples_never_the_session_or_its_money(edge_factory):
+    # nothing else commits meanwhile (a commit takes what waits with it): no local list to push, and the kill
+    # comes while the charger is still connected (its disconnection is a commit of its own)
     edge = edge_factory({"store": {"background_delay": StoreConfig.background_delay},
-                         **SITE})
+                         **SITE, "billing": {**SITE["billing"], "push_local_list": False}})
     add_card(edge, UID, "commercial", topup=100_000)
     ch = await Charger(edge.url, "CP-W2", "1.6").connect()
     await ch.boot16()
     tx = (await ch.start16(UID, meter_start=1000)).transaction_id
     await ch.meter16(tx, 2500)
-    await ch.close()
     edge.kill9()
+    await ch.close()
     assert samples(edge) == 0, "the sample that waited is gone with the process"
     assert edge.query("SELECT count(*) FROM transactions WHERE id = ? AND stopped_at IS NULL", (tx,)) == [(1,)]
     edge.start()
