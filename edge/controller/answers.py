@@ -7,6 +7,8 @@ described by the `Persist` records the controller emits, not done here.
 
 from __future__ import annotations
 
+import json
+
 from edge.clock import now_iso
 from edge.controller.wire import Call
 
@@ -94,3 +96,13 @@ def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: st
     if action == "TransactionEvent":
         return {"idTokenInfo": id_token_info_201(auth_status, expiry)} if p.get("idToken") else {}
     return None
+
+
+def with_total_cost(text: str, cost: float | None) -> str:
+    """A TransactionEventResponse with the session's final cost (`totalCost`, in the site currency; 0 for a
+    free session); as it was when the edge has no cost for it (not a card of the site's)."""
+    if cost is None:
+        return text
+    frame = json.loads(text)
+    frame[2]["totalCost"] = cost
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)

@@ -74,7 +74,6 @@ from edge.controller.actions import (
     Origin,
     Persist,
     QueueItem,
-    Register,
     Registered,
     ResetUpstream,
     Running,
@@ -88,6 +87,7 @@ from edge.controller.actions import (
 from edge.controller.answers import answer, is_queued
 from edge.controller.authorize import Authorizer, id_token_of
 from edge.controller.records import Enqueue, StoreOp
+from edge.controller.registration import RegistrationPart
 from edge.controller.replay import ReplayPart, ReplayQueue
 from edge.controller.site_cards import BillingPart
 from edge.controller.transactions import Transactions
@@ -112,7 +112,7 @@ _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 # what the edge answers as the CSMS and records behind the answer, unless it must also reach upstream
 BEHIND = ("MeterValues", "Heartbeat")
 
-class ChargerLink(BillingPart, ReplayPart):
+class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
     """One charger's OCPP connection, proxy and local CSMS, as a state machine without I/O.
 
     Feed it each thing that happens with one event method: `from_charger`, `from_upstream`, `upstream_up`,
@@ -150,12 +150,7 @@ class ChargerLink(BillingPart, ReplayPart):
         self.to_charger: dict[str, ChargerPending] = {}
         self.upstream_calls: deque[tuple[str, str, str, str | None]] = deque()  # (id, action, text, tx)
         self.edge_calls: deque[tuple[str, str, str, str | None]] = deque()
-        # B02/B03: a charger the site has not accepted works only once its BootNotification is Accepted; until
-        # then it may send BootNotification, and while Pending what the edge asked of it (its reports, what
-        # a TriggerMessage asked for): anything else is answered SecurityError
-        self.accepted = not settings.standalone or settings.new_chargers == "accept" or state.accepted
-        self.boot_status: str | None = None  # the last BootNotification answer while not accepted
-        self.triggered: set[str] = set()  # what the edge's TriggerMessages asked this charger to send
+        self._init_registration(settings, state)
 
     # -- helpers ---------------------------------------------------------------------------------------
     @property
@@ -254,9 +249,7 @@ class ChargerLink(BillingPart, ReplayPart):
         if asked is None:
             return []
         if isinstance(result, Registered):
-            self.boot_status = result.status
-            self.accepted = result.status == "Accepted"
-            return self._answer_locally(asked.call, offline=False, boot=result.status)
+            return self._registered(asked.call, result)
         if isinstance(result, Running):
             return self._stop_if_exhausted(asked.tx_key, result)
         call = asked.call
@@ -286,24 +279,6 @@ class ChargerLink(BillingPart, ReplayPart):
         if not self.accepted:
             return self._not_accepted(call)
         return self._ask_decision(call) or self._route_call(call)
-
-    def _not_accepted(self, call: Call) -> list[Action]:
-        """A CALL of a charger the site has not accepted (yet): its BootNotification asks whether it may work
-        here; while Pending, what the edge asked it for is answered as usual (B02.FR.02/03); anything else,
-        and everything while Rejected or before a BootNotification, gets SecurityError (B02.FR.09, B03.FR.07)."""
-        a = call.action
-        if a == "BootNotification":
-            return self._ask(Asked(call, Waits.REGISTER), Register(self.charger_id, self.settings.new_chargers))
-        if self.boot_status == "Pending" and (a in ("NotifyReport", "NotifyMonitoringReport")
-                                               or a in self.triggered):
-            self.triggered.discard(a)
-            return self._answer_locally(call, offline=False)
-        why = (f"{a} before a BootNotification" if self.boot_status is None
-               else f"{a} while its BootNotification is {self.boot_status}")
-        return [Notice("not_accepted", f"refused {why} (waiting for the owner: sitekeeper charger "
-                                       f"{self.charger_id} approve)"),
-                SendCharger(call_error_text(call.msg_id, "SecurityError",
-                                            f"this charger is not accepted yet: {why}"))]
 
     def _route_call(self, call: Call) -> list[Action]:
         if self.settings.standalone:

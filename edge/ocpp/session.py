@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from edge.controller.actions import (
     SendCharger,
     SendUpstream,
 )
+from edge.controller.answers import with_total_cost
 from edge.controller.authorize import Authorizer
 from edge.controller.link import ChargerLink
 from edge.controller.records import AuthCache, ChargerConnected, ChargerDisconnected
@@ -76,16 +76,6 @@ class Site:
     lists: ListWatch
     next_tx_id: int = 1
 
-
-
-def with_total_cost(text: str, cost: float | None) -> str:
-    """A TransactionEventResponse with the session's final cost (`totalCost`, in the site currency; 0 for a
-    free session); as it was when the edge has no cost for it (not a card of the site's)."""
-    if cost is None:
-        return text
-    frame = json.loads(text)
-    frame[2]["totalCost"] = cost
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 class Host(Protocol):
