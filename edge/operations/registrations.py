@@ -49,6 +49,6 @@ def waiting(conn: sqlite3.Connection) -> list[dict]:
 
 
 def _set(conn: sqlite3.Connection, charger_id: str, registration: str) -> None:
-    conn.execute("INSERT INTO chargers (id, first_seen, last_seen, registration) VALUES (?, ?, ?, ?)"
+    conn.execute("INSERT INTO chargers (id, first_seen, last_seen, registration) VALUES (?, ?2, ?2, ?3)"
                  " ON CONFLICT (id) DO UPDATE SET registration = excluded.registration",
-                 (charger_id, now_iso(), now_iso(), registration))
+                 (charger_id, now_iso(), registration))

@@ -16,6 +16,7 @@ def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
     transactions still in play (open, or with frames still queued), its open sessions on a hold and its open
     2.0.1 transactions, and its standing (`chargers.registration`)."""
     cid = charger_id
+    standing = conn.execute("SELECT registration FROM chargers WHERE id = ?", (cid,)).fetchone()
     tx = _dicts(conn.execute(
         "SELECT id, upstream_tx_id, stopped_at IS NOT NULL AS stopped FROM transactions WHERE charger_id = ?"
         " AND ocpp_version = '1.6' AND (stopped_at IS NULL OR id IN"
@@ -31,8 +32,7 @@ def link_rows(conn: sqlite3.Connection, charger_id: str) -> dict:
         "open_201": [r[0] for r in conn.execute(
             "SELECT tx_key FROM transactions WHERE charger_id = ? AND ocpp_version != '1.6'"
             " AND stopped_at IS NULL", (cid,))],
-        "registration": next(iter(conn.execute("SELECT registration FROM chargers WHERE id = ?", (cid,)).fetchone()
-                                  or ()), None),
+        "registration": standing[0] if standing else None,
     }
 
 
