@@ -79,8 +79,8 @@ class Edge:
                                      authority=cfg.billing.authority)
         # the site's cards, known to the authorizer as a snapshot renewed whenever the card list moves
         self.lists = ListWatch(self.store.db.conn, lambda c: self.authorizer.set_known(
-            {uid: SiteCard(usable, None if where is None else frozenset(where))
-             for uid, (usable, where) in cards.all_cards(c).items()}))
+            {uid: SiteCard(usable, None if where is None else frozenset(where), group)
+             for uid, (usable, where, group) in cards.all_cards(c).items()}))
         self.chargers = ChargerServer(Site(cfg, self.store, self.journal, self.metrics, self.authorizer, self.lists,
                                            next_tx_id=reads.max_transaction_id(self.store.db.conn) + 1))
         self.events = EventBus()

@@ -13,7 +13,7 @@ from ocpp.v201 import ChargePoint as CP201
 from ocpp.v201 import call_result as result201
 from peers import Charger
 
-from edge.billing import cards
+from edge.billing import cards, owner
 from edge.store.sqlite import Store
 
 
@@ -131,10 +131,44 @@ async def test_a_card_with_a_validity_end_carries_it_and_an_expired_one_is_liste
         assert ch.cp.entries == {"04000021": "Accepted", "04000022": "Expired"}
         sent = json.loads(next(t for t in ch.received if '"SendLocalList"' in t))[3]["localAuthorizationList"]
         assert {e["idTag"]: e["idTagInfo"] for e in sent} == {
-            "04000021": {"status": "Accepted", "expiryDate": "2099-06-30T15:59:59Z"},
+            "04000021": {"status": "Accepted", "expiryDate": "2099-06-30T15:59:59Z", "parentIdTag": "SK-A1"},
             "04000022": {"status": "Expired", "expiryDate": "2020-01-01T00:00:00Z"}}
         change(edge, lambda c: cards.update_card(c, "04000022", expires=None))  # renewed: no end
         await wait_for(lambda: ch.cp.list_version == 3)
         assert ch.cp.entries["04000022"] == "Accepted"
     finally:
         await ch.close()
+
+
+async def test_lists_carry_each_users_group_and_the_master_pass_only_where_the_charger_knows_it(edge_factory):
+    """Two cards of one user share a group in both lists (another card of the user stops a session with no
+    call to the edge); a master pass is in a 2.0.1 list with the master pass group, and left out of a 1.6 list
+    (a 1.6 charger has no master pass: it must ask the edge, which lends it the group of the session there).
+    Making a user's cards master passes later takes them out of a 1.6 list by a differential update."""
+    edge = edge_factory()
+
+    def two_cards(c):
+        a = cards.add_card(c, "04000031", "commercial", name="A")
+        cards.add_card(c, "04000032", "personal", account_id=a.account_id)
+        master = cards.add_card(c, "04000033", "personal", name="Attendant")
+        owner.set_master_pass(c, master.account_id, True)
+        return cards.group_of(a.account_id)
+    group = change(edge, two_cards)
+    old16 = await Charger(edge.url, "LL5", "1.6", cp_class=ListCharger16).connect()
+    new201 = await Charger(edge.url, "LL6", "2.0.1", cp_class=ListCharger201).connect()
+    try:
+        ((version,),) = edge.query("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'local_list_version'")
+        await wait_for(lambda: old16.cp.list_version == version and new201.cp.version_number == version)
+        sent16 = json.loads(next(t for t in old16.received if '"SendLocalList"' in t))[3]["localAuthorizationList"]
+        assert {e["idTag"]: e["idTagInfo"] for e in sent16} == {
+            "04000031": {"status": "Accepted", "parentIdTag": group},
+            "04000032": {"status": "Accepted", "parentIdTag": group}}
+        sent201 = json.loads(next(t for t in new201.received if '"SendLocalList"' in t))[3]["localAuthorizationList"]
+        assert {e["idToken"]["idToken"]: e["idTokenInfo"].get("groupIdToken", {}).get("idToken") for e in sent201} == {
+            "04000031": group, "04000032": group, "04000033": cards.MASTER_GROUP}
+        change(edge, lambda c: owner.set_master_pass(c, cards.get_card(c, "04000031").account_id, True))
+        await wait_for(lambda: "04000031" not in old16.cp.entries)
+        assert old16.cp.entries == {} and old16.cp.updates[-1] == "Differential"
+    finally:
+        await old16.close()
+        await new201.close()

@@ -6,8 +6,10 @@ Every change is in the audit."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 
 from browser import chromium, shot, submit
+from conftest import SITEKEEPER
 from ocpp.v16 import call as call16
 from peers import Charger
 from test_web_login import admin
@@ -77,3 +79,49 @@ async def test_an_operator_edits_a_contact_and_moves_cards_between_users(edge_fa
     await ch.close()
     audit = [w for (w,) in edge.query("SELECT what FROM changes ORDER BY id")]
     assert audit == ["user.contact", "card.assign", "card.add", "card.assign"], audit
+
+
+async def test_the_owner_makes_an_attendants_cards_master_passes(edge_factory):
+    """Owners only (a master pass stops anyone's session): the user page says what a master pass is and turns
+    it on; from then the attendant's card is refused a start and stops a session at a 1.6 charger by taking its
+    group. An operator sees the state and no button, and a forged post is refused. The change is audited, and
+    the CLI turns it off again."""
+    edge = edge_factory({"site": {"timezone": "Asia/Manila"}})
+    juan = seed(edge)
+    ana = edge.query("SELECT account_id FROM cards WHERE uid = '04BEEF01'")[0][0]
+    for name, role in (("boss", "owner"), ("att", "operator")):
+        made = await asyncio.to_thread(admin, edge, "add", name, "--role", role, password="correct horse 1\n")
+        assert made.returncode == 0, made.stderr
+    base = f"http://127.0.0.1:{edge.web_port}"
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+        await login(page, base, "boss")
+        await page.goto(f"{base}/users/{ana}")
+        assert "Master pass: no" in await page.inner_text("#master-pass")
+        await submit(page, "#master-pass button", {})
+        assert "Master pass changed." in await page.inner_text("main")
+        assert "Master pass: yes" in await page.inner_text("#master-pass")
+        await page.screenshot(path=shot("web-user-master-pass"), full_page=True)
+        operator = await browser.new_page()
+        await login(operator, base, "att")
+        await operator.goto(f"{base}/users/{ana}")
+        assert "Master pass: yes" in await operator.inner_text("#master-pass")
+        assert await operator.locator("#master-pass button").count() == 0
+        csrf = await operator.locator("input[name=csrf]").first.get_attribute("value")
+        forged = await operator.request.post(f"{base}/users/{juan}/master-pass", form={"csrf": csrf, "on": "yes"})
+        assert forged.status == 403
+    assert edge.query("SELECT id, master_pass FROM accounts ORDER BY id") == [(juan, 0), (ana, 1)]
+    ch = await Charger(edge.url, "CP-MP", "1.6").connect()
+    await ch.boot16()
+    assert (await ch.call(call16.Authorize(id_tag="04BEEF01"))).id_tag_info["status"] == "Invalid", "nothing to stop"
+    started = await ch.start16("04C0FFEE")
+    assert started.id_tag_info["status"] == "Accepted"
+    taken = (await ch.call(call16.Authorize(id_tag="04BEEF01"))).id_tag_info
+    assert taken["status"] == "Accepted" and taken["parent_id_tag"] == started.id_tag_info["parent_id_tag"]
+    assert (await ch.start16("04BEEF01", connector_id=2)).id_tag_info["status"] == "Invalid"
+    await ch.stop16(started.transaction_id, 5000, id_tag="04BEEF01")
+    await ch.close()
+    off = await asyncio.to_thread(subprocess.run, [SITEKEEPER, "--config", str(edge.config_path), "users", "update",
+                                                    str(ana), "--master-pass", "no"], capture_output=True, text=True)
+    assert off.returncode == 0 and "master pass: yes → no" in off.stdout, off.stderr
+    assert [w for (w,) in edge.query("SELECT what FROM changes ORDER BY id")] == ["user.master_pass"]

@@ -18,6 +18,14 @@ from edge.store import outbox
 
 KINDS = ("personal", "commercial")
 STATUSES = ("active", "blocked", "lost")
+# The group of a master pass's cards (2.0.1 AuthCtrlr.MasterPassGroupId, C16): they stop any session
+MASTER_GROUP = "SK-MASTERPASS"
+
+
+def group_of(account_id: int) -> str:
+    """The group id the cards of one account share (1.6 parentIdTag, 2.0.1 groupIdToken): a driver stops
+    a session with any card of the same user (C09)."""
+    return f"SK-A{account_id}"
 
 
 class CardError(ValueError):
@@ -35,6 +43,12 @@ class Card:
     account_blocked: bool
     last_used: str | None = None
     expires: str | None = None  # UTC, ISO 8601 with a Z; None: valid until blocked
+    master: bool = False  # a master pass: its account is the site attendants' (stops any session, starts none)
+
+    @property
+    def group(self) -> str:
+        """Its group id: the account's, or the master pass group."""
+        return MASTER_GROUP if self.master else group_of(self.account_id)
 
     def allowed_at(self, charger_id: str) -> bool:
         return self.chargers is None or charger_id in self.chargers
@@ -51,13 +65,13 @@ def _past(expires: str | None, now: str) -> bool:
 def _card(row: sqlite3.Row | tuple | None) -> Card | None:
     if row is None:
         return None
-    uid, account_id, kind, status, chargers, name, blocked, last_used, expires = row
+    uid, account_id, kind, status, chargers, name, blocked, last_used, expires, master = row
     return Card(uid, account_id, kind, status, json.loads(chargers) if chargers else None, name, bool(blocked),
-                last_used, expires)
+                last_used, expires, bool(master))
 
 
-_SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.blocked, c.last_used, c.expires"
-           " FROM cards c JOIN accounts a ON a.id = c.account_id")
+_SELECT = ("SELECT c.uid, c.account_id, c.kind, c.status, c.chargers, a.name, a.blocked, c.last_used, c.expires,"
+           " a.master_pass FROM cards c JOIN accounts a ON a.id = c.account_id")
 
 
 def parse_expiry(text: str | None) -> str | None:
@@ -101,14 +115,14 @@ def bump_list_version(conn: sqlite3.Connection, uid: str | None = None) -> int:
     return version
 
 
-def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | None]]:
+def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | None, str]]:
     """Every card the site has, any status (a blocked or expired card is known, and refused by billing): uid →
-    (usable: active on an account not blocked, not expired, the chargers it is limited to or None)."""
+    (usable: active on an account not blocked, not expired, the chargers it is limited to or None, its group)."""
     now = now_iso()
     return {uid: (status == "active" and not blocked and not _past(expires, now),
-                  json.loads(chargers) if chargers else None)
-            for uid, status, blocked, chargers, expires in conn.execute(
-                "SELECT c.uid, c.status, a.blocked, c.chargers, c.expires FROM cards c"
+                  json.loads(chargers) if chargers else None, MASTER_GROUP if master else group_of(account_id))
+            for uid, status, blocked, chargers, expires, account_id, master in conn.execute(
+                "SELECT c.uid, c.status, a.blocked, c.chargers, c.expires, c.account_id, a.master_pass FROM cards c"
                 " JOIN accounts a ON a.id = c.account_id")}
 
 
@@ -127,9 +141,14 @@ def add_account(conn: sqlite3.Connection, name: str, phone: str | None = None, e
 
 
 def get_account(conn: sqlite3.Connection, account_id: int) -> dict | None:
-    cur = conn.execute("SELECT id, name, phone, email, created, blocked FROM accounts WHERE id = ?", (account_id,))
+    cur = conn.execute("SELECT id, name, phone, email, created, blocked, master_pass FROM accounts WHERE id = ?",
+                       (account_id,))
     row = cur.fetchone()
-    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+    if row is None:
+        return None
+    account = dict(zip([d[0] for d in cur.description], row, strict=True))
+    account["master_pass"] = bool(account["master_pass"])
+    return account
 
 
 def add_card(conn: sqlite3.Connection, uid: str, kind: str, *, account_id: int | None = None,

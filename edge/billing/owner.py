@@ -123,6 +123,25 @@ def update_contact(conn: sqlite3.Connection, account_id: int, *, name: str | Non
     return old, after
 
 
+def set_master_pass(conn: sqlite3.Connection, account_id: int, on: bool) -> bool:
+    """Make a user's cards master passes (site attendants: they stop any session and start none,
+    `edge.billing.groups`), or ordinary cards again. Returns whether it was so before. A user charging now is
+    not changed (the session's card would change its nature under it)."""
+    account = cards.get_account(conn, account_id)
+    if account is None:
+        raise OwnerError(f"no user {account_id}")
+    before = account["master_pass"]
+    if before == on:
+        return before
+    if conn.execute("SELECT 1 FROM transactions WHERE account_id = ? AND stopped_at IS NULL"
+                    " AND coalesce(auth_status, 'Accepted') = 'Accepted'", (account_id,)).fetchone():
+        raise OwnerError(f"user {account_id} is charging now: change this when the session has ended")
+    conn.execute("UPDATE accounts SET master_pass = ? WHERE id = ?", (int(on), account_id))
+    for (uid,) in conn.execute("SELECT uid FROM cards WHERE account_id = ?", (account_id,)).fetchall():
+        cards.bump_list_version(conn, uid)  # the chargers' lists carry the group
+    return before
+
+
 def assign_card(conn: sqlite3.Connection, uid: str, account_id: int) -> tuple[int, cards.Card]:
     """Move a card to another user (a card given to a family member, a replacement found to be someone
     else's). The money stays with the accounts: the card only identifies. A card in a running session is not

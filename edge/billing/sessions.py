@@ -8,6 +8,8 @@ Decisions for a card the edge knows (`decide`):
     blocked / lost card or blocked account     → Blocked
     past the card's validity end               → Expired (answers carry the end: expiryDate / cacheExpiryDateTime)
     personal card outside its chargers         → Invalid (1.6) / NotAtThisLocation (2.0.1)
+    a master pass                              → Invalid at start; its Authorize: `groups.master_authorize`
+    Authorize while the same user charges here → Accepted (a tap with any of the user's cards stops it)
     card already in an active session          → ConcurrentTx (1.6: a start only; its Authorize is Accepted)
     commercial, available < min_start_balance  → Blocked (1.6) / NoCredit (2.0.1)
     otherwise Accepted; commercial: hold min(available, max_hold) at start.
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge.billing import cards, ledger, pay
+from edge.billing import cards, groups, ledger, pay
 from edge.billing.tariff import Tariff, TariffError, build_tariff, session_cost, utc_key
 from edge.clock import now_iso, parse_ts
 from edge.config import Config, ConfigError
@@ -92,14 +94,22 @@ def _open_session_of(conn: sqlite3.Connection, uid: str, *, charger_id: str, tx_
     return None if row is None else row[0]
 
 
+MASTER_STARTS_NONE = "a master pass stops sessions; it does not start one"
+
+
 def check(conn: sqlite3.Connection, card: cards.Card, *, charger_id: str, version: str,
-          tx_key: str | None = None) -> tuple[str, str]:
-    """(status, reason) for `card` at `charger_id`, without holding anything."""
+          tx_key: str | None = None, stopping: bool = False) -> tuple[str, str]:
+    """(status, reason) for `card` at `charger_id`, without holding anything. `stopping`: an Authorize while
+    a card of the same user charges there (the tap may stop it: neither balance nor limits refuse it)."""
     s = SETTINGS
     if card.status != "active" or card.account_blocked:
         return "Blocked", f"card is {card.status}" if card.status != "active" else "account is blocked"
     if card.expired():
         return "Expired", f"card expired at {card.expires}"
+    if card.master:
+        return "Invalid", MASTER_STARTS_NONE
+    if stopping:
+        return "Accepted", "a card of the same user is charging here (a tap stops it)"
     if card.kind == "personal" and not card.allowed_at(charger_id):
         return _status(version, "Invalid", "NotAtThisLocation"), f"card may not be used at {charger_id}"
     if _open_session_of(conn, card.uid, charger_id=charger_id, tx_key=tx_key) is not None:
@@ -128,9 +138,12 @@ def decide(conn: sqlite3.Connection, *, uid: str, charger_id: str, version: str,
     if tx is not None:
         tx = {**tx, "id_tag": card.uid}  # the normalised UID, whatever case or separators the charger sent
     out: dict = {"known": True, "kind": card.kind, "account_id": card.account_id, "name": card.name,
-                 "expires": card.expires}
+                 "expires": card.expires, "group": card.group}
     if kind != "start":
-        out["status"], out["reason"] = check(conn, card, charger_id=charger_id, version=version)
+        out["status"], out["reason"] = check(conn, card, charger_id=charger_id, version=version,
+                                             stopping=groups.user_charging_at(conn, card.account_id, charger_id))
+        if out["reason"] == MASTER_STARTS_NONE:
+            out.update(groups.master_authorize(conn, card, charger_id, version))
         if out["status"] == "ConcurrentTx" and version == "1.6":  # 1.6 §7.2: only for a StartTransaction.req;
             # an Authorize gets the card's own status (the charger may then stop: how a driver stops by a tap)
             out["status"], out["reason"] = "Accepted", "card is in a session (a tap may stop it)"
@@ -163,8 +176,9 @@ def _decide_pay(conn: sqlite3.Connection, *, uid: str, charger_id: str, version:
     """A start (or Authorize) with a pay session's id tag: accepted while that pay session waits for its
     charger to start; the start takes over the pay session's hold (`edge.billing.pay.started`)."""
     paying = pay.for_start(conn, uid, charger_id)
-    out: dict = {"known": True, "kind": "commercial", "account_id": paying and paying["account_id"],
-                 "name": "QR pay", "hold_minor": 0}
+    account_id = paying and paying["account_id"]
+    out: dict = {"known": True, "kind": "commercial", "account_id": account_id, "name": "QR pay", "hold_minor": 0,
+                 "group": cards.group_of(account_id) if account_id else None}
     status, reason = ("Accepted", "") if paying is not None else \
         ("Invalid", "no pay session waits for this charger to start")
     if kind != "start":

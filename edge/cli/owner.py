@@ -238,18 +238,25 @@ def cmd_users_show(args: argparse.Namespace) -> int:
 
 def cmd_users_update(args: argparse.Namespace) -> int:
     site = Site(args)
-    if args.name is None and args.phone is None and args.email is None:
-        raise owner.OwnerError("nothing to change: give --name, --phone or --email")
-    old, new = site.write(lambda conn: owner.update_contact(conn, args.id, name=args.name, phone=args.phone,
-                                                            email=args.email))
+    if args.name is None and args.phone is None and args.email is None and args.master_pass is None:
+        raise owner.OwnerError("nothing to change: give --name, --phone, --email or --master-pass")
+
+    def change(conn: Any) -> tuple[dict, dict]:
+        old, new = owner.update_contact(conn, args.id, name=args.name, phone=args.phone, email=args.email)
+        if args.master_pass is not None:
+            old["master_pass"] = owner.set_master_pass(conn, args.id, args.master_pass == "yes")
+            new["master_pass"] = args.master_pass == "yes"
+        return old, new
+    old, new = site.write(change)
     if args.json:
         print_json({"id": args.id, "before": old, "after": new})
     elif old == new:
         print(f"user {args.id}: nothing changed")
     else:
-        for key in ("name", "phone", "email"):
+        for key in new:
             if old[key] != new[key]:
-                print(f"user {args.id} {key}: {old[key] or '-'} → {new[key] or '-'}")
+                shown = [("yes" if v else "no") if isinstance(v, bool) else v or "-" for v in (old[key], new[key])]
+                print(f"user {args.id} {key.replace('_', ' ')}: {shown[0]} → {shown[1]}")
     return 0
 
 
@@ -464,11 +471,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = leaf(us, "show", cmd_users_show, "a user, their cards, balance and recent sessions")
     p.add_argument("id", type=int)
     p.add_argument("--recent", type=count, default=10, metavar="N", help="recent sessions to show")
-    p = leaf(us, "update", cmd_users_update, "change a user's name, phone or email (\"\" clears phone or email)")
+    p = leaf(us, "update", cmd_users_update, "change a user's name, phone, email (\"\" clears them) or master pass")
     p.add_argument("id", type=int)
     p.add_argument("--name")
     p.add_argument("--phone")
     p.add_argument("--email")
+    p.add_argument("--master-pass", choices=("yes", "no"),
+                   help="yes: the user's cards stop any session and start none (site attendants)")
 
     s = sub.add_parser("sessions", parents=[common], help="charging sessions")
     ss = s.add_subparsers(dest="action", required=True)

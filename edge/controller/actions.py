@@ -105,6 +105,7 @@ class Decision:
     hold_minor: int = 0  # start: the amount held for the session (0: nothing to watch)
     repeat: bool = False  # the same start seen again: answer with the first one's decision
     expiry: str | None = None  # the card's validity end (1.6 expiryDate, 2.0.1 cacheExpiryDateTime)
+    group: str | None = None  # the card's group (1.6 parentIdTag, 2.0.1 groupIdToken; edge.billing.groups)
 
 
 @dataclass(slots=True)

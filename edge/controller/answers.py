@@ -55,16 +55,29 @@ def id_tag_info_16(status: str, expiry: str | None = None, parent: str | None = 
     return info
 
 
-def id_token_info_201(status: str, expiry: str | None = None) -> dict:
-    return {"status": status, "cacheExpiryDateTime": expiry} if expiry else {"status": status}
+def id_token_info_201(status: str, expiry: str | None = None, group: str | None = None) -> dict:
+    info: dict = {"status": status}
+    if expiry:
+        info["cacheExpiryDateTime"] = expiry
+    if group:
+        info["groupIdToken"] = {"idToken": group, "type": "Central"}
+    return info
+
+
+def card_info(version: str, status: str, expiry: str | None = None, group: str | None = None) -> dict:
+    """idTagInfo (1.6) / idTokenInfo (2.0.1) for a card: its status, validity end and group (with Accepted only:
+    a refused card stops nothing)."""
+    group = group if status == "Accepted" else None
+    return id_tag_info_16(status, expiry, group) if version == "1.6" else id_token_info_201(status, expiry, group)
 
 
 def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: str = "Accepted",
            transaction_id: int | None = None, offline: bool = False, now: float | None = None,
-           expiry: str | None = None, boot_status: str = "Accepted") -> dict | None:
-    """The payload the edge answers `call` with, or None if it does not answer this action itself. `expiry`:
-    the card's validity end, told with its status (1.6 expiryDate, 2.0.1 cacheExpiryDateTime); `boot_status`:
-    a BootNotification's (Pending or Rejected: `interval` is then the wait before the next one)."""
+           expiry: str | None = None, group: str | None = None, boot_status: str = "Accepted") -> dict | None:
+    """The payload the edge answers `call` with, or None if it does not answer this action itself. `expiry`
+    and `group`: the card's validity end and group, told with its status (1.6 expiryDate and parentIdTag,
+    2.0.1 cacheExpiryDateTime and groupIdToken); `boot_status`: a BootNotification's (Pending or Rejected:
+    `interval` is then the wait before the next one)."""
     action, p = call.action, call.payload
     if action == "BootNotification":
         interval = heartbeat_interval if boot_status != "Pending" else min(heartbeat_interval, BOOT_RETRY_PENDING)
@@ -74,27 +87,28 @@ def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: st
     if action == "DataTransfer":
         # Offline, the message is queued for upstream, which knows the vendor; the edge itself knows none.
         return {"status": "Accepted" if offline else "UnknownVendorId"}
+    info = card_info(version, auth_status, expiry, group)
     if version == "1.6":
         if action in _EMPTY_16:
             return {}
         if action == "SignCertificate":
             return {"status": "Rejected"}
         if action == "Authorize":
-            return {"idTagInfo": id_tag_info_16(auth_status, expiry)}
+            return {"idTagInfo": info}
         if action == "StartTransaction":
             assert transaction_id is not None
-            return {"transactionId": transaction_id, "idTagInfo": id_tag_info_16(auth_status, expiry)}
+            return {"transactionId": transaction_id, "idTagInfo": info}
         if action == "StopTransaction":
-            return {"idTagInfo": id_tag_info_16(auth_status, expiry)} if p.get("idTag") else {}
+            return {"idTagInfo": info} if p.get("idTag") else {}
         return None
     if action in _EMPTY_201:
         return {}
     if action in _STATUS_201:
         return dict(_STATUS_201[action])
     if action == "Authorize":
-        return {"idTokenInfo": id_token_info_201(auth_status, expiry)}
+        return {"idTokenInfo": info}
     if action == "TransactionEvent":
-        return {"idTokenInfo": id_token_info_201(auth_status, expiry)} if p.get("idToken") else {}
+        return {"idTokenInfo": info} if p.get("idToken") else {}
     return None
 
 

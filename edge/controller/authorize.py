@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge.money import is_pay_tag
+from edge.money import is_pay_tag, lookup_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class SiteCard:
 
     usable: bool = True
     chargers: frozenset[str] | None = None
+    group: str | None = None  # its group id (1.6 parentIdTag, 2.0.1 groupIdToken)
 
 
 @dataclass(slots=True)
@@ -71,6 +72,11 @@ class Authorizer:
 
     def set_known(self, cards: set[str] | list[str] | tuple | dict[str, SiteCard]) -> None:
         self.known = dict(cards) if isinstance(cards, dict) else {uid: SiteCard() for uid in cards}
+
+    def group_of(self, id_tag: str | None) -> str | None:
+        """The group of a card of the site's (None for any other)."""
+        card = self.known.get(lookup_key(id_tag)) if id_tag else None
+        return card.group if card else None
 
     def at_end(self, uid: str, charger_id: str, version: str) -> str:
         """The status to answer for a card of the site's at the end of its session (1.6 StopTransaction,

@@ -351,8 +351,7 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         `boot`: a BootNotification's status."""
         status = self._local_status(call, decided)
         if not record:
-            return [self._reply(call, status, decided.tx_id if decided else None, offline,
-                                decided.expiry if decided else None)]
+            return [self._reply(call, status, decided.tx_id if decided else None, offline, decided)]
         ops, tx_id, queue_tx = self._record(call, offline=offline, decided=decided, sent=sent)
         actions: list[Action] = []
         if offline and self.state != DOWN:
@@ -364,7 +363,7 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
             # sample or a heartbeat is written behind (sharing commits: what wears an SD card)
             behind = not queued and call.action in BEHIND
             actions.append(Persist(ops, wait=not behind, later=behind))
-        actions.append(self._reply(call, status, tx_id, offline, decided.expiry if decided else None, boot))
+        actions.append(self._reply(call, status, tx_id, offline, decided, boot))
         return actions + self._watch_cost(call)
 
     def _local_status(self, call: Call, decided: Decision | None) -> str:
@@ -382,10 +381,13 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         return "Accepted"
 
     def _reply(self, call: Call, status: str, tx_id: int | None, offline: bool,
-               expiry: str | None = None, boot: str = "Accepted") -> SendCharger:
+               decided: Decision | None = None, boot: str = "Accepted") -> SendCharger:
+        """The edge's answer; a card's validity end and group from billing's decision, or (a session's end)
+        from the site's cards."""
+        group = decided.group if decided else self.authorizer.group_of(id_token_of(call.payload))
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
-                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(), expiry=expiry,
-                         boot_status=boot)
+                         auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(),
+                         expiry=decided.expiry if decided else None, group=group, boot_status=boot)
         if payload is None:
             return SendCharger(call_error_text(call.msg_id, "NotSupported",
                                                f"{call.action} is not supported by this CSMS"))

@@ -21,6 +21,7 @@ from edge.controller.actions import (
     SendCharger,
     Waits,
 )
+from edge.controller.answers import card_info
 from edge.controller.authorize import id_token_of
 from edge.controller.records import TxMap, TxStart
 from edge.controller.wire import Call, CallResult, result_text
@@ -130,9 +131,7 @@ class BillingPart:
             upstream_id = p.get("transactionId")
             upstream_id = upstream_id if isinstance(upstream_id, int) else 0
             self.tx.id_map[local] = upstream_id
-            info = {**(p.get("idTagInfo") or {}), "status": decided.status}
-            if decided.expiry:
-                info["expiryDate"] = decided.expiry
+            info = {**(p.get("idTagInfo") or {}), **card_info("1.6", decided.status, decided.expiry, decided.group)}
             upstream_status = (p.get("idTagInfo") or {}).get("status")
             actions: list[Action] = []
             if decided.status == "Accepted" and (upstream_id <= 0 or upstream_status != "Accepted"):
@@ -143,8 +142,7 @@ class BillingPart:
                 Persist([TxMap(local, upstream_id, upstream_status)]),
                 SendCharger(result_text(frame.msg_id, {**p, "transactionId": local, "idTagInfo": info}))]
         if "idTokenInfo" in p or call.payload.get("idToken"):
-            info = {**(p.get("idTokenInfo") or {}), "status": decided.status}
-            if decided.expiry:
-                info["cacheExpiryDateTime"] = decided.expiry
+            info = {**(p.get("idTokenInfo") or {}),
+                    **card_info(self.version, decided.status, decided.expiry, decided.group)}
             return [Persist([]), SendCharger(result_text(frame.msg_id, {**p, "idTokenInfo": info}))]
         return [Persist([]), SendCharger(frame.text)]

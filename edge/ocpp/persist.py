@@ -56,4 +56,4 @@ def ask_billing(conn: sqlite3.Connection, question: Decide | RunningCost) -> Dec
     if not out.get("known"):
         return Decision(known=False)
     return Decision(known=True, status=out["status"], tx_id=out.get("tx_id"), hold_minor=out.get("hold_minor") or 0,
-                    repeat=bool(out.get("repeat")), expiry=out.get("expires"))
+                    repeat=bool(out.get("repeat")), expiry=out.get("expires"), group=out.get("group"))

@@ -436,8 +436,9 @@ class ChargerSession:
         while self.link is None or not self.link.accepted:  # the site's cards go to the site's chargers only
             await asyncio.sleep(1.0)
         known: int | None = None
-        first = True
+        first, told = True, False
         while True:
+            told = told or await local_list.tell_master_group(self, self.site.store.db.conn)
             if first or known != self.site.lists.version:
                 known = await local_list.sync(self, self.site.store.db.conn, None if first else known)
                 first = False

@@ -7,8 +7,9 @@ cards changed since, or a Full list if the charger reports a version mismatch.
 
 Entries: an active card the charger may use → Accepted; blocked / lost card or blocked account → Blocked; past
 its validity end → Expired; a card with a validity end carries it (1.6 expiryDate, 2.0.1 cacheExpiryDateTime:
-the charger refuses it after that by itself); a personal card limited to other chargers → removed (no
-idTagInfo). A commercial card's balance is not in the
+the charger refuses it after that by itself), and every card its user's group (1.6 parentIdTag, 2.0.1
+groupIdToken: another card of the same user stops a session); a personal card limited to other chargers →
+removed (no idTagInfo); a master pass is in a 2.0.1 list only (a 1.6 charger must ask: `edge.billing.groups`). A commercial card's balance is not in the
 list: the hold is taken when the start reaches the edge.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.billing import cards
-from edge.controller.answers import id_tag_info_16, id_token_info_201
+from edge.controller.answers import card_info
 from edge.operations.chargers import Charger
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,17 @@ def entries(conn: sqlite3.Connection, charger_id: str, version: str, since: int 
         if state is None and since == 0:
             continue  # a full list simply leaves it out
         if version == "1.6":
+            if card.master:  # a 1.6 charger has no master pass: it must ask the edge (edge.billing.groups)
+                state = None
+                if since == 0:
+                    continue
             entry: dict = {"idTag": uid}
             if state:
-                entry["idTagInfo"] = id_tag_info_16(state, card.expires)
+                entry["idTagInfo"] = card_info(version, state, card.expires, card.group)
         else:
             entry = {"idToken": {"idToken": uid, "type": "ISO14443"}}
             if state:
-                entry["idTokenInfo"] = id_token_info_201(state, card.expires)
+                entry["idTokenInfo"] = card_info(version, state, card.expires, card.group)
         out.append(entry)
     return out
 
@@ -82,6 +87,25 @@ def _send_payload(version: str, list_version: int, update: str, items: list[dict
     if items:
         payload["localAuthorizationList"] = items
     return payload
+
+
+async def tell_master_group(session: Charger, db: sqlite3.Connection) -> bool:
+    """Tell a 2.0.1 charger the master pass group (AuthCtrlr.MasterPassGroupId, C16) once the site has a
+    master pass: True when that is done (or nothing is to be told: a 1.6 charger has no such setting)."""
+    if session.version == "1.6":
+        return True
+    if db.execute("SELECT 1 FROM accounts WHERE master_pass = 1 LIMIT 1").fetchone() is None:
+        return False
+    try:
+        answer = await session.call("SetVariables", {"setVariableData": [{
+            "component": {"name": "AuthCtrlr"}, "variable": {"name": "MasterPassGroupId"},
+            "attributeValue": cards.MASTER_GROUP}]})
+    except (RuntimeError, TimeoutError, ConnectionError) as e:
+        log.info("charger %s: master pass group not set (%s)", session.charger_id, e)
+        return True
+    status = ((answer.get("setVariableResult") or [{}])[0]).get("attributeStatus")
+    log.info("charger %s: master pass group %s: %s", session.charger_id, cards.MASTER_GROUP, status)
+    return True
 
 
 async def sync(session: Charger, db: sqlite3.Connection, known_version: int | None) -> int | None:

@@ -347,4 +347,8 @@ MIGRATIONS: list[str] = [
         FROM journal_batches ORDER BY id;
     DROP TABLE journal_batches;
     """,
+    # 19: an account whose cards are master passes (site attendants: they stop any session, start none)
+    """
+    ALTER TABLE accounts ADD COLUMN master_pass INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

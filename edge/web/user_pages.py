@@ -71,14 +71,15 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             held=kit.money(rep["held_minor"]), totals={"sessions": rep["totals"]["sessions"],
                                                         "kwh": f"{rep['totals']['energy_wh'] / 1000:.2f}",
                                                         "spend": kit.money(rep["totals"]["spend_minor"])},
-            may_topup=tokens.may(user["role"], "operator"), form_token=secrets.token_urlsafe(16),
+            may_topup=tokens.may(user["role"], "operator"), is_owner=tokens.may(user["role"], "owner"),
+            form_token=secrets.token_urlsafe(16),
             currency=billing.SETTINGS.currency, pin=pin_state(conn, account_id), **extra)
 
     @app.get("/users/{account_id:int}", response_class=HTMLResponse, include_in_schema=False)
     async def user_page(request: Request, account_id: int, topped: int | None = None, saved: int = 0,
-                        pin: str = "") -> HTMLResponse:
+                        pin: str = "", master: int = 0) -> HTMLResponse:
         user = kit.page_user(request)
-        done = kit.t(request)("users.saved") if saved else ""
+        done = kit.t(request)("users.saved") if saved else kit.t(request)("users.master_pass_saved") if master else ""
         if pin in ("set", "differ", "format"):
             if pin != "set":
                 return detail(request, user, account_id, message="", error=kit.t(request)(f"users.pin_{pin}"))
@@ -130,6 +131,25 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                 raise HTTPException(404, str(e)) from None
             return detail(request, user, account_id, message="", error=str(e), http_status=422)
         return RedirectResponse(f"/users/{account_id}?saved=1", status_code=303)
+
+    @app.post("/users/{account_id:int}/master-pass", include_in_schema=False)
+    async def master_pass(request: Request, account_id: int) -> Response:
+        """Owners only: the user's cards become master passes (stop any session, start none) or stop being."""
+        user = kit.page_user(request, "owner")
+        data = await kit.checked(request, user)
+        on = data.get("on") == "yes"
+
+        def change(c: Any) -> None:
+            if owner.set_master_pass(c, account_id, on) != on:
+                changes.record(c, user["name"], "user.master_pass", f"account {account_id}", {"master_pass": not on},
+                               {"master_pass": on})
+        try:
+            await edge.store.write(change)
+        except owner.OwnerError as e:
+            if cards.get_account(edge.store.db.conn, account_id) is None:
+                raise HTTPException(404, str(e)) from None
+            return detail(request, user, account_id, message="", error=str(e), http_status=422)
+        return RedirectResponse(f"/users/{account_id}?master=1", status_code=303)
 
     @app.get("/users/{account_id:int}.csv", include_in_schema=False)
     async def user_csv(request: Request, account_id: int) -> Response:

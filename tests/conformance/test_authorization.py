@@ -70,7 +70,7 @@ async def test_1_6_section_7_2_authorize_of_a_card_in_a_session_answers_its_stat
                                                                   "timestamp": "2026-12-07T10:00:00Z"}]))
     assert start[2]["idTagInfo"]["status"] == "Accepted"
     tap = await ch.raw(json.dumps([2, "a", "Authorize", {"idTag": CARD}]))
-    assert tap == [3, "a", {"idTagInfo": {"status": "Accepted"}}]
+    assert tap == [3, "a", {"idTagInfo": {"status": "Accepted", "parentIdTag": cards.group_of(1)}}]  # its user's
     again = await ch.raw(json.dumps([2, "s2", "StartTransaction", {"connectorId": 2, "idTag": CARD, "meterStart": 0,
                                                                    "timestamp": "2026-12-07T10:01:00Z"}]))
     assert again[2]["idTagInfo"]["status"] == "ConcurrentTx"
@@ -108,7 +108,8 @@ async def test_1_6_an_expired_card_is_expired_and_a_valid_one_says_until_when(ed
     add_expiring(edge, BLOCKED, "2020-01-01T00:00:00Z")
     ch = await mock(edge, "1.6", "OCTT-16-EXP")
     valid = await ch.raw(json.dumps([2, "a", "Authorize", {"idTag": CARD}]))
-    assert valid[2] == {"idTagInfo": {"status": "Accepted", "expiryDate": "2099-06-30T15:59:59Z"}}
+    assert valid[2] == {"idTagInfo": {"status": "Accepted", "expiryDate": "2099-06-30T15:59:59Z",
+                                      "parentIdTag": cards.group_of(1)}}
     expired = await ch.raw(json.dumps([2, "b", "Authorize", {"idTag": BLOCKED}]))
     assert expired[2] == {"idTagInfo": {"status": "Expired", "expiryDate": "2020-01-01T00:00:00Z"}}
     start = await ch.raw(json.dumps([2, "s", "StartTransaction", {"connectorId": 1, "idTag": BLOCKED, "meterStart": 0,
