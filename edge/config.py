@@ -23,6 +23,9 @@ class ConfigError(ValueError):
     """A configuration key is unknown or has a bad value; the message names the key."""
 
 
+MIN_CURRENT_A = 6.0  # IEC 61851: the least current an EV charges on
+
+
 @dataclass
 class SiteConfig:
     id: str = "site-1"
@@ -31,6 +34,9 @@ class SiteConfig:
     # for time-of-use bands and daily reports; by default the machine's own zone (a Manila site's peak band
     # was once charged at UTC's 18:00)
     timezone: str = field(default_factory=lambda: system_timezone())
+    # the current the site's supply gives its chargers, shared among the sessions (amps per phase; 0: no limit;
+    # `edge.operations.current_limits`)
+    max_current_a: float = 0.0
 
 
 @dataclass
@@ -45,8 +51,14 @@ class StoreConfig:
 
 @dataclass
 class ChargerAuth:
+    """A charger listed under [ocpp.chargers.<id>]: how it proves who it is, and what it understands."""
+
     password_hash: str = ""
     serial: str = ""  # security profile 3: the CN its certificate must carry (default: the charger id)
+    # tell it the cost on its display: 1.6 California pricing DataTransfers (SetUserPrice, RunningCost,
+    # FinalCost); 2.0.1 CostUpdated and personalMessage (also when its device model says TariffCostCtrlr Cost)
+    cost_messages: bool = False
+    max_current_a: float = 0.0  # the current its supply gives it, shared among its sessions (0: no limit)
 
 
 @dataclass
@@ -271,11 +283,14 @@ def _chargers(prefix: str, table: Any, owner: type) -> dict:
         name = f"{prefix}.{cid}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{name}: expected a table, got {entry!r}")
-        known = ("password", "serial") if owner is OcppConfig else ("password", "cert_file", "key_file")
+        known = {"password": "", "serial": "", "cost_messages": False, "max_current_a": 0.0} \
+            if owner is OcppConfig else \
+            {"password": "", "cert_file": "", "key_file": ""}
         unknown = set(entry) - set(known)
         if unknown:
             raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (known: {', '.join(known)})")
-        values = {k: _check(f"{name}.{k}", entry.get(k, ""), str, "") for k in known}
+        values = {k: _check(f"{name}.{k}", entry.get(k, default), type(default), default)
+                  for k, default in known.items()}
         password = values.pop("password")
         if owner is OcppConfig:
             if password.startswith(HASH_PREFIX + "$") and not is_valid_hash(password):
@@ -347,6 +362,11 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}.key_file: given without {key}.cert_file")
         if cert and cfg.upstream.mode == "proxy" and not cfg.upstream.url.startswith("wss://"):
             raise ConfigError(f"{key}.cert_file: a client certificate needs a wss:// upstream.url")
+    for key, amps in [("site.max_current_a", cfg.site.max_current_a)] + [
+            (f"ocpp.chargers.{cid}.max_current_a", c.max_current_a) for cid, c in cfg.ocpp.chargers.items()]:
+        if amps and not MIN_CURRENT_A <= amps <= 2000:
+            raise ConfigError(f"{key}: expected 0 (no limit) or {MIN_CURRENT_A:g} to 2000 amps, got {amps:g}"
+                              f" (an EV cannot charge on less than {MIN_CURRENT_A:g} A)")
     if cfg.ocpp.new_chargers not in ("accept", "pending", "reject"):
         raise ConfigError(f"ocpp.new_chargers: expected 'accept', 'pending' or 'reject', got {cfg.ocpp.new_chargers!r}")
     if cfg.upstream.mode not in ("standalone", "proxy"):

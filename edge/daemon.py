@@ -29,6 +29,7 @@ from edge.notify import keep_alive, notify
 from edge.ocpp.server import ChargerServer, Site
 from edge.ocpp.transport import serve
 from edge.operations import tokens
+from edge.operations.current_limits import CurrentLimits
 from edge.operations.local_list import ListWatch
 from edge.rfid.loop import run_reader
 from edge.rfid.taps import TapService
@@ -83,6 +84,7 @@ class Edge:
              for uid, (usable, where, group) in cards.all_cards(c).items()}))
         self.chargers = ChargerServer(Site(cfg, self.store, self.journal, self.metrics, self.authorizer, self.lists,
                                            next_tx_id=reads.max_transaction_id(self.store.db.conn) + 1))
+        self.limits = CurrentLimits(cfg, self.store, self.chargers)
         self.events = EventBus()
         self.feedback = Feedback(cfg.gpio)
         self.taps = TapService(cfg.reader, self.store, self.chargers, self.events, self.feedback)
@@ -207,6 +209,7 @@ class Edge:
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._ticker()))
+        self._tasks.append(asyncio.create_task(self.limits.run()))
         for name, rc in self.cfg.reader.items():
             if rc.backend != "sim":
                 self._tasks.append(asyncio.create_task(run_reader(name, rc, self.taps.handle),

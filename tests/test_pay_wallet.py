@@ -222,11 +222,11 @@ def test_driver_catalogs_have_every_text_in_three_languages():
     import re
     from pathlib import Path
 
-    from edge.web import i18n
+    from edge import i18n
 
     en, fil, zh = (i18n.catalog(lang, "driver") for lang in ("en", "fil", "zh"))
     assert set(en) == set(fil) == set(zh)
-    templates = Path(i18n.__file__).parent / "templates"
+    templates = Path(i18n.__file__).parent / "web" / "templates"
     used = set()
     for name in ("_lang.html", "pay_base.html", "pay.html", "pay_session.html", "receipt.html"):
         used |= set(re.findall(r't\("([a-z_]+\.[a-z_.]+[a-z_])"', (templates / name).read_text()))

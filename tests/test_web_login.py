@@ -15,7 +15,7 @@ from conftest import SITEKEEPER
 from peers import Charger
 from test_taps import add_card
 
-from edge.web import i18n
+from edge import i18n
 
 
 def admin(edge, *words: str, password: str | None = None) -> subprocess.CompletedProcess:

@@ -105,6 +105,9 @@ def test_defaults_start_a_standalone_site():
     ("[pay]\namounts = \"5000.00\"\n", "pay.amounts: 5000.00 is outside pay.min_amount..pay.max_amount"),
     ("[pay]\npublic_url = \"192.168.1.10\"\n", "pay.public_url: expected an http:// or https:// address"),
     ("[pay]\nstart_timeout = 5\n", "pay.start_timeout: expected 10..600 seconds"),
+    ("[site]\nmax_current_a = 4\n", "site.max_current_a: expected 0"),
+    ("[ocpp.chargers.CP1]\nmax_current_a = \"16\"\n", "ocpp.chargers.CP1.max_current_a: expected a number"),
+    ("[ocpp.chargers.CP1]\ncost_messages = 1\n", "ocpp.chargers.CP1.cost_messages: expected true or false"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"

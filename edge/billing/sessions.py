@@ -317,7 +317,7 @@ def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str, pending: 
     readings = sorted(set(_readings(conn, charger_id, tx_key)) | set(_rows_readings(pending)))
     if not readings:
         return {"stop": False}
-    latest_ts, _ = max(readings)
+    latest_ts, latest_wh = max(readings)
     cost = _cost(conn, row, stop_ts=latest_ts.isoformat(), stop_wh=None, readings=readings)
     if cost is None:
         return {"stop": False}
@@ -327,7 +327,8 @@ def running(conn: sqlite3.Connection, *, charger_id: str, tx_key: str, pending: 
     if exhausted and mark:
         conn.execute("UPDATE transactions SET billing_stop = ? WHERE id = ?",
                      (f"hold exhausted: cost {_money(running_minor)} reached the hold {_money(hold)}", row[0]))
-    return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0]}
+    return {"stop": exhausted, "running_minor": running_minor, "hold_minor": hold, "tx_id": row[0],
+            "meter_wh": latest_wh}
 
 
 def open_sessions(conn: sqlite3.Connection) -> list[dict]:

@@ -28,8 +28,9 @@ DOWN, REPLAYING, LIVE = Upstream.DOWN, Upstream.REPLAYING, Upstream.LIVE
 @dataclass(slots=True)
 class SendCharger:
     text: str
-    # 2.0.1 TransactionEvent Ended answered by the edge: the session (its tx key) whose final cost the shell adds
-    # as `totalCost` (I03.FR.02), read once the Persist before this action is committed
+    # the end of a session answered by the edge: the session (its tx key) whose final cost the shell reads once
+    # the Persist before this action is committed, and adds as `totalCost` (2.0.1 TransactionEvent Ended,
+    # I03.FR.02) or tells after (1.6 StopTransaction: FinalCost, `edge.controller.costs`)
     total_cost_of: str | None = None
 
 
@@ -106,13 +107,18 @@ class Decision:
     repeat: bool = False  # the same start seen again: answer with the first one's decision
     expiry: str | None = None  # the card's validity end (1.6 expiryDate, 2.0.1 cacheExpiryDateTime)
     group: str | None = None  # the card's group (1.6 parentIdTag, 2.0.1 groupIdToken; edge.billing.groups)
+    # a priced card accepted: the tariff for its display, ((language, text), ...), the display's own first
+    price_texts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
 class Running:
-    """The answer to `RunningCost`."""
+    """The answer to `RunningCost`: whether the hold is used up (the edge stops the session), and the cost so
+    far (major units) at the latest meter reading (Wh), for the charger's display."""
 
     stop: bool
+    cost: float | None = None
+    meter_wh: int | None = None
 
 
 @dataclass(slots=True)
@@ -226,6 +232,10 @@ class LinkSettings:
     stall_timeout: float = 60.0  # no answer to an outstanding CALL for this long: the link has failed
     charger_call_timeout: float = 30.0
     new_chargers: str = "accept"  # standalone: "accept", or "pending" / "reject" until the owner approves
+    cost_messages: bool = False  # tell the charger the cost (edge.controller.costs) when the edge answers
+    # current limits are set (`edge.operations.current_limits`): an EV's charging needs and schedule (ISO 15118)
+    # are Accepted, and its session gets a charging profile within them
+    smart_charging: bool = False
 
 
 @dataclass

@@ -55,8 +55,11 @@ def id_tag_info_16(status: str, expiry: str | None = None, parent: str | None = 
     return info
 
 
-def id_token_info_201(status: str, expiry: str | None = None, group: str | None = None) -> dict:
+def id_token_info_201(status: str, expiry: str | None = None, group: str | None = None,
+                      message: dict | None = None) -> dict:
     info: dict = {"status": status}
+    if message:
+        info["personalMessage"] = message
     if expiry:
         info["cacheExpiryDateTime"] = expiry
     if group:
@@ -64,16 +67,19 @@ def id_token_info_201(status: str, expiry: str | None = None, group: str | None 
     return info
 
 
-def card_info(version: str, status: str, expiry: str | None = None, group: str | None = None) -> dict:
+def card_info(version: str, status: str, expiry: str | None = None, group: str | None = None,
+              message: dict | None = None) -> dict:
     """idTagInfo (1.6) / idTokenInfo (2.0.1) for a card: its status, validity end and group (with Accepted only:
     a refused card stops nothing)."""
     group = group if status == "Accepted" else None
-    return id_tag_info_16(status, expiry, group) if version == "1.6" else id_token_info_201(status, expiry, group)
+    return id_tag_info_16(status, expiry, group) if version == "1.6" else \
+        id_token_info_201(status, expiry, group, message)
 
 
 def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: str = "Accepted",
            transaction_id: int | None = None, offline: bool = False, now: float | None = None,
-           expiry: str | None = None, group: str | None = None, boot_status: str = "Accepted") -> dict | None:
+           expiry: str | None = None, group: str | None = None, message: dict | None = None,
+           boot_status: str = "Accepted") -> dict | None:
     """The payload the edge answers `call` with, or None if it does not answer this action itself. `expiry`
     and `group`: the card's validity end and group, told with its status (1.6 expiryDate and parentIdTag,
     2.0.1 cacheExpiryDateTime and groupIdToken); `boot_status`: a BootNotification's (Pending or Rejected:
@@ -87,7 +93,7 @@ def answer(call: Call, version: str, *, heartbeat_interval: int, auth_status: st
     if action == "DataTransfer":
         # Offline, the message is queued for upstream, which knows the vendor; the edge itself knows none.
         return {"status": "Accepted" if offline else "UnknownVendorId"}
-    info = card_info(version, auth_status, expiry, group)
+    info = card_info(version, auth_status, expiry, group, message)
     if version == "1.6":
         if action in _EMPTY_16:
             return {}

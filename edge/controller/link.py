@@ -86,6 +86,7 @@ from edge.controller.actions import (
 )
 from edge.controller.answers import answer, is_queued
 from edge.controller.authorize import Authorizer, id_token_of
+from edge.controller.costs import CostPart, personal_message
 from edge.controller.records import Enqueue, StoreOp
 from edge.controller.registration import RegistrationPart
 from edge.controller.replay import ReplayPart, ReplayQueue
@@ -112,7 +113,7 @@ _SESSION_ACTIONS = {"StopTransaction", "TransactionEvent"}
 # what the edge answers as the CSMS and records behind the answer, unless it must also reach upstream
 BEHIND = ("MeterValues", "Heartbeat")
 
-class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
+class ChargerLink(BillingPart, ReplayPart, RegistrationPart, CostPart):
     """One charger's OCPP connection, proxy and local CSMS, as a state machine without I/O.
 
     Feed it each thing that happens with one event method: `from_charger`, `from_upstream`, `upstream_up`,
@@ -142,6 +143,7 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         self.tx = Transactions(version, dict(state.tx_map), set(state.stopped_tx), set(state.open_tx_keys),
                                set(state.billed_tx))
         self.asks: dict[int, Asked] = {}
+        self.told_cost: dict[str, float] = {}  # tx key → the running cost the charger was last told
         self._ask_ids = itertools.count(1)
         self.state: Upstream = DOWN
         self.epoch = 0  # bumps on every upstream connection
@@ -251,7 +253,7 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         if isinstance(result, Registered):
             return self._registered(asked.call, result)
         if isinstance(result, Running):
-            return self._stop_if_exhausted(asked.tx_key, result)
+            return self._stop_if_exhausted(asked.tx_key, result) + self._tell_running(asked.tx_key, result)
         call = asked.call
         if not result.known:  # the card went away meanwhile: as for any unknown card
             return self._route_call(call)
@@ -260,7 +262,8 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         if asked.kind is Waits.START and result.hold_minor:
             self.tx.billed.add(self._tx_key_of(call, result))
         if asked.kind is Waits.AUTHORIZE or result.repeat:
-            return self._answer_locally(call, offline=False, decided=result, record=False)
+            return self._answer_locally(call, offline=False, decided=result, record=False) + \
+                self._tell_user_price(call, result)
         if asked.sent or self.settings.standalone or self.state != LIVE:
             return self._answer_locally(call, offline=not self.settings.standalone, decided=result,
                                         sent=asked.sent)
@@ -320,6 +323,8 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
             return observe.transfer_ops(cid, a, p, self.wall())
         if a == "NotifyReport":
             return observe.report_ops(cid, p, self.wall())
+        if a == "NotifyEVChargingNeeds":
+            return observe.ev_needs_ops(cid, p, self.wall())
         return []
 
     def _tx_event_id(self, payload: dict) -> int | None:
@@ -385,14 +390,19 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart):
         """The edge's answer; a card's validity end and group from billing's decision, or (a session's end)
         from the site's cards."""
         group = decided.group if decided else self.authorizer.group_of(id_token_of(call.payload))
+        message = personal_message(decided.price_texts) if decided and decided.price_texts and \
+            self._telling() else None  # 2.0.1 (a 1.6 charger hears SetUserPrice after)
         payload = answer(call, self.version, heartbeat_interval=self.settings.heartbeat_interval,
                          auth_status=status, transaction_id=tx_id, offline=offline, now=self.wall(),
-                         expiry=decided.expiry if decided else None, group=group, boot_status=boot)
+                         expiry=decided.expiry if decided else None, group=group, message=message, boot_status=boot)
         if payload is None:
             return SendCharger(call_error_text(call.msg_id, "NotSupported",
                                                f"{call.action} is not supported by this CSMS"))
+        if self.settings.smart_charging and call.action in ("NotifyEVChargingNeeds", "NotifyEVChargingSchedule"):
+            payload = {"status": "Accepted"}  # the profile follows (edge.operations.current_limits)
         ended = call.action == "TransactionEvent" and call.payload.get("eventType") == "Ended"
-        key = (call.payload.get("transactionInfo") or {}).get("transactionId") if ended else None
+        key = (call.payload.get("transactionInfo") or {}).get("transactionId") if ended else \
+            str(call.payload.get("transactionId")) if call.action == "StopTransaction" else None
         return SendCharger(result_text(call.msg_id, payload), total_cost_of=key)
 
     def _record(self, call: Call, *, offline: bool, decided: Decision | None,

@@ -13,6 +13,7 @@ from edge.clock import now_iso
 from edge.controller.records import (
     ChargerBoot,
     CloseSession,
+    EvNeeds,
     MeterRows,
     ReportRows,
     StatusSeen,
@@ -94,6 +95,24 @@ def report_ops(charger_id: str, payload: dict, now: float | None = None) -> list
         return []
     return [ReportRows(charger_id=charger_id, rows=rows, ts=now_iso(now), request_id=request_id,
                        tbc=bool(payload.get("tbc")))]
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def ev_needs_ops(charger_id: str, payload: dict, now: float | None = None) -> list[StoreOp]:
+    """A NotifyEVChargingNeeds (ISO 15118): the EV's maximum current (AC or DC parameters), the energy it asks
+    for and when it leaves, where it says them."""
+    evse = payload.get("evseId")
+    if not isinstance(evse, int) or isinstance(evse, bool):
+        return []
+    needs = payload.get("chargingNeeds") or {}
+    params = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
+    energy = _number(params.get("energyAmount"))
+    return [EvNeeds(charger_id=charger_id, evse_id=evse, max_current_a=_number(params.get("evMaxCurrent")),
+                    energy_wh=None if energy is None else round(energy), departure=needs.get("departureTime"),
+                    ts=now_iso(now))]
 
 
 def meter_rows(charger_id: str, tx_key: str | None, connector_id: int | None, meter_value: list) -> list[dict]:

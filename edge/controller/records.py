@@ -190,6 +190,18 @@ class ReportRows:
     tbc: bool = False  # more parts follow
 
 
+@dataclass
+class EvNeeds:
+    """A 2.0.1 NotifyEVChargingNeeds: what the EV on an EVSE can take and wants (ISO 15118)."""
+
+    charger_id: str
+    evse_id: int
+    max_current_a: float | None
+    energy_wh: int | None
+    departure: str | None
+    ts: str
+
+
 StoreOp = (ChargerBoot | ChargerConnected | ChargerDisconnected | StatusSeen | ReplaySet | ReplayDone | Enqueue
            | Dequeue | TxStart | TxMap | TxUpstreamStatus | TxStop | TxEvent | MeterRows | AuthCache | CloseSession
-           | TransferStatus | ReportRows)
+           | TransferStatus | ReportRows | EvNeeds)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
 from edge.backoff import STABLE_AFTER, Backoff, RateLimit
+from edge.billing import price_text
 from edge.clock import now_iso
 from edge.config import Config
 from edge.controller.actions import (
@@ -53,7 +54,7 @@ from edge.metrics import NOTICES, Metrics
 from edge.ocpp import persist
 from edge.ocpp.persist import ask_billing
 from edge.ocpp.transport import Link
-from edge.operations import local_list, registrations
+from edge.operations import current_limits, local_list, registrations
 from edge.operations.local_list import ListWatch
 from edge.store import reads
 from edge.store.journal import Journal
@@ -147,6 +148,12 @@ class ChargerSession:
             open_tx_keys=set(rows["open_201"]), billed_tx=set(rows["billed"]),
             accepted=rows["registration"] == "accepted" or self.charger_id in self.site.cfg.ocpp.chargers)
 
+    def _cost_messages(self) -> bool:
+        """Tell this charger the cost: set so under [ocpp.chargers.<id>], or (2.0.1) its device model says so."""
+        listed = self.site.cfg.ocpp.chargers.get(self.charger_id)
+        return bool(listed and listed.cost_messages) or \
+            (self.version != "1.6" and reads.shows_cost(self.site.store.db.conn, self.charger_id))
+
     async def _new_link(self) -> ChargerLink:
         site = self.site
         await site.store.flush()  # what an earlier connection of this charger queued must be visible
@@ -154,7 +161,8 @@ class ChargerSession:
         settings = LinkSettings(standalone=cfg.upstream.mode == "standalone", strict=cfg.upstream.strict,
                                 heartbeat_interval=cfg.ocpp.heartbeat_interval,
                                 call_timeout=cfg.upstream.call_timeout, stall_timeout=cfg.upstream.stall_timeout,
-                                new_chargers=cfg.ocpp.new_chargers)
+                                new_chargers=cfg.ocpp.new_chargers, cost_messages=self._cost_messages(),
+                                smart_charging=current_limits.enabled(cfg))
         return ChargerLink(self.charger_id, self.version, settings, site.authorizer, self.server.new_tx_id,
                            self.load_state())
 
@@ -354,13 +362,16 @@ class ChargerSession:
         site = self.site
         match a:
             case SendCharger(text=text, total_cost_of=tx_key):
-                if tx_key is not None:
-                    text = with_total_cost(text, reads.total_cost(site.store.db.conn, self.charger_id, tx_key,
-                                                                   site.cfg.billing.currency_exponent))
+                cost = None if tx_key is None else reads.total_cost(site.store.db.conn, self.charger_id, tx_key,
+                                                                    site.cfg.billing.currency_exponent)
+                if tx_key is not None and self.version != "1.6":
+                    text = with_total_cost(text, cost)
                 site.metrics.frames["e>c"] += 1
                 if not site.journal.passed_through(self.charger_id, text, "u>c"):
                     site.journal.add(self.charger_id, "e>c", text)
                 self.ws.send(text)
+                if tx_key is not None and self.version == "1.6" and cost is not None:
+                    self._tell_final(tx_key, cost)
             case SendUpstream(text=text):
                 if self.up is not None:
                     site.metrics.frames["e>u"] += 1
@@ -418,9 +429,9 @@ class ChargerSession:
                             result = Registered(await site.store.write(functools.partial(
                                 registrations.decide, charger_id=question.charger_id, policy=question.policy,
                                 listed=question.charger_id in site.cfg.ocpp.chargers)))
-                        elif isinstance(question, RunningCost) and persist.still_within_hold(site.store.db.conn,
-                                                                                              question):
-                            result = Running(stop=False)
+                        elif isinstance(question, RunningCost) and (within := persist.running_within_hold(
+                                site.store.db.conn, question)) is not None:
+                            result = within
                         else:
                             result = await site.store.write(lambda c, q=question: ask_billing(c, q))
                     except Exception:
@@ -429,6 +440,17 @@ class ChargerSession:
                         result = (Decision(known=False) if isinstance(question, Decide) else Registered("Pending")
                                   if isinstance(question, Register) else Running(stop=False))
                     await self._execute(self.link.answered(ask_id, result))  # type: ignore[union-attr]
+
+    def _tell_final(self, tx_key: str, cost: float) -> None:
+        """A 1.6 session billed: its FinalCost for the display, with its receipt's address as a QR code when
+        phones can reach it (`pay.public_url`)."""
+        if self.link is None or not self.link.settings.cost_messages:
+            return
+        texts, receipt = price_text.final_texts(self.site.store.db.conn, self.charger_id, tx_key)
+        base = self.site.cfg.pay.public_url.rstrip("/")
+        qr = f"{base}/receipt/{receipt}" if base and receipt else None
+        # after the actions under way (this runs while they are carried out): fed to the link as an event of its own
+        asyncio.get_running_loop().call_soon(self.submit, lambda link: link.tell_final(tx_key, cost, texts, qr))
 
     async def _local_list_loop(self) -> None:
         """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""

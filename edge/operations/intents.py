@@ -175,6 +175,25 @@ def charging_limit(version: str, connector: int, limit: float, unit: str, start:
     return "SetChargingProfile", {"evseId": n, "chargingProfile": profile}
 
 
+TX_PROFILE_ID = 2000  # + the connector: the edge's share of the site's current for the session on it
+
+
+def session_limit(version: str, connector: int, tx_key: str, amps: float) -> tuple[str, dict]:
+    """Cap the session `tx_key` on `connector` at `amps` (a TxProfile for that transaction, replaced when set
+    again; the charger drops it when the session ends)."""
+    n = _connector(connector, zero=False)
+    period = [{"startPeriod": 0, "limit": round(float(amps), 1)}]
+    if version == "1.6":
+        return "SetChargingProfile", {"connectorId": n, "csChargingProfiles": {
+            "chargingProfileId": TX_PROFILE_ID + n, "transactionId": int(tx_key), "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": period}}}
+    return "SetChargingProfile", {"evseId": n, "chargingProfile": {
+        "id": TX_PROFILE_ID + n, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative", "transactionId": tx_key,
+        "chargingSchedule": [{"id": TX_PROFILE_ID + n, "chargingRateUnit": "A", "chargingSchedulePeriod": period}]}}
+
+
 def clear_charging_limit(version: str, connector: int) -> tuple[str, dict]:
     """Remove the edge's limit on `connector` (ClearChargingProfile by its id)."""
     n = _connector(connector, zero=True)

@@ -351,4 +351,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE accounts ADD COLUMN master_pass INTEGER NOT NULL DEFAULT 0;
     """,
+    # 20: what an EV said it needs (2.0.1 NotifyEVChargingNeeds, ISO 15118), per EVSE: the current limits
+    # (`edge.operations.current_limits`) keep its session within what it can take
+    """
+    CREATE TABLE ev_needs (
+        charger_id TEXT NOT NULL,
+        evse_id INTEGER NOT NULL,
+        max_current_a REAL,                  -- the EV's maximum current (AC or DC), if it said
+        energy_wh INTEGER,                   -- the energy it asks for, if it said
+        departure TEXT,                      -- when it leaves, if it said
+        updated TEXT NOT NULL,
+        PRIMARY KEY (charger_id, evse_id)
+    );
+    """,
 ]

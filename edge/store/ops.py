@@ -144,6 +144,19 @@ def transfer_status(conn: sqlite3.Connection, d: dict) -> None:
                  (d["status"], json.dumps([*json.loads(row[1]), [d["ts"], d["status"]]]), d["ts"], row[0]))
 
 
+def ev_needs(conn: sqlite3.Connection, d: dict) -> None:
+    conn.execute("INSERT INTO ev_needs (charger_id, evse_id, max_current_a, energy_wh, departure, updated)"
+                  " VALUES (:charger_id, :evse_id, :max_current_a, :energy_wh, :departure, :ts)"
+                  " ON CONFLICT (charger_id, evse_id) DO UPDATE SET max_current_a = excluded.max_current_a,"
+                  " energy_wh = excluded.energy_wh, departure = excluded.departure, updated = excluded.updated", d)
+
+
+def ev_gone(conn: sqlite3.Connection, charger_id: str, tx_key: str) -> None:
+    """The session on an EVSE has ended: what its EV needed no longer holds (the next EV says its own)."""
+    conn.execute("DELETE FROM ev_needs WHERE charger_id = ? AND evse_id = (SELECT evse_id FROM transactions"
+                 " WHERE charger_id = ? AND tx_key = ?)", (charger_id, charger_id, tx_key))
+
+
 def report(conn: sqlite3.Connection, d: dict) -> None:
     """Rows of a 2.0.1 NotifyReport (one part of a report): each variable's attributes, by COMPONENT.VARIABLE."""
     conn.executemany(

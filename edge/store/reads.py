@@ -48,6 +48,24 @@ def total_cost(conn: sqlite3.Connection, charger_id: str, tx_key: str, exponent:
     return None if row[1] is None else round(row[1] / 10**exponent, exponent)
 
 
+def shows_cost(conn: sqlite3.Connection, charger_id: str) -> bool:
+    """A 2.0.1 charger whose device model says it shows the cost (TariffCostCtrlr.Enabled, instance Cost)."""
+    return conn.execute("SELECT 1 FROM device_model WHERE charger_id = ? AND key = 'TariffCostCtrlr.Enabled[Cost]'"
+                        " AND attribute = 'Actual' AND lower(value) = 'true'", (charger_id,)).fetchone() is not None
+
+
+def open_for_limits(conn: sqlite3.Connection) -> list[dict]:
+    """Every session running, oldest first, with its connector (1.6) or EVSE (2.0.1) and what its EV said it
+    can take (NotifyEVChargingNeeds, 2.0.1): what the current limits share out."""
+    cur = conn.execute(
+        "SELECT t.id, t.charger_id, t.ocpp_version, t.tx_key, coalesce(t.evse_id, t.connector_id) AS connector,"
+        " n.max_current_a AS ev_max_a, n.updated AS ev_said FROM transactions t LEFT JOIN ev_needs n"
+        " ON n.charger_id = t.charger_id AND n.evse_id = t.evse_id"
+        " WHERE t.stopped_at IS NULL AND coalesce(t.auth_status, 'Accepted') = 'Accepted' ORDER BY t.id")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 def queued_chargers(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
     """(charger id, its OCPP version if known) of every charger with messages waiting for upstream."""
     return conn.execute("SELECT q.charger_id, c.ocpp_version FROM (SELECT DISTINCT charger_id FROM upstream_queue) q"

@@ -1,4 +1,4 @@
-"""The owner backend's door (server-rendered, Jinja2, words from `edge.web.i18n`): login and logout, the
+"""The owner backend's door (server-rendered, Jinja2, words from `edge.i18n`): login and logout, the
 first-run page that says how to make the first account, the language switch, and `Kit`, what every page
 module shares.
 
@@ -25,12 +25,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge import i18n
 from edge.billing import sessions as billing
 from edge.clock import clock_synced, parse_ts
 from edge.money import format_money
 from edge.operations import admins, tokens
 from edge.security import check_secret
-from edge.web import i18n, session
+from edge.web import session
 
 log = logging.getLogger(__name__)
 # no page may be framed or load anything from elsewhere; pages are never cached (they show money and people)

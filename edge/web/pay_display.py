@@ -13,12 +13,13 @@ import contextlib
 import logging
 from typing import Any
 
+from edge import i18n
 from edge.billing import owner
 from edge.billing import sessions as billing
+from edge.billing.price_text import tariff_lines
 from edge.operations import calls
 from edge.operations.intents import display_message
-from edge.web import i18n, stickers
-from edge.web.tariff_pages import tariff_lines
+from edge.web import stickers
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Displays:
         spec = owner.tariffs(self.edge.store.db.conn, billing.SETTINGS.tariff,
                              billing.SETTINGS.exponent)["in_force"]["tariff"]
         t = i18n.translator("en", "driver")
-        return "Scan the QR code to pay by phone. " + " · ".join(tariff_lines(spec, t))
+        return "Scan the QR code to pay by phone. " + " · ".join(tariff_lines(spec, t, billing.SETTINGS.currency))
 
     async def _send(self, charger: str, message_id: int, content: str, fmt: str) -> str:
         action, payload = display_message("2.0.1", message_id, content, fmt)

@@ -26,13 +26,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from edge.billing import ledger, owner, pay
 from edge.billing import sessions as billing
 from edge.billing.payments import WebhookRefused
+from edge.billing.price_text import tariff_lines
 from edge.clock import parse_ts
 from edge.money import format_minor
 from edge.security import hash_secret
 from edge.store import journal
 from edge.web.pages import Kit
 from edge.web.pay_desk import PayDesk
-from edge.web.tariff_pages import tariff_lines
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> PayDesk:
             problem = "pay.err.state." + state.lower()
         offered, low, high = desk.amounts()
         return render(request, "pay.html", status, charger=charger_id, connector=connector, state=state,
-                      prices=tariff_lines(spec, t(request)), in_use=in_use is not None, problem=problem,
+                      prices=tariff_lines(spec, t(request), billing.SETTINGS.currency), in_use=in_use is not None, problem=problem,
                       message=message, who=who, min_start=kit.money(billing.SETTINGS.min_start_balance),
                       max_hold=kit.money(billing.SETTINGS.max_hold), provider=desk.provider is not None,
                       qrph=desk.qrph_offered, amounts=[(kit.money(a), _major(a)) for a in offered],

@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from edge.billing import owner
 from edge.billing import sessions as billing
+from edge.billing.price_text import tariff_lines
 from edge.billing.tariff import RATE_KEYS, TariffError, band_at, build_tariff, hhmm, quote
-from edge.money import format_price
 from edge.operations import changes, tokens
 from edge.web.auth import need
 from edge.web.pages import Kit
@@ -57,19 +57,6 @@ def _number(data: dict[str, str], key: str, low: float, high: float) -> float:
     return value
 
 
-def tariff_lines(spec: dict, t: Any) -> list[str]:
-    """A tariff's lines in the order a driver reads them (per kWh, its bands, per minute, session fee, idle
-    fee), amounts with the currency; `t` is the owner's or the drivers' translator (both have the keys)."""
-    price = lambda major: format_price(major, billing.SETTINGS.currency)  # noqa: E731
-    lines = [t("tariff.line.per_kwh", price=price(spec["per_kwh"]))]
-    lines += [t("tariff.line.band", start=b["start"], end=b["end"], price=price(b["per_kwh"]))
-              for b in spec.get("bands") or []]
-    lines += [t("tariff.line.per_minute", price=price(spec["per_minute"])),
-              t("tariff.line.session_fee", price=price(spec["session_fee"])),
-              t("tariff.line.idle", price=price(spec["idle_per_minute"]), grace=spec["idle_grace_minutes"])]
-    return lines
-
-
 def register(app: FastAPI, edge: Any, kit: Kit) -> None:
     exponent = lambda: billing.SETTINGS.exponent  # noqa: E731 (read when asked: a reload may change it)
     tz = lambda: edge.cfg.site.timezone  # noqa: E731
@@ -78,7 +65,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
         return build_tariff(spec, exponent(), tz())
 
     def describe(spec: dict, t: Any) -> list[str]:
-        return tariff_lines(spec, t)
+        return tariff_lines(spec, t, billing.SETTINGS.currency)
 
     def preview(spec: dict, data: dict[str, str], t: Any, day: datetime) -> dict:
         """What the preview's session would cost under `spec`, started on `day`'s date (site time)."""

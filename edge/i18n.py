@@ -1,4 +1,4 @@
-"""The words of the pages in each language: catalogs, one key per text, never literals in templates. The
+"""The words people read, in each language (the pages, and what a charger's display shows): catalogs, one key per text, never literals in templates. The
 owner backend's (`edge/web/catalogs/<lang>.json`) in English and Filipino; what drivers read (the pay pages,
 receipts; `edge/web/catalogs/driver/<lang>.json`) in English, Filipino and Chinese. A key missing from a
 catalog falls back to English, and a test checks that none is missing. The language is the `lang` cookie,
@@ -13,7 +13,7 @@ from pathlib import Path
 LANGUAGES = {"en": "English", "fil": "Filipino"}
 DRIVER_LANGUAGES = {"en": "English", "fil": "Filipino", "zh": "中文"}
 DEFAULT = "en"
-_DIR = Path(__file__).parent / "catalogs"
+_DIR = Path(__file__).parent / "web" / "catalogs"
 
 
 @cache
