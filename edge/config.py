@@ -76,6 +76,9 @@ class OcppConfig:
     cpo_name: str = ""  # security profile 3: when set, a certificate's O must contain it (A00.FR.404)
     heartbeat_interval: int = 300
     compression: bool = True  # accept permessage-deflate (RFC 7692) when a charger offers it
+    # with security profile 0 or 1: a TLS port as well (tls_cert, tls_key; client_ca for profile 3), for the
+    # chargers raised to profile 2 or 3 over OCPP (`sitekeeper charger ID security-profile N`); 0: none
+    tls_port: int = 0
     chargers: dict[str, ChargerAuth] = field(default_factory=dict)
 
 
@@ -341,6 +344,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"ocpp.security_profile: expected 0, 1, 2 or 3, got {sp}")
     if sp >= 2 and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
         raise ConfigError(f"ocpp.tls_cert: security profile {sp} needs ocpp.tls_cert and ocpp.tls_key")
+    tp = cfg.ocpp.tls_port
+    if tp and (not 1 <= tp <= 65535 or tp == cfg.ocpp.port or sp >= 2):
+        raise ConfigError(f"ocpp.tls_port: expected a port of 1..65535 other than ocpp.port, beside a profile 0 or 1"
+                          f" ocpp.port (with profile 2 or 3 ocpp.port itself speaks TLS), got {tp}")
+    if tp and not (cfg.ocpp.tls_cert and cfg.ocpp.tls_key):
+        raise ConfigError("ocpp.tls_cert: ocpp.tls_port needs ocpp.tls_cert and ocpp.tls_key")
     if bool(cfg.web.tls_cert) != bool(cfg.web.tls_key):
         raise ConfigError("web.tls_cert: HTTPS for the web app needs both web.tls_cert and web.tls_key")
     if sp == 3 and not cfg.ocpp.client_ca:

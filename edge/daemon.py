@@ -43,15 +43,19 @@ from edge.web.process import start_web
 log = logging.getLogger("sitekeeper")
 
 
-def server_tls(ocpp: OcppConfig) -> ssl.SSLContext | None:
-    """The TLS context toward the chargers (security profiles 2 and 3), or None (0 and 1)."""
-    if ocpp.security_profile < 2:
+def server_tls(ocpp: OcppConfig, side: bool = False) -> ssl.SSLContext | None:
+    """The TLS context toward the chargers on `ocpp.port` (security profiles 2 and 3; None for 0 and 1), or
+    with `side` on `ocpp.tls_port` (chargers raised to profile 2 or 3 beside a profile 0 or 1 site)."""
+    if ocpp.security_profile < 2 and not side:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(ocpp.tls_cert, ocpp.tls_key)
     if ocpp.security_profile == 3:  # TLS with client certificates: no valid one, no handshake
         ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=ocpp.client_ca)
+    elif ocpp.client_ca:  # a charger raised to profile 3 shows its certificate; the others need none
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cafile=ocpp.client_ca)
     return ctx
 
@@ -91,6 +95,8 @@ class Edge:
         self.started = time.time()
         self._server = None
         self._tls: ssl.SSLContext | None = None  # toward the chargers; renewed in place by `reload`
+        self._side = None  # the TLS port beside a profile 0/1 port (`ocpp.tls_port`), and its context
+        self._side_tls: ssl.SSLContext | None = None
         self._web = None
         self._tasks: list[asyncio.Task] = []
         self.ocpp_port = cfg.ocpp.port
@@ -160,11 +166,13 @@ class Edge:
             log.error("config reload failed, the running config stays: %s", e)
             return
         live, restart = config_reload.changes(self.cfg, new)
-        if self._tls is not None:  # new handshakes use the renewed certificate; open connections keep theirs
+        for ctx in (self._tls, self._side_tls):  # new handshakes use the renewed certificate; open connections
+            if ctx is None:                    # keep theirs
+                continue
             try:
-                self._tls.load_cert_chain(new.ocpp.tls_cert, new.ocpp.tls_key)
+                ctx.load_cert_chain(new.ocpp.tls_cert, new.ocpp.tls_key)
                 if new.ocpp.client_ca:
-                    self._tls.load_verify_locations(cafile=new.ocpp.client_ca)
+                    ctx.load_verify_locations(cafile=new.ocpp.client_ca)
             except (ssl.SSLError, OSError) as e:  # the files changed again since they were checked
                 log.error("config reload failed, the running config stays: %s", e)
                 return
@@ -207,6 +215,11 @@ class Edge:
                                    ssl_context=self._tls, ping_interval=60,
                                    compression=self.cfg.ocpp.compression)
         self.ocpp_port = self._server.sockets[0].getsockname()[1]
+        if self.cfg.ocpp.tls_port:
+            self._side_tls = server_tls(self.cfg.ocpp, side=True)
+            self._side = await serve(self.chargers.prepare, self.cfg.ocpp.host, self.cfg.ocpp.tls_port,
+                                     ssl_context=self._side_tls, ping_interval=60,
+                                     compression=self.cfg.ocpp.compression)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._ticker()))
         self._tasks.append(asyncio.create_task(self.limits.run()))
@@ -254,6 +267,8 @@ class Edge:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._side is not None:
+            self._side.close()
         if self._server is not None:
             self._server.close()
             await self.chargers.close_all()

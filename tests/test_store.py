@@ -198,6 +198,7 @@ def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
         r.TransferStatus("CP1", "firmware", "Installed", None, "2026-03-01T11:10:00Z"),
         r.ReportRows("CP1", [{"key": "OCPPCommCtrlr.HeartbeatInterval", "attribute": "Actual", "value": "300",
                               "mutability": "ReadWrite", "data_type": "integer", "unit": "s"}], ts),
+        r.EvNeeds("CP1", 1, 16.0, 30000, "2026-03-01T14:00:00Z", ts),
         r.ChargerDisconnected("CP1", "2026-03-01T12:00:00Z"),
     ]
     assert {type(op) for op in day} == kinds, "the day covers every kind"
@@ -220,4 +221,5 @@ def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
                                                  [firmware_update["id"]]).fetchone()[0])] == [
         "requested", "Downloading", "Installed"]
     assert q("SELECT value FROM device_model WHERE key = 'OCPPCommCtrlr.HeartbeatInterval'").fetchall() == [("300",)]
+    assert q("SELECT evse_id, max_current_a, energy_wh FROM ev_needs").fetchall() == [(1, 16.0, 30000)]
     store.close()

@@ -98,7 +98,9 @@ async def test_a_card_with_a_validity_end_then_expired_from_the_list(edge_factor
             await page.click("button.primary")
         assert edge.query("SELECT expires FROM cards WHERE uid = '04E1E2E5'") == [("2099-06-30T15:59:59Z",)]
         answer = await ch.call(call16.Authorize(id_tag="04E1E2E5"))
-        assert answer.id_tag_info == {"status": "Accepted", "expiry_date": "2099-06-30T15:59:59Z"}
+        (account,), = edge.query("SELECT account_id FROM cards WHERE uid = '04E1E2E5'")
+        assert answer.id_tag_info == {"status": "Accepted", "expiry_date": "2099-06-30T15:59:59Z",
+                                      "parent_id_tag": f"SK-A{account}"}
         await page.goto(base + "/cards")
         row = page.locator("tbody tr", has_text="04E1E2E5")
         assert "valid until 2099-06-30 23:59" in await row.inner_text()

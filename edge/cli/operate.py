@@ -10,6 +10,7 @@
                           | logs --get N [-o FILE] | limit N AMPS|WATTSW [--until TIME] | limit N clear
                           | schedule N | reserve N --card UID [--minutes M] | reservations | cancel-reservation R
                           | approve (a new charger waiting for the owner: ocpp.new_chargers)
+                          | security-profile [N [--url URL]] (raise it over OCPP; no N: where it stands)
     sitekeeper operations list [--charger ID] [--limit N]
     sitekeeper firmware add FILE [--name NAME] | list | remove NAME
 
@@ -162,6 +163,25 @@ def cmd_charger(args: argparse.Namespace) -> int:
         else:
             print(f"{cid} is approved: " + ("it was asked to boot again and is accepted now" if out["boot_asked"]
                                            else "it is accepted at its next BootNotification"))
+        return 0
+    if verb == "security-profile" and len(rest) <= 1:
+        if not rest:
+            now = _api(args, "GET", f"{base}/security-profile")
+            if args.json:
+                print_json(now)
+            else:
+                print(f"{cid}: security profile {max(now['site'], now['own'])} (the site's {now['site']}, its own"
+                      f" {now['own']})" + (f"; asked to move to {now['asked']}" if now["asked"] else ""))
+            return 0
+        out = _api(args, "POST", f"{base}/security-profile", {"profile": _int(rest[0], "profile"), "url": args.url})
+        if args.json:
+            print_json(out)
+        elif out.get("asked"):
+            print(f"{cid} was asked to move to security profile {out['asked']} ({out['url']}): its old profile works"
+                  " until it has connected at the new one, and is refused from then on")
+        else:
+            print(f"{cid} refused {out.get('refused_at')}: it stays at its security profile")
+            return 1
         return 0
     if verb == "clear-cache" and not rest:
         return _show(args, _api(args, "POST", f"{base}/clear-cache"))
@@ -349,6 +369,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("-o", "--output", metavar="FILE", help="logs --get: write it here (default: standard output)")
     c.add_argument("--until", metavar="TIME", help="limit: until this time (ISO 8601 with zone)")
     c.add_argument("--minutes", type=int, help="reserve: for this long (default [operations] reservation_minutes)")
+    c.add_argument("--url", help="security-profile: where the charger reaches the edge at the new profile")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_charger)
 

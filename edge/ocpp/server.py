@@ -23,10 +23,12 @@ from http import HTTPStatus
 from urllib.parse import quote, unquote
 
 from edge.backoff import RateLimit
+from edge.config import ChargerAuth
 from edge.controller.wire import SUBPROTOCOLS
 from edge.ocpp.queue_replay import QueueReplays
 from edge.ocpp.session import ChargerSession, Site
 from edge.ocpp.transport import Accept, Link, Refusal, Request, connect
+from edge.operations import security_profiles
 from edge.security import basic_auth_header, certificate_problem, check_password, parse_basic_auth
 
 __all__ = ["ChargerServer", "ChargerSession", "Site", "charger_id_from_path"]
@@ -70,34 +72,9 @@ class ChargerServer:
         if not charger_id:
             return Refusal(HTTPStatus.NOT_FOUND, "connect to /ocpp/<charger-id>")
         known = self.cfg.ocpp.chargers.get(charger_id)
-        if self.cfg.ocpp.security_profile == 3:
-            serial = known.serial if known is not None and known.serial else charger_id
-            problem = certificate_problem(request.peer_cert, serial, self.cfg.ocpp.cpo_name)
-            if problem:
-                self.site.metrics.errors["auth"] += 1
-                log.warning("charger %r refused: %s", charger_id, problem)
-                return Refusal(HTTPStatus.FORBIDDEN, "the client certificate is not this charger's")
-            if known is None and not self.cfg.ocpp.allow_unknown_chargers:
-                self.site.metrics.errors["unknown_charger"] += 1
-                log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
-                return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
-        elif self.cfg.ocpp.security_profile >= 1:
-            creds = parse_basic_auth(request.headers.get("authorization"))
-            stored = known.password_hash if known is not None else ""
-            ok = (creds is not None and check_password(creds[1], stored) and creds[0] == charger_id)
-            if not ok:
-                self.site.metrics.errors["auth"] += 1
-                why = ("not listed under [ocpp.chargers] (security profile 1/2 needs its password there)"
-                       if known is None else "no password sent" if creds is None
-                       else f"sent the user name {creds[0]!r}, not its own id" if creds[0] != charger_id
-                       else "wrong password")
-                log.warning("charger %r refused: %s", charger_id, why)
-                return Refusal(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
-                               {"WWW-Authenticate": 'Basic realm="sitekeeper", charset="UTF-8"'})
-        elif known is None and not self.cfg.ocpp.allow_unknown_chargers:
-            self.site.metrics.errors["unknown_charger"] += 1
-            log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
-            return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
+        refused = self._authenticate(request, charger_id, known)
+        if isinstance(refused, Refusal):
+            return refused
         asked = offered_subprotocols(request.headers.get("sec-websocket-protocol"))
         offered = [p for p in asked if p in SERVED]
         if asked and not offered:
@@ -125,6 +102,51 @@ class ChargerServer:
         session.version = SUBPROTOCOLS[subprotocol]
         session.task = asyncio.create_task(self.handler(session))  # runs once the upgrade is answered
         return Accept(session.ws, subprotocol if offered else None, abandon=session.abandon)
+
+    def _authenticate(self, request: Request, charger_id: str, known: ChargerAuth | None) -> Refusal | int:
+        """The profile the handshake shows (`security_profiles.of_connection`), or why it is refused: below the
+        site's `ocpp.security_profile` or the charger's own, a client certificate not of this charger, an
+        unknown charger where they are not let in. A connection at a profile the owner asked the charger to
+        move to makes that its minimum."""
+        site_profile = self.cfg.ocpp.security_profile
+        own, upgrade = security_profiles.standing(self.site.store.db.conn, charger_id)
+        need = max(site_profile, own)
+        cert_ok = False
+        if request.peer_cert is not None:
+            serial = known.serial if known is not None and known.serial else charger_id
+            problem = certificate_problem(request.peer_cert, serial, self.cfg.ocpp.cpo_name)
+            if problem:
+                self.site.metrics.errors["auth"] += 1
+                log.warning("charger %r refused: %s", charger_id, problem)
+                return Refusal(HTTPStatus.FORBIDDEN, "the client certificate is not this charger's")
+            cert_ok = True
+        creds = parse_basic_auth(request.headers.get("authorization"))
+        stored = known.password_hash if known is not None else ""
+        password_ok = creds is not None and check_password(creds[1], stored) and creds[0] == charger_id
+        have = security_profiles.of_connection(request.tls, cert_ok, password_ok)
+        if have < need:
+            self.site.metrics.errors["auth"] += 1
+            if need == 3 or (need == 2 and not request.tls):
+                why = (f"security profile {need}: " + ("its client certificate is needed" if need == 3
+                                                        else "connect over TLS (wss://)"))
+                log.warning("charger %r refused: %s (it connected at profile %d)", charger_id, why, have)
+                return Refusal(HTTPStatus.FORBIDDEN, why)
+            why = ("not listed under [ocpp.chargers] (security profile 1/2 needs its password there)"
+                   if known is None else "no password sent" if creds is None
+                   else f"sent the user name {creds[0]!r}, not its own id" if creds[0] != charger_id
+                   else "wrong password")
+            log.warning("charger %r refused: %s", charger_id, why)
+            return Refusal(HTTPStatus.UNAUTHORIZED, "wrong or missing credentials",
+                           {"WWW-Authenticate": 'Basic realm="sitekeeper", charset="UTF-8"'})
+        if known is None and not self.cfg.ocpp.allow_unknown_chargers and need in (0, 3):
+            self.site.metrics.errors["unknown_charger"] += 1
+            log.warning("charger %r refused: not listed under [ocpp.chargers]", charger_id)
+            return Refusal(HTTPStatus.FORBIDDEN, f"unknown charger {charger_id!r}")
+        if upgrade is not None and have >= upgrade:
+            self.site.store.write_soon(lambda c: security_profiles.seen(c, charger_id, have))
+            log.warning("charger %r connected at security profile %d, as asked: lower ones are refused from now"
+                        " on", charger_id, have)
+        return have
 
     async def open_upstream(self, charger_id: str, subprotocols: list[str], link: Link) -> str | None:
         """Connect `link` to upstream for this charger; the subprotocol chosen, or None (not now)."""

@@ -175,7 +175,7 @@ class ChargerSession:
         site.store.write_soon(lambda c: persist.apply(c, seen))
         log.info("charger %s connected (OCPP %s)", self.charger_id, self.version)
         if cfg.billing.push_local_list and (settings.standalone or cfg.billing.authority == "edge"):
-            self._tasks.append(asyncio.create_task(self._local_list_loop()))
+            self._tasks.append(asyncio.create_task(local_list.follow(self, self.site.store.db.conn, self.site.lists)))
         try:
             if not settings.standalone:
                 if self.up is not None:
@@ -451,22 +451,6 @@ class ChargerSession:
         qr = f"{base}/receipt/{receipt}" if base and receipt else None
         # after the actions under way (this runs while they are carried out): fed to the link as an event of its own
         asyncio.get_running_loop().call_soon(self.submit, lambda link: link.tell_final(tx_key, cost, texts, qr))
-
-    async def _local_list_loop(self) -> None:
-        """Keep the charger's local authorization list at the site's version (see `edge.operations.local_list`)."""
-        await asyncio.sleep(1.0)  # after the charger's BootNotification
-        while self.link is None or not self.link.accepted:  # the site's cards go to the site's chargers only
-            await asyncio.sleep(1.0)
-        known: int | None = None
-        first, told = True, False
-        while True:
-            told = told or await local_list.tell_master_group(self, self.site.store.db.conn)
-            if first or known != self.site.lists.version:
-                known = await local_list.sync(self, self.site.store.db.conn, None if first else known)
-                first = False
-                if known is None:
-                    return  # the charger has no local list
-            await self.site.lists.wait_changed()
 
     def _attached(self, link: Link, first: bool = False) -> None:
         """`link` is up: replay starts. `first`: ahead of whatever the charger sent during the handshake."""

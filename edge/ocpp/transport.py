@@ -57,13 +57,14 @@ TEXT, CONTINUATION, BINARY, CLOSE = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMs
 @dataclass(slots=True)
 class Request:
     """A WebSocket upgrade request: method, path (with query), headers (lower-case names; repeated
-    headers joined with ", ") and, over TLS with a verified client certificate, that certificate as
-    `ssl.SSLSocket.getpeercert()` gives it."""
+    headers joined with ", "), whether it came over TLS and, with a verified client certificate, that
+    certificate as `ssl.SSLSocket.getpeercert()` gives it."""
 
     method: str
     path: str
     headers: dict[str, str]
     peer_cert: dict | None = None
+    tls: bool = False
 
 
 @dataclass(slots=True)
@@ -279,6 +280,7 @@ class _Handshake(asyncio.Protocol):
             return
         ssl_object = self.transport.get_extra_info("ssl_object")  # type: ignore[union-attr]
         if ssl_object is not None:
+            request.tls = True
             request.peer_cert = ssl_object.getpeercert() or None
         self.transport.pause_reading()  # type: ignore[union-attr]
         self.task = self.loop.create_task(self._run(request))

@@ -108,6 +108,24 @@ async def tell_master_group(session: Charger, db: sqlite3.Connection) -> bool:
     return True
 
 
+async def follow(session: Any, db: sqlite3.Connection, lists: ListWatch) -> None:
+    """Keep a connected charger's local list at the site's version for as long as it stays, from when the site
+    has accepted it (the site's cards go to the site's chargers only), and tell it the master pass group."""
+    await asyncio.sleep(1.0)  # after the charger's BootNotification
+    while session.link is None or not session.link.accepted:
+        await asyncio.sleep(1.0)
+    known: int | None = None
+    first, told = True, False
+    while True:
+        told = told or await tell_master_group(session, db)
+        if first or known != lists.version:
+            known = await sync(session, db, None if first else known)
+            first = False
+            if known is None:
+                return  # the charger has no local list
+        await lists.wait_changed()
+
+
 async def sync(session: Charger, db: sqlite3.Connection, known_version: int | None) -> int | None:
     """Bring the charger's list to the site's version (the cards read on `db`); return the charger's version
     after (None if the charger does not support local lists)."""

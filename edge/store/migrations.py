@@ -364,4 +364,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (charger_id, evse_id)
     );
     """,
+    # 21: a charger's own security profile: the least it must connect at (NULL: the site's), and the one the
+    # owner asked it to move to, not yet seen (`edge.operations.security_profiles`)
+    """
+    ALTER TABLE chargers ADD COLUMN security_profile INTEGER;
+    ALTER TABLE chargers ADD COLUMN security_upgrade INTEGER;
+    """,
 ]

@@ -31,6 +31,7 @@ from edge.web import (
     pages,
     pay_pages,
     payment_pages,
+    profile_api,
     report_pages,
     session_pages,
     settings_pages,
@@ -100,6 +101,7 @@ def build_app(edge: Site) -> FastAPI:
     kiosk_api.register(app, edge, app.state.pay_desk)
     files_api.register(app, edge, ops)
     limits_api.register(app, edge, ops)
+    profile_api.register(app, edge, ops)
 
     @app.get("/api/chargers", dependencies=[viewer])
     async def chargers() -> list[dict]:
