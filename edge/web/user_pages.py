@@ -124,13 +124,17 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
                                             email=data.get("email", ""))
             if old != new:
                 changes.record(c, user["name"], "user.contact", f"account {account_id}", old, new)
+        return await written(request, user, account_id, change, "saved=1")
+
+    async def written(request: Request, user: dict, account_id: int, change: Any, done: str) -> Response:
+        """Write `change`; back to the user's page saying `done`, or saying why not (404: no such user)."""
         try:
             await edge.store.write(change)
         except owner.OwnerError as e:
             if cards.get_account(edge.store.db.conn, account_id) is None:
                 raise HTTPException(404, str(e)) from None
             return detail(request, user, account_id, message="", error=str(e), http_status=422)
-        return RedirectResponse(f"/users/{account_id}?saved=1", status_code=303)
+        return RedirectResponse(f"/users/{account_id}?{done}", status_code=303)
 
     @app.post("/users/{account_id:int}/master-pass", include_in_schema=False)
     async def master_pass(request: Request, account_id: int) -> Response:
@@ -143,13 +147,7 @@ def register(app: FastAPI, edge: Any, kit: Kit) -> None:
             if owner.set_master_pass(c, account_id, on) != on:
                 changes.record(c, user["name"], "user.master_pass", f"account {account_id}", {"master_pass": not on},
                                {"master_pass": on})
-        try:
-            await edge.store.write(change)
-        except owner.OwnerError as e:
-            if cards.get_account(edge.store.db.conn, account_id) is None:
-                raise HTTPException(404, str(e)) from None
-            return detail(request, user, account_id, message="", error=str(e), http_status=422)
-        return RedirectResponse(f"/users/{account_id}?master=1", status_code=303)
+        return await written(request, user, account_id, change, "master=1")
 
     @app.get("/users/{account_id:int}.csv", include_in_schema=False)
     async def user_csv(request: Request, account_id: int) -> Response:
