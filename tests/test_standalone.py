@@ -151,6 +151,8 @@ async def test_sigterm_shuts_down_cleanly(edge_factory):
     await ch.boot16()
     assert edge.stop() == 0
     await ch.close()
+    errors = [line for line in edge.log().splitlines() if " ERROR " in line or "Traceback" in line]
+    assert errors == [], "a clean stop logs no error (the web bridge's handlers once did, at every stop)"
 
 
 def test_metrics_and_healthz(edge_factory):

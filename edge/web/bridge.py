@@ -81,6 +81,8 @@ class BridgeServer:
                 await writer.drain()
         except (ConnectionError, ValueError):  # the web process went away, or sent what is not a request
             pass
+        except asyncio.CancelledError:  # the edge stops: the handler ends as any other (Python 3.11's stream
+            pass                         # server logs a cancelled handler as an error at every shutdown)
         finally:
             writer.close()
 
