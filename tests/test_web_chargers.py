@@ -48,7 +48,7 @@ def utc(at: datetime) -> str:
 
 
 async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
-    edge = edge_factory({"site": {"timezone": "Asia/Manila"}})
+    edge = edge_factory({"site": {"timezone": "Asia/Manila", "max_current_a": 32}})
     add_card(edge, "04AABB01", "commercial", topup=500_000)
     today = datetime.now(MANILA).replace(hour=0, minute=0, second=0, microsecond=0)
     ch = await Charger(edge.url, "CP-D1", "1.6").connect()
@@ -77,6 +77,8 @@ async def test_a_chargers_day_by_day_table_is_the_daily_report(edge_factory):
         async with page.expect_navigation():
             await page.click("text=CP-D1")
         assert page.url == base + "/chargers/CP-D1"
+        assert await page.inner_text("#security") == \
+            "Security profile 0 · the site's supply: 32 A, shared among all sessions", "what protects it, what feeds it"
         rows = {}
         for tr in await page.locator("table.daily tbody tr").all():
             cells = [c.strip() for c in await tr.locator("td").evaluate_all("tds => tds.map(td => td.textContent)")]

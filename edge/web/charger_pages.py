@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.billing import reports
-from edge.operations import calls, files, intents, tokens
+from edge.operations import calls, files, intents, security_profiles, tokens
 from edge.store import journal, reads
 from edge.web.charts import bars
 from edge.web.operations_api import Operator
@@ -119,6 +119,11 @@ def register(app: FastAPI, edge: Any, kit: Kit, ops: Operator) -> None:
                 "model": " ".join(x for x in (row.get("vendor"), row.get("model")) if x) or "—",
                 "version": row.get("ocpp_version") or "?", "last_seen": kit.when(row.get("last_seen")),
                 "connectors": _connectors(row, kit)}
+        own, asked = security_profiles.standing(conn, charger_id)
+        listed = edge.cfg.ocpp.chargers.get(charger_id)
+        info.update(security=max(own, edge.cfg.ocpp.security_profile), asked=asked,
+                    own_a=f"{listed.max_current_a:g}" if listed and listed.max_current_a else "",
+                    site_a=f"{edge.cfg.site.max_current_a:g}" if edge.cfg.site.max_current_a else "")
         done = [{"at": kit.when(o["at"]), "who": o["who"], "action": o["action"], "status": o["status"],
                  "answer": json.dumps(o["response"] if o["response"] is not None else o["error"],
                                       ensure_ascii=False)[:120]} for o in calls.listed(conn, charger_id=charger_id,
