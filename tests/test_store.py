@@ -223,3 +223,16 @@ def test_every_record_the_controller_persists_reaches_its_rows(tmp_path):
     assert q("SELECT value FROM device_model WHERE key = 'OCPPCommCtrlr.HeartbeatInterval'").fetchall() == [("300",)]
     assert q("SELECT evse_id, max_current_a, energy_wh FROM ev_needs").fetchall() == [(1, 16.0, 30000)]
     store.close()
+
+
+def test_mask_frame_masks_a_card_inside_a_data_transfers_data():
+    """The California pricing SetUserPrice carries the card in a JSON text inside `data`: masked there too, and
+    the frame stays the same JSON otherwise."""
+    from edge.controller.costs import user_price
+
+    payload = user_price("04AA0001BB", (("en", "₱15.00 per kWh"), ("fil", "₱15.00 bawat kWh")))
+    text = json.dumps([2, "1", "DataTransfer", payload], ensure_ascii=False)
+    masked = json.loads(mask_frame(text))
+    assert json.loads(masked[3]["data"])["idToken"] == "******01BB"
+    assert "04AA0001BB" not in mask_frame(text)
+    assert json.loads(masked[3]["data"])["priceText"] == "₱15.00 per kWh"

@@ -89,7 +89,8 @@ class CurrentLimits:
             said = answer.get("status")
         except (RuntimeError, TimeoutError, ConnectionError) as e:
             said = str(e)
-        log.info("charger %s: session %s limited to %.1f A (%s)", row["charger_id"], row["tx_key"], amps, said)
+        log.info("charger %s: session %s's share is %.1f A; its charging profile: %s", row["charger_id"],
+                 row["tx_key"], amps, said)
 
     async def run(self, every: float = 1.0) -> None:
         while True:

@@ -20,6 +20,8 @@ from edge.clock import now_iso
 from edge.store.sqlite import Store
 
 _CARD = re.compile(r'("(?:idTag|idToken|parentIdTag|groupIdToken)"\s*:\s*)"([^"]*)"')
+# the same inside a JSON text in a string (a DataTransfer's data: the California pricing SetUserPrice's idToken)
+_NESTED_CARD = re.compile(r'(\\"(?:idTag|idToken)\\"\s*:\s*)\\"([^"\\]*)\\"')
 
 
 def mask_uid(uid: str) -> str:
@@ -28,7 +30,8 @@ def mask_uid(uid: str) -> str:
 
 
 def mask_frame(text: str) -> str:
-    return _CARD.sub(lambda m: f'{m.group(1)}"{mask_uid(m.group(2))}"', text)
+    text = _CARD.sub(lambda m: f'{m.group(1)}"{mask_uid(m.group(2))}"', text)
+    return _NESTED_CARD.sub(lambda m: f'{m.group(1)}\\"{mask_uid(m.group(2))}\\"', text)
 
 
 class Journal:
