@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge.config import PayConfig
-
 
 class ProviderError(Exception):
     """The provider could not be asked (`unreachable`: the network or the provider is down) or refused."""
@@ -68,13 +66,3 @@ class Provider(Protocol):
 
     async def reachable(self) -> bool: ...
 
-
-def provider_from_config(pay: PayConfig) -> Provider | None:
-    """The configured provider (None: the site wallet only)."""
-    if pay.provider == "paymongo":
-        from edge.billing.paymongo import PayMongo
-
-        c = pay.paymongo
-        return PayMongo(c.secret_key, c.webhook_secret, api_base=c.api_base, timeout=c.timeout,
-                        tolerance=c.webhook_tolerance)
-    return None

@@ -19,7 +19,8 @@ from typing import Any
 
 from edge.billing import pay
 from edge.billing import sessions as billing
-from edge.billing.payments import ProviderError, provider_from_config
+from edge.billing.payments import ProviderError
+from edge.billing.providers import provider_from_config
 from edge.config import pay_amounts
 from edge.money import MoneyError, to_minor
 from edge.operations import calls
