@@ -76,3 +76,20 @@ async def test_a_remote_start_starts_a_session_and_the_simulator_reconnects_when
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(15)
+
+
+def test_the_simulated_chargers_take_their_share_and_show_the_cost(edge_factory):
+    """Smart charging and the California pricing messages, as `sitekeeper simulate` shows them to an installer:
+    two chargers on a 16 A site are held to 8 A each while both charge, and the one set to hear cost messages
+    ends with the total on its display."""
+    edge = edge_factory({"site": {"accept_unknown_cards": False, "max_current_a": 16},
+                         "billing": {"min_start_balance": "1.00"},
+                         "ocpp": {"chargers": {"SIM0001": {"cost_messages": True}}}})
+    add_card(edge, "04A1A1A1", "commercial", topup=100_000)
+    add_card(edge, "04B2B2B2", "commercial", topup=100_000)
+    out = finish(subprocess.Popen([SITEKEEPER, "simulate", "--url", edge.url, "--meter-interval", "1.5",
+                                   "--chargers", "2", "--card", "04A1A1A1", "--card", "04B2B2B2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    lines = {line.split(":")[0]: line for line in out.splitlines() if line.startswith("SIM")}
+    assert "held to 8 A at the least" in lines["SIM0001"] and "held to 8 A at the least" in lines["SIM0002"], out
+    assert "its display: Total ₱" in lines["SIM0001"] and "display" not in lines["SIM0002"], out

@@ -151,6 +151,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         line = f"{args.prefix}{i:04d}: {st.sessions} session(s), {st.energy_wh} Wh, {st.calls} calls"
         if st.refused:
             line += f", {st.refused} refused"
+        if st.limit_a is not None:
+            line += f", held to {st.limit_a:g} A at the least"
+        if st.display:
+            line += f"; its display: {st.display}"
         if st.notes:
             failed += 1
             line += "; " + "; ".join(st.notes)

@@ -42,6 +42,8 @@ class SimStats:
     energy_wh: int = 0
     refused: int = 0
     notes: list[str] = field(default_factory=list)
+    limit_a: float | None = None  # the least current the CSMS held a session to (a TxProfile), if it set one
+    display: str = ""  # what its display last showed of the price or the cost (California pricing, CostUpdated)
 
 
 class SimCharger:
@@ -69,6 +71,7 @@ class SimCharger:
         self.remote_stop = asyncio.Event()
         self.remote_starts: asyncio.Queue[str] = asyncio.Queue()
         self.plug = asyncio.Lock()  # one connector: one session at a time, card or remote
+        self.limit_a: float | None = None  # the session's TxProfile (one phase at 230 V), until it ends
 
     async def connect(self) -> None:
         headers = {}
@@ -117,8 +120,34 @@ class SimCharger:
         if action == "GetTransactionStatus":
             return {"messagesInQueue": False}
         if action == "DataTransfer":
-            return {"status": "UnknownVendorId"}
+            return self._cost_message(payload)
+        if action == "CostUpdated":
+            self.stats.display = f"{payload.get('totalCost')} so far"
+            return {}
+        if action == "SetChargingProfile":
+            profile = payload.get("csChargingProfiles") or payload.get("chargingProfile") or {}
+            schedule = profile.get("chargingSchedule")
+            schedule = schedule[0] if isinstance(schedule, list) else schedule or {}
+            periods = schedule.get("chargingSchedulePeriod") or [{}]
+            if schedule.get("chargingRateUnit") == "A" and isinstance(periods[0].get("limit"), int | float):
+                self.limit_a = float(periods[0]["limit"])
+                seen = self.stats.limit_a
+                self.stats.limit_a = self.limit_a if seen is None else min(seen, self.limit_a)
+            return {"status": "Accepted"}
         return None
+
+    def _cost_message(self, payload: dict) -> dict:
+        """The OCA's California pricing messages (1.6 DataTransfer): what the display would show."""
+        if payload.get("vendorId") != "org.openchargealliance.costmsg":
+            return {"status": "UnknownVendorId"}
+        try:
+            data = json.loads(payload.get("data") or "{}")
+        except ValueError:
+            return {"status": "Rejected"}
+        kind = payload.get("messageId")
+        self.stats.display = data.get("priceText", "") if kind in ("SetUserPrice", "FinalCost") else \
+            f"{data.get('cost')} so far" if kind == "RunningCost" else self.stats.display
+        return {"status": "Accepted"}
 
     async def call(self, action: str, payload: dict) -> dict:
         assert self.ws is not None
@@ -191,7 +220,8 @@ class SimCharger:
         return payload
 
     async def meter(self, seconds: float) -> None:
-        self.meter_wh += int(self.power_w * max(seconds, 60.0) / 3600)  # a sample stands for ≥ 1 minute
+        power = self.power_w if self.limit_a is None else min(self.power_w, self.limit_a * 230)
+        self.meter_wh += int(power * max(seconds, 60.0) / 3600)  # a sample stands for ≥ 1 minute
         if self.version == "1.6":
             await self.call("MeterValues", {"connectorId": 1, "transactionId": self.transaction_id,
                                             "meterValue": self._sample()})
@@ -207,6 +237,7 @@ class SimCharger:
         self.stats.energy_wh += self.meter_wh - self.start_wh
         self.stats.sessions += 1
         self.transaction_id = None
+        self.limit_a = None  # a TxProfile ends with its session
 
     async def serve_remote(self, meter_samples: int = 1000) -> None:
         """Charge whenever the CSMS asks (RemoteStart / RequestStart), until it asks to stop."""
