@@ -22,10 +22,10 @@ STATUSES = ("active", "blocked", "lost")
 MASTER_GROUP = "SK-MASTERPASS"
 
 
-def group_of(account_id: int) -> str:
+def group_of(account_id: int, master: bool = False) -> str:
     """The group id the cards of one account share (1.6 parentIdTag, 2.0.1 groupIdToken): a driver stops
-    a session with any card of the same user (C09)."""
-    return f"SK-A{account_id}"
+    a session with any card of the same user (C09); a master pass's cards, the master pass group (C16)."""
+    return MASTER_GROUP if master else f"SK-A{account_id}"
 
 
 class CardError(ValueError):
@@ -48,7 +48,7 @@ class Card:
     @property
     def group(self) -> str:
         """Its group id: the account's, or the master pass group."""
-        return MASTER_GROUP if self.master else group_of(self.account_id)
+        return group_of(self.account_id, self.master)
 
     def allowed_at(self, charger_id: str) -> bool:
         return self.chargers is None or charger_id in self.chargers
@@ -120,7 +120,7 @@ def all_cards(conn: sqlite3.Connection) -> dict[str, tuple[bool, list[str] | Non
     (usable: active on an account not blocked, not expired, the chargers it is limited to or None, its group)."""
     now = now_iso()
     return {uid: (status == "active" and not blocked and not _past(expires, now),
-                  json.loads(chargers) if chargers else None, MASTER_GROUP if master else group_of(account_id))
+                  json.loads(chargers) if chargers else None, group_of(account_id, bool(master)))
             for uid, status, blocked, chargers, expires, account_id, master in conn.execute(
                 "SELECT c.uid, c.status, a.blocked, c.chargers, c.expires, c.account_id, a.master_pass FROM cards c"
                 " JOIN accounts a ON a.id = c.account_id")}

@@ -11,9 +11,10 @@ charger's authorization cache must not keep a borrowed group).
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+import time
 
 from edge.billing.cards import MASTER_GROUP, Card, group_of
+from edge.clock import now_iso
 
 MASTER_ANSWER_S = 60  # how long a 1.6 charger may keep a master card's answer
 
@@ -32,7 +33,7 @@ def master_authorize(conn: sqlite3.Connection, card: Card, charger_id: str, vers
     row = conn.execute("SELECT account_id FROM transactions WHERE charger_id = ? AND stopped_at IS NULL"
                        " AND account_id IS NOT NULL AND coalesce(auth_status, 'Accepted') = 'Accepted'"
                        " ORDER BY id DESC LIMIT 1", (charger_id,)).fetchone()
-    until = (datetime.now(UTC) + timedelta(seconds=MASTER_ANSWER_S)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = now_iso(time.time() + MASTER_ANSWER_S)
     if card.expires is not None:
         until = min(until, card.expires)
     if row is None:

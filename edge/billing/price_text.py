@@ -1,14 +1,13 @@
 """What a charger's display says about money, in the drivers' languages (English, Filipino, Chinese; words
 from the drivers' catalogs): the tariff (per kWh and its bands, per minute, session and idle fees, in the site
 currency) and a session's final cost. For the 1.6 California pricing messages (priceText / priceTextExtra,
-`edge.controller.cost_messages`) and the 2.0.1 personalMessage; the pay pages and the owner's tariff page use
+`edge.controller.costs`) and the 2.0.1 personalMessage; the pay pages and the owner's tariff page use
 `tariff_lines` too.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from typing import Any
 
 from edge import i18n
@@ -62,8 +61,7 @@ def final_texts(conn: sqlite3.Connection, charger_id: str,
     cost = format_money(0 if kind == "personal" else cost_minor or 0, billing.SETTINGS.exponent,
                         billing.SETTINGS.currency)
     start, stop = parse_ts(started), parse_ts(stopped)
-    minutes = round((stop - start).total_seconds() / 60) if isinstance(start, datetime) and \
-        isinstance(stop, datetime) else 0
+    minutes = round((stop - start).total_seconds() / 60) if start and stop else 0
     return tuple((lang, i18n.translator(lang, "driver")("charger.final", cost=cost,
                                                         kwh=f"{(energy_wh or 0) / 1000:.2f}", minutes=minutes))
                  for lang in LANGUAGES), receipt

@@ -68,6 +68,7 @@ class Decide:
     kind: str  # "authorize" or "start"
     tx: TxStart | None = None
     upstream_status: str | None = None
+    price_texts: bool = False  # the charger shows the price: an accepted priced card's tariff texts with it
 
 
 @dataclass(slots=True)

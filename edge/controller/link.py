@@ -402,7 +402,7 @@ class ChargerLink(BillingPart, ReplayPart, RegistrationPart, CostPart):
             payload = {"status": "Accepted"}  # the profile follows (edge.operations.current_limits)
         ended = call.action == "TransactionEvent" and call.payload.get("eventType") == "Ended"
         key = (call.payload.get("transactionInfo") or {}).get("transactionId") if ended else \
-            str(call.payload.get("transactionId")) if call.action == "StopTransaction" else None
+            str(call.payload.get("transactionId")) if call.action == "StopTransaction" and self._telling() else None
         return SendCharger(result_text(call.msg_id, payload), total_cost_of=key)
 
     def _record(self, call: Call, *, offline: bool, decided: Decision | None,

@@ -58,7 +58,8 @@ class BillingPart:
                 return []
         if call.action == "Authorize":
             return self._ask(Asked(call, Waits.AUTHORIZE, sent=sent),
-                             Decide(uid, self.charger_id, self.version, "authorize"))
+                             Decide(uid, self.charger_id, self.version, "authorize",
+                                    price_texts=self._telling()))
         return self._ask(Asked(call, Waits.START, sent=sent),
                          Decide(uid, self.charger_id, self.version, "start", self._start_record(call, uid)))
 

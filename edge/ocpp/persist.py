@@ -65,7 +65,7 @@ def ask_billing(conn: sqlite3.Connection, question: Decide | RunningCost) -> Dec
                           upstream_status=question.upstream_status)
     if not out.get("known"):
         return Decision(known=False)
-    priced = out["status"] == "Accepted" and out.get("kind") == "commercial" and question.kind == "authorize"
+    priced = question.price_texts and out["status"] == "Accepted" and out.get("kind") == "commercial"
     return Decision(known=True, status=out["status"], tx_id=out.get("tx_id"), hold_minor=out.get("hold_minor") or 0,
                     repeat=bool(out.get("repeat")), expiry=out.get("expires"), group=out.get("group"),
                     price_texts=price_text.tariff_texts(conn) if priced else ())

@@ -370,7 +370,7 @@ class ChargerSession:
                 if not site.journal.passed_through(self.charger_id, text, "u>c"):
                     site.journal.add(self.charger_id, "e>c", text)
                 self.ws.send(text)
-                if tx_key is not None and self.version == "1.6" and cost is not None:
+                if tx_key is not None and self.version == "1.6" and cost is not None:  # a charger that hears it
                     self._tell_final(tx_key, cost)
             case SendUpstream(text=text):
                 if self.up is not None:
@@ -444,8 +444,6 @@ class ChargerSession:
     def _tell_final(self, tx_key: str, cost: float) -> None:
         """A 1.6 session billed: its FinalCost for the display, with its receipt's address as a QR code when
         phones can reach it (`pay.public_url`)."""
-        if self.link is None or not self.link.settings.cost_messages:
-            return
         texts, receipt = price_text.final_texts(self.site.store.db.conn, self.charger_id, tx_key)
         base = self.site.cfg.pay.public_url.rstrip("/")
         qr = f"{base}/receipt/{receipt}" if base and receipt else None
